@@ -1,0 +1,214 @@
+"""The ``pansharp-dist`` command line: a thin shell over the library.
+
+Library errors (:class:`PansharpError`) become one line on stderr and exit
+status 2, with no traceback. Progress goes to stderr; ``--json`` prints one
+JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .errors import PansharpError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distributed pansharpening on Dask.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (write docs/benchmarks.md).")
+app.add_typer(bench_app, name="bench")
+err = Console(stderr=True)
+
+Pan = Annotated[str, typer.Option("--pan", help="PAN GeoTIFF/COG path or URL, or a .mat file.")]
+Ms = Annotated[str, typer.Option("--ms", help="MS GeoTIFF/COG path or URL, or a .mat file.")]
+Sensor = Annotated[Optional[str], typer.Option("--sensor", help="Sensor (wv3, wv2, qb, ge1, ikonos, pleiades, landsat8).")]
+Tile = Annotated[int, typer.Option("--tile", help="Tile size in PAN pixels.")]
+Scheduler = Annotated[str, typer.Option("--scheduler", help="'local' or a scheduler address tcp://HOST:PORT.")]
+Workers = Annotated[Optional[int], typer.Option("--workers", help="Worker processes of a local cluster.")]
+Patch = Annotated[Optional[int], typer.Option("--patch", help="Patch index in .mat patch stacks.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")]
+
+
+@contextmanager
+def _edge(quiet: bool = False):
+    """Turn library errors into one line and exit 2; show warnings as one line each."""
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
+        if not quiet:
+            err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+    previous = warnings.showwarning
+    warnings.showwarning = show
+    logging.getLogger("rasterio").setLevel(logging.ERROR)
+    try:
+        yield
+    except PansharpError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    finally:
+        warnings.showwarning = previous
+
+
+@contextmanager
+def _progress(enabled: bool):
+    """A rich progress bar on stderr, fed by ``callback(phase, done, total)``."""
+    if not enabled:
+        yield None
+        return
+    columns = (TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        yield update
+
+
+def _weights(text: Optional[str]) -> Optional[tuple[float, ...]]:
+    if text is None:
+        return None
+    from .errors import InvalidParameterError
+
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise InvalidParameterError(f"--weights must be comma-separated numbers, got {text!r}") from None
+
+
+@app.command()
+def run(
+    pan: Pan,
+    ms: Ms,
+    out: Annotated[Path, typer.Option("--out", help="Output COG path.")],
+    method: Annotated[str, typer.Option("--method", help="brovey, gsa or mtf-glp-hpm.")] = "brovey",
+    sensor: Sensor = None,
+    tile: Tile = 512,
+    scheduler: Scheduler = "local",
+    workers: Workers = None,
+    work_dir: Annotated[Optional[Path], typer.Option("--work-dir", help="Keep the Zarr stores here.")] = None,
+    overwrite: Overwrite = False,
+    json_out: Json = False,
+    patch: Patch = None,
+    weights: Annotated[Optional[str], typer.Option("--weights", help="Brovey weights, comma-separated.")] = None,
+) -> None:
+    """Pansharpen a PAN + MS pair into a cloud-optimized GeoTIFF."""
+    from .pipeline import run as run_pipeline
+
+    with _edge(quiet=json_out), _progress(not json_out) as progress:
+        report = run_pipeline(
+            pan, ms, out, method=method, sensor=sensor, tile=tile, patch=patch, weights=_weights(weights),
+            scheduler=scheduler, workers=workers, work_dir=work_dir, overwrite=overwrite, progress=progress,
+        )
+    if json_out:
+        typer.echo(json.dumps(report.to_dict()))
+    else:
+        err.print(f"wrote {report.output} ({report.bytes / 1e6:.1f} MB) in {report.seconds:.1f} s", highlight=False)
+
+
+@app.command()
+def ingest(
+    pan: Pan,
+    ms: Ms,
+    out: Annotated[Path, typer.Option("--out", help="Zarr tile store to create.")],
+    sensor: Sensor = None,
+    tile: Tile = 512,
+    scheduler: Scheduler = "local",
+    workers: Workers = None,
+    overwrite: Overwrite = False,
+    json_out: Json = False,
+    patch: Patch = None,
+) -> None:
+    """Write a PAN + MS pair to a Zarr v3 tile store with per-scene statistics."""
+    from .pipeline import ingest_scene
+
+    with _edge(quiet=json_out), _progress(not json_out) as progress:
+        scene = ingest_scene(
+            pan, ms, out, sensor=sensor, tile=tile, patch=patch, scheduler=scheduler,
+            workers=workers, overwrite=overwrite, progress=progress,
+        )
+    summary = {
+        "store": str(out), "height": scene.shape[0], "width": scene.shape[1], "bands": scene.bands,
+        "ratio": scene.ratio, "sensor": scene.sensor, "valid_pixels": scene.stats.pan_count,
+    }
+    typer.echo(json.dumps(summary) if json_out else f"wrote tile store {out} {summary}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo's outputs.")] = Path("pansharp-demo"),
+    method: Annotated[str, typer.Option("--method")] = "mtf-glp-hpm",
+    scheduler: Scheduler = "local",
+    workers: Workers = None,
+) -> None:
+    """Pansharpen the embedded sample scene: a COG, a PNG quicklook and a summary."""
+    from rio_cogeo.cogeo import cog_validate
+
+    from .export import write_quicklook
+    from .pipeline import run as run_pipeline
+    from .sensors import default_rgb
+
+    sample = resources.files("pansharp_dist") / "sample"
+    with _edge():
+        out.mkdir(parents=True, exist_ok=True)
+        cog = out / "demo.tif"
+        with _progress(True) as progress:
+            report = run_pipeline(
+                str(sample / "pan.tif"), str(sample / "ms.tif"), cog, method=method, tile=256,
+                scheduler=scheduler, workers=workers, overwrite=True, progress=progress,
+            )
+        png = write_quicklook(cog, out / "demo.png", default_rgb(report.bands))
+    valid, errors, _ = cog_validate(str(cog))
+    table = Table(title="pansharp-dist demo", show_header=False)
+    rows = [
+        ("input", "embedded sample: 4-band VHR, 0.5 m PAN (MIT, see pansharp_dist/sample/README.md)"),
+        ("grid", f"{report.width} x {report.height} PAN pixels, ratio {report.ratio}, {report.crs}"),
+        ("method", report.method),
+        ("tiles", str(report.tiles)),
+        ("seconds", f"{report.seconds:.2f}"),
+        ("COG", f"{cog} ({report.bytes / 1e6:.2f} MB), valid COG: {valid}{'' if valid else ' ' + '; '.join(errors)}"),
+        ("quicklook", str(png)),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    Console().print(table)
+    if not valid:
+        raise typer.Exit(1)
+
+
+@bench_app.command("classical")
+def bench_classical(
+    sizes: Annotated[str, typer.Option("--sizes", help="PAN sizes, comma-separated.")] = "8192,16384",
+    work_dir: Annotated[Path, typer.Option("--work-dir")] = Path("bench-work"),
+    report: Annotated[Path, typer.Option("--report", help="Markdown file to update.")] = Path("docs/benchmarks.md"),
+    workers: Workers = None,
+) -> None:
+    """Brovey through the pipeline against gdal_pansharpen.py on mosaicked real scenes."""
+    from .bench.classical import run_classical_bench
+
+    with _edge():
+        run_classical_bench(
+            [int(s) for s in sizes.split(",")], work_dir, report, workers=workers,
+            log=lambda msg: err.print(msg, highlight=False),
+        )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The PansharpError family.
+
+Every error the library raises on purpose is a :class:`PansharpError`. Each
+subclass also inherits the builtin it resembles, so callers that already catch
+``ValueError`` or ``OSError`` keep working. Messages say what was wrong and
+what to do about it; the CLI prints them on one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+
+class PansharpError(Exception):
+    """Root of every error raised by pansharp-dist."""
+
+
+class InputNotFoundError(PansharpError, FileNotFoundError):
+    """An input file or URL does not exist."""
+
+
+class CorruptInputError(PansharpError, OSError):
+    """An input file exists but cannot be read as a raster."""
+
+
+class BandCountError(PansharpError, ValueError):
+    """PAN is not single-band, or MS has fewer than two bands."""
+
+
+class CRSMismatchError(PansharpError, ValueError):
+    """PAN and MS are in different coordinate reference systems."""
+
+
+class NoOverlapError(PansharpError, ValueError):
+    """PAN and MS footprints do not overlap."""
+
+
+class ResolutionRatioError(PansharpError, ValueError):
+    """The MS/PAN pixel-size ratio is not an integer."""
+
+
+class UnsupportedDtypeError(PansharpError, TypeError):
+    """A raster's data type cannot be pansharpened."""
+
+
+class EmptySceneError(PansharpError, ValueError):
+    """Every pixel of the scene is nodata."""
+
+
+class OutputExistsError(PansharpError, FileExistsError):
+    """The output exists and overwriting was not asked for."""
+
+
+class OutputNotWritableError(PansharpError, PermissionError):
+    """The output folder cannot be written."""
+
+
+class UnknownMethodError(PansharpError, KeyError):
+    """No fusion method has the requested name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownSensorError(PansharpError, KeyError):
+    """No sensor has the requested name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidParameterError(PansharpError, ValueError):
+    """A parameter (tile size, weights, patch index, ...) is out of range."""
+
+
+class ClusterError(PansharpError, ConnectionError):
+    """A Dask cluster could not be started or reached."""
+
+
+class StoreError(PansharpError, OSError):
+    """A Zarr tile store is missing, incomplete or of another layout."""

@@ -1,0 +1,175 @@
+"""Tiled fusion of a whole scene as one lazy dask array.
+
+The scene is cut into blocks (one task each, a batch of tiles). Each block is
+read with a halo from its neighbours (``map_overlap``, clipped at the scene
+border), cut into the tiles of a :class:`~pansharp_dist.tiling.TileGrid`, and
+every tile is fused with its own halo and cropped back. Because the fuser's
+global parameters are fitted once per scene and its per-pixel work is local
+within its halo, the result equals a single pass over the whole scene.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from .errors import InvalidParameterError
+from .methods import Fuser, fit_method
+from .scene import Scene
+from .sensors import get_sensor
+from .stats import valid_mask
+from .store import with_stats
+from .tiling import TileGrid
+
+OUTPUT_NODATA = 0
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """How fused float32 values become output pixels.
+
+    Integer scenes keep the MS dtype: values are rounded and clipped to
+    ``[1, dtype max]`` so that 0 stays free to mean nodata. Float scenes give
+    float32. Pixels where the PAN or any MS band is nodata become 0.
+    """
+
+    dtype: str
+    ratio: int
+    pan_nodata: float | None
+    ms_nodata: float | None
+
+    @classmethod
+    def for_scene(cls, scene: Scene) -> "OutputSpec":
+        kind = np.dtype(scene.ms.dtype).kind
+        dtype = str(scene.ms.dtype) if kind in "ui" else "float32"
+        return cls(dtype, scene.ratio, scene.pan_nodata, scene.ms_nodata)
+
+    def finish(self, fused: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """``(B, H, W)`` float32 to output dtype, nodata where ``valid`` is False."""
+        dtype = np.dtype(self.dtype)
+        if dtype.kind in "ui":
+            info = np.iinfo(dtype)
+            out = np.clip(np.rint(fused), 1, info.max).astype(dtype)
+        else:
+            out = fused.astype(dtype)
+        out[:, ~valid] = OUTPUT_NODATA
+        return out
+
+
+def render(fuser: Fuser, pan: np.ndarray, ms: np.ndarray, spec: OutputSpec) -> np.ndarray:
+    """Fuse one window: ``pan (H, W)`` and ``ms (B, H/r, W/r)`` in native dtypes to output pixels.
+
+    This is the whole single-pass computation; tiles call it on their windows.
+    """
+    valid, _ = valid_mask(pan, ms, spec.ratio, spec.pan_nodata, spec.ms_nodata)
+    fused = fuser.fuse(pan[None], ms[None])[0]
+    return spec.finish(fused, valid)
+
+
+def _fuse_block(
+    pan: np.ndarray, ms: np.ndarray, *, fuser: Fuser, spec: OutputSpec, grid: TileGrid,
+    block_info: dict | None = None,
+) -> np.ndarray:
+    """One block: ``pan``/``ms`` include the halo the neighbours gave (none at scene borders)."""
+    (_, _), (y0, y1), (x0, x1) = block_info[None]["array-location"]
+    r, t = grid.ratio, grid.tile
+    oy, ox = y0 - min(grid.halo, y0), x0 - min(grid.halo, x0)
+    out = np.empty((ms.shape[0], y1 - y0, x1 - x0), np.dtype(spec.dtype))
+    for ti in range(y0 // t, math.ceil(y1 / t)):
+        for tj in range(x0 // t, math.ceil(x1 / t)):
+            tile = grid[ti, tj]
+            r0, r1, c0, c1 = tile.read
+            result = render(
+                fuser,
+                pan[r0 - oy : r1 - oy, c0 - ox : c1 - ox],
+                ms[:, (r0 - oy) // r : (r1 - oy) // r, (c0 - ox) // r : (c1 - ox) // r],
+                spec,
+            )
+            k0, k1, l0, l1 = tile.core
+            rows, cols = tile.crop
+            out[:, k0 - y0 : k1 - y0, l0 - x0 : l1 - x0] = result[:, rows, cols]
+    return out
+
+
+def _block_chunks(length: int, block: int, halo: int) -> tuple[int, ...]:
+    """Block sizes along one axis; a last block thinner than the halo joins its neighbour."""
+    sizes = [block] * (length // block)
+    rest = length - block * len(sizes)
+    if rest:
+        if sizes and rest < halo:
+            sizes[-1] += rest
+        else:
+            sizes.append(rest)
+    return tuple(sizes)
+
+
+def tile_grid(scene: Scene, fuser: Fuser, tile: int) -> TileGrid:
+    """The scene's TileGrid for ``fuser``'s halo."""
+    return TileGrid(scene.shape[0], scene.shape[1], tile, fuser.halo, scene.ratio)
+
+
+def fit(scene: Scene, method: str, client=None, **options: object) -> Fuser:
+    """Fit ``method`` to ``scene`` (computing its statistics first if it has none)."""
+    scene = with_stats(scene, client)
+    return fit_method(method, scene.stats, scene.ratio, get_sensor(scene.sensor), **options)
+
+
+def pansharpen(
+    scene: Scene,
+    method: str | Fuser = "brovey",
+    client=None,
+    *,
+    tile: int = 512,
+    block: int | None = None,
+    **options: object,
+) -> xr.DataArray:
+    """Pansharpen ``scene`` lazily.
+
+    Args:
+        scene: the PAN + MS pair.
+        method: a method name (fitted here, on the scene's statistics) or a fitted :class:`Fuser`.
+        client: Dask client used to fit the method when statistics are needed.
+        tile: tile size in PAN pixels.
+        block: PAN pixels per task (a multiple of ``tile``; default 4 tiles).
+        options: method options (``weights`` for Brovey).
+
+    Returns:
+        A lazy ``(band, y, x)`` DataArray on the PAN grid with the scene's CRS,
+        in the MS dtype (float32 for float scenes), 0 where input is nodata.
+    """
+    from .store import block_size
+
+    fuser = method if isinstance(method, Fuser) else fit(scene, method, client, **options)
+    if fuser.ratio != scene.ratio:
+        raise InvalidParameterError(f"method fitted for ratio {fuser.ratio}, scene has ratio {scene.ratio}")
+    block = block or block_size(tile)
+    grid = tile_grid(scene, fuser, tile)
+    if block % grid.tile:
+        raise InvalidParameterError(f"block {block} must be a multiple of the tile size {grid.tile}")
+    if block < grid.halo:
+        raise InvalidParameterError(f"block {block} is smaller than the method's halo {grid.halo}")
+    spec = OutputSpec.for_scene(scene)
+    r, h = scene.ratio, grid.halo
+    ys, xs = (_block_chunks(n, block, h) for n in scene.shape)
+    pan = scene.pan.data.rechunk((ys, xs))
+    ms = scene.ms.data.rechunk((-1, tuple(v // r for v in ys), tuple(v // r for v in xs)))
+    data = da.map_overlap(
+        _fuse_block, pan, ms,
+        depth=[{0: h, 1: h}, {0: 0, 1: h // r, 2: h // r}],
+        boundary="none", trim=False, align_arrays=False, allow_rechunk=False,
+        dtype=np.dtype(spec.dtype), chunks=((scene.bands,), ys, xs),
+        meta=np.empty((0, 0, 0), np.dtype(spec.dtype)),
+        fuser=fuser, spec=spec, grid=grid,
+    )
+    out = xr.DataArray(
+        data, dims=("band", "y", "x"),
+        coords={"band": np.arange(1, scene.bands + 1), "y": scene.pan.y, "x": scene.pan.x},
+        name="hrms", attrs={"method": fuser.name, "_FillValue": OUTPUT_NODATA},
+    )
+    if scene.crs is not None:
+        out = out.rio.write_crs(scene.crs)
+    return out.rio.write_transform(scene.transform)

@@ -1,0 +1,83 @@
+"""The one interface every fusion method implements, and the registry of methods.
+
+A method is fitted once per scene (from the scene's statistics) into a
+:class:`Fuser`: a small, frozen, picklable object that declares its halo and
+maps a batch of PAN tiles and MS tiles to HRMS tiles. The tiler, the cluster
+and the exporter only ever see a ``Fuser``; they never ask which kind it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import UnknownMethodError
+from .sensors import Sensor
+from .stats import SceneStats
+
+
+@runtime_checkable
+class Fuser(Protocol):
+    """A method fitted to one scene.
+
+    Attributes:
+        name: method name as given on the command line.
+        ratio: PAN/MS resolution ratio it was fitted for.
+        halo: PAN pixels of context each tile needs on every side so that a
+            tiled run equals a single pass over the whole scene.
+    """
+
+    name: str
+    ratio: int
+    halo: int
+
+    def fuse(self, pan: np.ndarray, ms: np.ndarray) -> np.ndarray:
+        """Fuse a batch of tiles.
+
+        Args:
+            pan: ``(N, H, W)`` float32 PAN tiles.
+            ms: ``(N, B, H/r, W/r)`` float32 MS tiles covering the same ground.
+
+        Returns:
+            ``(N, B, H, W)`` float32 pansharpened tiles, in the units of ``ms``.
+        """
+        ...
+
+
+FitFn = Callable[..., Fuser]
+"""``fit(stats, ratio, sensor, **options) -> Fuser``."""
+
+
+def _registry() -> dict[str, FitFn]:
+    from . import classical
+
+    return {
+        "brovey": classical.fit_brovey,
+        "gsa": classical.fit_gsa,
+        "mtf-glp-hpm": classical.fit_mtf_glp_hpm,
+    }
+
+
+def method_names() -> list[str]:
+    """Names of every registered method."""
+    return list(_registry())
+
+
+def fit_method(
+    name: str, stats: SceneStats, ratio: int, sensor: Sensor, **options: object
+) -> Fuser:
+    """Fit the method called ``name`` to a scene's statistics.
+
+    Args:
+        name: a name from :func:`method_names`.
+        stats: the scene's statistics (from the tile store or :func:`scene_stats`).
+        ratio: PAN/MS resolution ratio.
+        sensor: sensor facts (MTF gains) for methods that use them.
+        options: method-specific options (``weights`` for Brovey).
+    """
+    fit = _registry().get(name.lower())
+    if fit is None:
+        raise UnknownMethodError(f"unknown method {name!r}; choose one of {', '.join(method_names())}")
+    return fit(stats, ratio, sensor, **options)

@@ -1,0 +1,436 @@
+"""Scenes: a PAN band and MS bands on aligned grids, read lazily and validated.
+
+A :class:`Scene` holds two dask-backed :class:`xarray.DataArray` objects that
+carry their coordinates and CRS (rioxarray): ``pan`` with dims ``(y, x)`` and
+``ms`` with dims ``(band, y, x)``. They are cropped so that MS pixel ``(i, j)``
+covers exactly PAN pixels ``[r*i, r*i + r) x [r*j, r*j + r)`` where ``r`` is the
+integer resolution ratio. Georeferenced pairs are aligned through their
+geotransforms; pairs without georeferencing are assumed to share the origin.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import dask.array as da
+import numpy as np
+import rasterio
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from affine import Affine
+from rasterio.errors import RasterioIOError
+
+from .errors import (
+    BandCountError,
+    CorruptInputError,
+    CRSMismatchError,
+    InputNotFoundError,
+    InvalidParameterError,
+    NoOverlapError,
+    ResolutionRatioError,
+    UnsupportedDtypeError,
+)
+from .sensors import find_sensor, get_sensor
+from .stats import SceneStats
+
+SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+RATIO_TOLERANCE = 0.01
+GDAL_SCHEMES = {"http", "https", "s3", "gs", "gcs", "az", "azure", "abfs", "oss", "zip", "tar", "vsi"}
+_SENSOR_TAGS = ("sensor", "satellite", "satelliteid", "satid", "platform", "spacecraft")
+
+
+class NotGeoreferencedWarning(UserWarning):
+    """A pair without CRS or geotransform was assumed to share its origin."""
+
+
+class MisregistrationWarning(UserWarning):
+    """The PAN and MS grids could only be aligned to within some PAN pixels."""
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A PAN + MS pair on aligned grids.
+
+    Attributes:
+        pan: PAN counts or reflectance, dims ``(y, x)``, native dtype, lazy.
+        ms: MS bands, dims ``(band, y, x)`` at MS resolution, native dtype, lazy;
+            MS pixel ``(i, j)`` covers PAN pixels ``[r*i, r*i+r) x [r*j, r*j+r)``.
+        ratio: integer PAN/MS resolution ratio ``r``.
+        sensor: registry id of the sensor (``"wv3"``), or ``None`` if unknown.
+        pan_nodata: PAN value that marks missing pixels, or ``None``.
+        ms_nodata: MS value that marks missing pixels, or ``None``.
+        name: a short label for logs and reports.
+        stats: per-scene statistics, when known (scenes opened from a tile store).
+    """
+
+    pan: xr.DataArray
+    ms: xr.DataArray
+    ratio: int
+    sensor: str | None = None
+    pan_nodata: float | None = None
+    ms_nodata: float | None = None
+    name: str = "scene"
+    stats: SceneStats | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """PAN grid size ``(height, width)`` in pixels."""
+        return self.pan.shape[0], self.pan.shape[1]
+
+    @property
+    def bands(self) -> int:
+        """Number of MS bands."""
+        return self.ms.shape[0]
+
+    @property
+    def crs(self) -> Any:
+        """The CRS of both grids (``rasterio.crs.CRS``) or ``None``."""
+        return self.pan.rio.crs
+
+    @property
+    def transform(self) -> Affine:
+        """Affine transform of the PAN grid (pixel corner convention)."""
+        return self.pan.rio.transform()
+
+    def rechunk(self, pan_chunk: int) -> "Scene":
+        """The same scene with PAN chunks of ``pan_chunk`` and MS chunks aligned to them."""
+        if pan_chunk % self.ratio:
+            raise InvalidParameterError(
+                f"chunk size {pan_chunk} is not a multiple of the resolution ratio {self.ratio}"
+            )
+        ms_chunk = pan_chunk // self.ratio
+        return replace(
+            self,
+            pan=self.pan.chunk({"y": pan_chunk, "x": pan_chunk}),
+            ms=self.ms.chunk({"band": -1, "y": ms_chunk, "x": ms_chunk}),
+        )
+
+
+@dataclass(frozen=True)
+class _Raster:
+    """One input raster before alignment: a lazy array and its grid."""
+
+    data: xr.DataArray  # (band, y, x)
+    transform: Affine
+    crs: Any
+    nodata: float | None
+    sensor: str | None
+    source: str
+
+    @property
+    def georeferenced(self) -> bool:
+        return self.crs is not None
+
+
+def open_scene(
+    pan: str | Path,
+    ms: str | Path,
+    sensor: str | None = None,
+    *,
+    patch: int | None = None,
+    chunk: int = 2048,
+) -> Scene:
+    """Open and validate a PAN + MS pair as a lazy :class:`Scene`.
+
+    Args:
+        pan: PAN GeoTIFF/COG path or URL (GDAL or fsspec), or a ``.mat`` file.
+        ms: MS GeoTIFF/COG path or URL, or a ``.mat`` file (may equal ``pan``).
+        sensor: sensor name or alias; if ``None``, taken from the file metadata.
+        patch: index of the patch in ``.mat`` patch stacks (``pan``/``ms`` keys).
+        chunk: PAN chunk size in pixels; MS chunks are ``chunk // ratio``.
+
+    Raises:
+        PansharpError: a subclass that says what is wrong with the input.
+    """
+    pan_r = _read_input(pan, "PAN", patch)
+    ms_r = _read_input(ms, "MS", patch)
+    if pan_r.data.shape[0] != 1:
+        raise BandCountError(
+            f"PAN {pan_r.source} has {pan_r.data.shape[0]} bands; --pan needs the single-band "
+            "panchromatic image (select its band with gdal_translate -b 1)"
+        )
+    if ms_r.data.shape[0] < 2:
+        raise BandCountError(
+            f"MS {ms_r.source} has {ms_r.data.shape[0]} band; --ms needs the multispectral image "
+            "with two or more bands (did you swap --pan and --ms?)"
+        )
+    ratio, (pan_win, ms_win) = _align(pan_r, ms_r)
+    chosen = get_sensor(sensor).id if sensor is not None else (pan_r.sensor or ms_r.sensor)
+    if chosen == "unknown":
+        chosen = None
+    pan_da = _crop(pan_r, pan_win).isel(band=0, drop=True)
+    ms_da = _crop(ms_r, ms_win)
+    pan_da, ms_da = _grid(pan_da, ms_da, pan_r, pan_win, ratio)
+    scene = Scene(
+        pan=pan_da.rename("pan"),
+        ms=ms_da.rename("ms"),
+        ratio=ratio,
+        sensor=chosen,
+        pan_nodata=pan_r.nodata,
+        ms_nodata=ms_r.nodata,
+        name=Path(str(pan)).stem,
+    )
+    return scene.rechunk(_fit_chunk(chunk, ratio))
+
+
+def _fit_chunk(chunk: int, ratio: int) -> int:
+    if chunk < ratio:
+        raise InvalidParameterError(f"chunk size {chunk} is smaller than the resolution ratio {ratio}")
+    return chunk - chunk % ratio
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _read_input(path: str | Path, role: str, patch: int | None) -> _Raster:
+    text = str(path)
+    if text.lower().endswith(".mat"):
+        return _read_mat(_local_path(text, role), role, patch)
+    return _read_raster(text, role)
+
+
+def _local_path(text: str, role: str) -> Path:
+    parsed = urlparse(text)
+    local = Path(parsed.path) if parsed.scheme == "file" else Path(text)
+    if not local.exists():
+        raise InputNotFoundError(f"{role} file not found: {text}; check the path")
+    return local
+
+
+def _raster_target(text: str, role: str) -> tuple[str, dict]:
+    """What to hand rasterio: a local path, a GDAL URL, or an fsspec opener."""
+    parsed = urlparse(text)
+    scheme = parsed.scheme.split("+")[0]
+    if len(scheme) <= 1 or scheme == "file":  # a path (or a Windows drive letter)
+        return str(_local_path(text, role)), {}
+    if scheme in GDAL_SCHEMES:
+        return text, {}
+    import fsspec
+
+    fs, fs_path = fsspec.core.url_to_fs(text)
+    if not fs.exists(fs_path):
+        raise InputNotFoundError(f"{role} not found at {text}; check the URL")
+    return text, {"opener": fs}
+
+
+def _read_raster(text: str, role: str) -> _Raster:
+    target, open_kwargs = _raster_target(text, role)
+    try:
+        with rasterio.open(target, **open_kwargs) as src:
+            _check_dtype(src.dtypes[0], role, text)
+            _check_readable(src)
+            transform, crs, nodata, tags = src.transform, src.crs, src.nodata, src.tags()
+            count = src.count
+    except RasterioIOError as exc:
+        if "No such file" in str(exc) or "does not exist" in str(exc) or "404" in str(exc):
+            raise InputNotFoundError(f"{role} not found: {text}; check the path or URL") from None
+        raise CorruptInputError(
+            f"{role} {text} is not a readable raster ({_first_line(exc)}); "
+            "re-download or re-export the file"
+        ) from None
+    if crs is None and transform == Affine.identity():
+        transform = None
+    data = rioxarray.open_rasterio(target, chunks={"band": -1, "y": 2048, "x": 2048},
+                                   lock=False, cache=False, **open_kwargs)
+    if count == 0:
+        raise BandCountError(f"{role} {text} has no bands")
+    if nodata is None:
+        nodata = 0.0
+    return _Raster(data, transform, crs, float(nodata), _sensor_from_tags(tags), text)
+
+
+def _check_dtype(dtype: str, role: str, source: str) -> None:
+    if dtype not in SUPPORTED_DTYPES:
+        raise UnsupportedDtypeError(
+            f"{role} {source} has data type {dtype}; supported are {', '.join(SUPPORTED_DTYPES)} "
+            "(convert with gdal_translate -ot UInt16 or -ot Float32)"
+        )
+
+
+def _check_readable(src: rasterio.DatasetReader) -> None:
+    """Read the first and last rows so that truncated files fail here, not mid-run."""
+    for row in (0, src.height - 1):
+        src.read(window=((row, row + 1), (0, src.width)))
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _sensor_from_tags(tags: dict[str, str]) -> str | None:
+    for key, value in tags.items():
+        if key.lower() in _SENSOR_TAGS:
+            found = find_sensor(value)
+            if found is not None:
+                return found.id
+    return None
+
+
+def _read_mat(path: Path, role: str, patch: int | None) -> _Raster:
+    """Read a MATLAB research file (``I_PAN``/``I_MS`` or ``pan``/``ms`` stacks)."""
+    arrays = _load_mat(path)
+    keys = {"PAN": ("I_PAN", "pan"), "MS": ("I_MS", "I_MS_LR", "ms")}[role]
+    key = next((k for k in keys if k in arrays), None)
+    if key is None:
+        raise CorruptInputError(
+            f"{path} holds no {role} array (looked for {', '.join(keys)}; found "
+            f"{', '.join(sorted(arrays)) or 'nothing'})"
+        )
+    arr = np.asarray(arrays[key])
+    stacked = key in ("pan", "ms")
+    if stacked:
+        n = arr.shape[0]
+        if patch is None:
+            raise InvalidParameterError(
+                f"{path} is a stack of {n} patches; choose one with patch=N (CLI: --patch N), 0 <= N < {n}"
+            )
+        if not 0 <= patch < n:
+            raise InvalidParameterError(f"patch {patch} is out of range; {path} holds patches 0..{n - 1}")
+        arr = arr[patch]
+    arr = arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)  # (band, y, x)
+    _check_dtype(str(arr.dtype), role, str(path))
+    data = xr.DataArray(da.from_array(arr, chunks=(-1, 2048, 2048)), dims=("band", "y", "x"))
+    data = data.assign_coords(band=np.arange(1, arr.shape[0] + 1))
+    sensor_value = arrays.get("sensor")
+    sensor = find_sensor(str(np.ravel(sensor_value)[0])) if sensor_value is not None else None
+    return _Raster(data, None, None, None, sensor.id if sensor else None, str(path))
+
+
+def _load_mat(path: Path) -> dict[str, Any]:
+    import scipy.io
+
+    try:
+        return {k: v for k, v in scipy.io.loadmat(str(path)).items() if not k.startswith("__")}
+    except NotImplementedError:  # MATLAB v7.3: HDF5, column-major
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return {k: np.asarray(f[k]).T for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+    except (ValueError, OSError) as exc:
+        raise CorruptInputError(f"{path} is not a readable MATLAB file ({_first_line(exc)})") from None
+
+
+# --------------------------------------------------------------------------- alignment
+
+Window = tuple[int, int, int, int]  # row0, row1, col0, col1
+
+
+def _align(pan: _Raster, ms: _Raster) -> tuple[int, tuple[Window, Window]]:
+    """Integer ratio and the PAN and MS windows that cover the same ground."""
+    if pan.georeferenced != ms.georeferenced:
+        has, lacks = ("PAN", "MS") if pan.georeferenced else ("MS", "PAN")
+        raise CRSMismatchError(
+            f"{has} is georeferenced but {lacks} has no CRS; give both files a CRS "
+            "(gdal_edit.py -a_srs) or neither"
+        )
+    (_, ph, pw), (_, mh, mw) = pan.data.shape, ms.data.shape
+    if not pan.georeferenced:
+        warnings.warn(
+            f"{pan.source} and {ms.source} carry no georeferencing; assuming the grids share "
+            "their top-left corner",
+            NotGeoreferencedWarning,
+            stacklevel=3,
+        )
+        ratio = _integer_ratio(pw / mw, ph / mh, pan.source, ms.source, "image sizes")
+        rows, cols = min(mh, ph // ratio), min(mw, pw // ratio)
+        return ratio, ((0, rows * ratio, 0, cols * ratio), (0, rows, 0, cols))
+    if pan.crs != ms.crs:
+        raise CRSMismatchError(
+            f"PAN CRS ({pan.crs}) differs from MS CRS ({ms.crs}); reproject one onto the "
+            "other's CRS with gdalwarp -t_srs"
+        )
+    pt, mt = pan.transform, ms.transform
+    if pt.b or pt.d or mt.b or mt.d:
+        raise InvalidParameterError("rotated geotransforms are not supported; warp to north-up with gdalwarp")
+    ratio = _integer_ratio(mt.a / pt.a, mt.e / pt.e, pan.source, ms.source, "pixel sizes")
+    (p_left, p_right), (p_top, p_bottom) = _span(pt, pw, ph)
+    (m_left, m_right), (m_top, m_bottom) = _span(mt, mw, mh)
+    left, right = max(p_left, m_left), min(p_right, m_right)
+    bottom, top = max(p_bottom, m_bottom), min(p_top, m_top)
+    if left >= right or bottom >= top:
+        raise NoOverlapError(
+            f"PAN {pan.source} and MS {ms.source} do not overlap (PAN x {p_left:.1f}..{p_right:.1f}, "
+            f"y {p_bottom:.1f}..{p_top:.1f}; MS x {m_left:.1f}..{m_right:.1f}, y {m_bottom:.1f}..{m_top:.1f}); "
+            "check that they are the same scene"
+        )
+    cx, cy = (left + right) / 2, (bottom + top) / 2
+    col_off = (cx - pt.c) / pt.a - ratio * (cx - mt.c) / mt.a
+    row_off = (cy - pt.f) / pt.e - ratio * (cy - mt.f) / mt.e
+    (r0, m_r0, n_rows) = _axis_window(row_off, ratio, ph, mh)
+    (c0, m_c0, n_cols) = _axis_window(col_off, ratio, pw, mw)
+    if n_rows <= 0 or n_cols <= 0:
+        raise NoOverlapError(f"PAN {pan.source} and MS {ms.source} share less than one MS pixel")
+    drift = max(abs(mt.a / pt.a - ratio) * n_cols, abs(mt.e / pt.e - ratio) * n_rows) / 2
+    misfit = max(abs(col_off - round(col_off)), abs(row_off - round(row_off))) + drift
+    if misfit > 0.5:
+        warnings.warn(
+            f"PAN and MS grids agree only to within {misfit:.1f} PAN pixels (pixel sizes "
+            f"{pt.a:g}/{mt.a:g}); aligned at the overlap centre to the nearest PAN pixel",
+            MisregistrationWarning,
+            stacklevel=3,
+        )
+    return ratio, (
+        (r0, r0 + n_rows * ratio, c0, c0 + n_cols * ratio),
+        (m_r0, m_r0 + n_rows, m_c0, m_c0 + n_cols),
+    )
+
+
+def _integer_ratio(rx: float, ry: float, pan: str, ms: str, what: str) -> int:
+    ratio = round(rx)
+    ok = ratio >= 2 and all(abs(v - ratio) <= RATIO_TOLERANCE * ratio for v in (rx, ry))
+    if not ok:
+        raise ResolutionRatioError(
+            f"the {what} of MS {ms} and PAN {pan} give a resolution ratio of {rx:.3f} x {ry:.3f}; "
+            "pansharpening needs the same integer ratio (2, 3, 4...) on both axes; resample the MS "
+            "to an integer multiple of the PAN pixel size (gdalwarp -tr)"
+        )
+    return ratio
+
+
+def _span(t: Affine, width: int, height: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    xs = sorted((t.c, t.c + t.a * width))
+    ys = sorted((t.f, t.f + t.e * height))
+    return (xs[0], xs[1]), (ys[1], ys[0])
+
+
+def _axis_window(offset: float, ratio: int, pan_len: int, ms_len: int) -> tuple[int, int, int]:
+    """PAN start, MS start and MS length along one axis, for an MS origin at PAN ``offset``."""
+    shift = round(offset)
+    ms_start = math.ceil(max(0, -shift) / ratio)
+    pan_start = shift + ms_start * ratio
+    n = min(ms_len - ms_start, (pan_len - pan_start) // ratio)
+    return pan_start, ms_start, n
+
+
+def _crop(raster: _Raster, win: Window) -> xr.DataArray:
+    r0, r1, c0, c1 = win
+    return raster.data.isel(y=slice(r0, r1), x=slice(c0, c1))
+
+
+def _grid(pan: xr.DataArray, ms: xr.DataArray, pan_r: _Raster, win: Window, ratio: int):
+    """Coordinates and CRS of the aligned grids: PAN's own, MS exactly ``ratio`` times coarser."""
+    r0, _, c0, _ = win
+    base = pan_r.transform if pan_r.transform is not None else Affine.identity()
+    pan_t = base @ Affine.translation(c0, r0)
+    ms_t = pan_t @ Affine.scale(ratio)
+    pan = _with_grid(pan, pan_t, pan_r.crs)
+    ms = _with_grid(ms, ms_t, pan_r.crs)
+    return pan, ms
+
+
+def _with_grid(arr: xr.DataArray, t: Affine, crs: Any) -> xr.DataArray:
+    ny, nx = arr.sizes["y"], arr.sizes["x"]
+    x = t.c + t.a * (np.arange(nx) + 0.5)
+    y = t.f + t.e * (np.arange(ny) + 0.5)
+    arr = arr.drop_vars([c for c in arr.coords if c not in arr.dims and c != "band"])
+    arr = arr.assign_coords(x=("x", x), y=("y", y))
+    arr.attrs = {}
+    arr.encoding = {}
+    if crs is not None:
+        arr = arr.rio.write_crs(crs)
+    return arr.rio.write_transform(t)

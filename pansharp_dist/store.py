@@ -1,0 +1,303 @@
+"""Zarr stores: the ingested tile store and the output store.
+
+Tile store (Zarr v3, sharded), one group::
+
+    pan[y, x]               native dtype, chunks tile x tile, shards block x block
+    ms[band, ms_y, ms_x]    native dtype, chunks (B, tile/r, tile/r), shards (B, block/r, block/r)
+    mask[y, x]              uint8, 1 where PAN and every MS band are valid
+    x, y, ms_x, ms_y, band  pixel-centre coordinates; spatial_ref (CRS, GeoTransform)
+    attrs["pansharp_dist"]  ratio, sensor, nodata, tile, block, per-scene statistics
+
+One PAN chunk covers exactly ``ratio`` x one MS chunk along each axis, and every
+write covers whole shards (the sharding trap: unaligned region writes can lose
+data). ``xr.open_zarr(store).rio.crs`` / ``.rio.transform()`` give the PAN grid.
+
+Output store (Zarr v2 so that GDAL, which converts it to a COG, can read it):
+``hrms[band, y, x]`` in chunks of ``(B, 512, 512)``, written block by block by
+the workers themselves.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+from zarr.codecs import BloscCodec
+
+from .errors import EmptySceneError, InvalidParameterError, StoreError
+from .scene import Scene
+from .stats import BlockStats, SceneStats, block_stats, valid_mask
+
+LAYOUT_VERSION = 1
+ATTR = "pansharp_dist"
+OUTPUT_CHUNK = 512
+_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+
+
+def block_size(tile: int, tiles_per_block: int = 4) -> int:
+    """PAN pixels per block (one task, one shard): ``tile * tiles_per_block``, 512-aligned."""
+    size = tile * tiles_per_block
+    if size > OUTPUT_CHUNK and size % OUTPUT_CHUNK:
+        size = -(-size // OUTPUT_CHUNK) * OUTPUT_CHUNK
+    return size
+
+
+def ingest(
+    scene: Scene,
+    path: str | Path,
+    *,
+    tile: int = 512,
+    block: int | None = None,
+    client=None,
+    progress=None,
+) -> Scene:
+    """Write ``scene`` to a Zarr v3 tile store at ``path`` and return it opened from there.
+
+    Workers read their input blocks and write their shards themselves; only
+    per-block statistics (kilobytes) come back to the caller.
+
+    Args:
+        scene: the scene to store.
+        path: store location (a folder that must not exist yet).
+        tile: chunk size in PAN pixels (a multiple of the ratio).
+        block: shard size in PAN pixels (a multiple of ``tile``); one task per shard.
+        client: a ``distributed.Client``; ``None`` uses dask's current scheduler.
+        progress: ``callback(done, total)`` called as blocks finish.
+
+    Raises:
+        EmptySceneError: every pixel is nodata (the store is removed).
+    """
+    from .cluster import run_tasks
+
+    path = Path(path)
+    r = scene.ratio
+    block = block or block_size(tile)
+    if tile % r or block % tile:
+        raise InvalidParameterError(
+            f"tile {tile} must be a multiple of the ratio {r} and block {block} a multiple of tile"
+        )
+    scene = scene.rechunk(block)
+    _skeleton(scene, path, tile, block)
+    try:
+        pan_blocks = scene.pan.data.to_delayed()
+        ms_blocks = scene.ms.data.to_delayed()
+        tasks = []
+        for i, y0 in enumerate(_starts(scene.pan.chunks[0])):
+            for j, x0 in enumerate(_starts(scene.pan.chunks[1])):
+                tasks.append(
+                    dask.delayed(_ingest_block, pure=True)(
+                        pan_blocks[i, j], ms_blocks[0, i, j], str(path), y0, x0,
+                        r, scene.pan_nodata, scene.ms_nodata,
+                    )
+                )
+        total = BlockStats(scene.bands)
+        for part in run_tasks(client, tasks, progress):
+            total = total.merge(part)
+        stats = SceneStats.from_blocks(total)
+        if stats.empty:
+            raise EmptySceneError(
+                f"every pixel of {scene.name} is nodata (PAN nodata {scene.pan_nodata}, MS nodata "
+                f"{scene.ms_nodata}); check the inputs cover each other and the nodata values"
+            )
+        group = zarr.open_group(str(path), mode="r+")
+        meta = dict(group.attrs[ATTR])
+        meta["stats"] = stats.to_dict()
+        group.attrs[ATTR] = meta
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    return open_store(path)
+
+
+def _starts(chunks: tuple[int, ...]) -> list[int]:
+    return [int(v) for v in np.cumsum((0,) + tuple(chunks[:-1]))]
+
+
+def _skeleton(scene: Scene, path: Path, tile: int, block: int) -> None:
+    """Create the store's arrays, coordinates and attributes (no pixel data)."""
+    r, b = scene.ratio, scene.bands
+    ms = scene.ms.rename({"y": "ms_y", "x": "ms_x"})
+    mask = xr.DataArray(da.zeros(scene.shape, np.uint8, chunks=block), dims=("y", "x"), coords=scene.pan.coords)
+    ds = xr.Dataset({"pan": scene.pan, "ms": ms, "mask": mask})
+    if scene.crs is not None:
+        ds = ds.rio.write_crs(scene.crs)
+    ds = ds.rio.write_transform(scene.transform)
+    for name in ("pan", "ms", "mask"):
+        ds[name].attrs = {"grid_mapping": "spatial_ref"}
+        ds[name].encoding = {}
+    ds["ms"].attrs["transform"] = list(scene.ms.rio.transform())[:6]
+    ds.attrs = {
+        ATTR: {
+            "layout": LAYOUT_VERSION,
+            "ratio": r,
+            "sensor": scene.sensor,
+            "pan_nodata": scene.pan_nodata,
+            "ms_nodata": scene.ms_nodata,
+            "name": scene.name,
+            "tile": tile,
+            "block": block,
+        }
+    }
+    mt = tile // r
+    encoding = {
+        "pan": {"chunks": (tile, tile), "shards": (block, block), "compressors": (_CODEC,), "_FillValue": None},
+        "ms": {
+            "chunks": (b, mt, mt), "shards": (b, block // r, block // r), "compressors": (_CODEC,),
+            "_FillValue": None,
+        },
+        "mask": {"chunks": (tile, tile), "shards": (block, block), "compressors": (_CODEC,), "_FillValue": None},
+    }
+    if path.exists():
+        raise StoreError(f"tile store {path} already exists; remove it or choose another --work-dir")
+    ds.to_zarr(str(path), mode="w-", zarr_format=3, encoding=encoding, compute=False, consolidated=False)
+
+
+def _ingest_block(
+    pan: np.ndarray, ms: np.ndarray, path: str, y0: int, x0: int, ratio: int,
+    pan_nodata: float | None, ms_nodata: float | None,
+) -> BlockStats:
+    """Write one shard of pan, ms and mask; return the block's statistics (runs on a worker)."""
+    group = zarr.open_group(path, mode="r+")
+    h, w = pan.shape
+    hr, _ = valid_mask(pan, ms, ratio, pan_nodata, ms_nodata)
+    group["pan"][y0 : y0 + h, x0 : x0 + w] = pan
+    group["mask"][y0 : y0 + h, x0 : x0 + w] = hr.astype(np.uint8)
+    m0, n0 = y0 // ratio, x0 // ratio
+    group["ms"][:, m0 : m0 + h // ratio, n0 : n0 + w // ratio] = ms
+    return block_stats(pan, ms, ratio, pan_nodata, ms_nodata)
+
+
+def store_meta(path: str | Path) -> dict:
+    """The store's ``pansharp_dist`` attributes, checked for layout and completeness."""
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        meta = dict(group.attrs[ATTR])
+    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as exc:
+        raise StoreError(f"{path} is not a pansharp-dist tile store ({exc}); create one with 'pansharp-dist ingest'") from None
+    if meta.get("layout") != LAYOUT_VERSION:
+        raise StoreError(f"{path} has store layout {meta.get('layout')}; this version reads layout {LAYOUT_VERSION}")
+    if "stats" not in meta:
+        raise StoreError(f"{path} is incomplete (its ingest did not finish); ingest the scene again")
+    return meta
+
+
+def open_store(path: str | Path) -> Scene:
+    """Open a tile store as a lazy :class:`Scene` (dask chunks = store shards)."""
+    meta = store_meta(path)
+    r, block = meta["ratio"], meta["block"]
+    ds = xr.open_zarr(
+        str(path), consolidated=False, zarr_format=3,
+        chunks={"y": block, "x": block, "ms_y": block // r, "ms_x": block // r, "band": -1},
+    )
+    crs = ds.rio.crs
+    pan = ds["pan"]
+    ms = ds["ms"].rename({"ms_y": "y", "ms_x": "x"})
+    for arr_name, arr in (("pan", pan), ("ms", ms)):
+        arr.attrs = {}
+        arr.encoding = {}
+    pan = pan.drop_vars("spatial_ref", errors="ignore")
+    ms = ms.drop_vars("spatial_ref", errors="ignore")
+    if crs is not None:
+        pan, ms = pan.rio.write_crs(crs), ms.rio.write_crs(crs)
+    return Scene(
+        pan=pan,
+        ms=ms,
+        ratio=r,
+        sensor=meta["sensor"],
+        pan_nodata=meta["pan_nodata"],
+        ms_nodata=meta["ms_nodata"],
+        name=meta["name"],
+        stats=SceneStats.from_dict(meta["stats"]),
+    )
+
+
+def scene_stats(scene: Scene, client=None, progress=None) -> SceneStats:
+    """Statistics of a scene that has none stored (one pass over its blocks)."""
+    from .cluster import run_tasks
+
+    if scene.stats is not None:
+        return scene.stats
+    pan_blocks = scene.pan.data.to_delayed()
+    ms_blocks = scene.ms.data.to_delayed()
+    tasks = [
+        dask.delayed(block_stats, pure=True)(
+            pan_blocks[i, j], ms_blocks[0, i, j], scene.ratio, scene.pan_nodata, scene.ms_nodata
+        )
+        for i in range(pan_blocks.shape[0])
+        for j in range(pan_blocks.shape[1])
+    ]
+    total = BlockStats(scene.bands)
+    for part in run_tasks(client, tasks, progress):
+        total = total.merge(part)
+    stats = SceneStats.from_blocks(total)
+    if stats.empty:
+        raise EmptySceneError(f"every pixel of {scene.name} is nodata; check the inputs and their nodata values")
+    return stats
+
+
+def with_stats(scene: Scene, client=None, progress=None) -> Scene:
+    """``scene`` with its statistics computed if it has none."""
+    return scene if scene.stats is not None else replace(scene, stats=scene_stats(scene, client, progress))
+
+
+# --------------------------------------------------------------------------- output store
+
+
+def output_chunk(chunks: tuple[tuple[int, ...], ...]) -> int:
+    """Output chunk edge: 512 (a COG block), or the block size for smaller blocks."""
+    return min(OUTPUT_CHUNK, max(chunks[-2][0], chunks[-1][0]))
+
+
+def create_output(hrms: xr.DataArray, path: str | Path) -> None:
+    """Create the Zarr v2 output store for ``hrms`` (metadata and coordinates only)."""
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    b = hrms.sizes["band"]
+    ds = hrms.to_dataset(name="hrms")
+    for var in ds.variables.values():
+        var.encoding = {}
+    crs = hrms.rio.crs
+    attrs = {"_CRS": {"wkt": crs.to_wkt()}} if crs is not None else {}
+    ds["hrms"].attrs = {**attrs, "_FillValue": hrms.attrs.get("_FillValue", 0)}
+    ds = ds.drop_vars("spatial_ref", errors="ignore")
+    import numcodecs
+
+    chunk = output_chunk(hrms.data.chunks)
+    encoding = {"hrms": {"chunks": (b, chunk, chunk), "compressors": [numcodecs.Zstd(level=1)]}}
+    ds.to_zarr(str(path), mode="w-", zarr_format=2, encoding=encoding, compute=False, consolidated=False)
+
+
+def write_output_block(block: np.ndarray, path: str, y0: int, x0: int) -> int:
+    """Write one ``(B, h, w)`` block of the output store at ``(y0, x0)``; returns bytes written."""
+    arr = zarr.open_array(str(Path(path) / "hrms"), mode="r+", zarr_format=2)
+    _, h, w = block.shape
+    arr[:, y0 : y0 + h, x0 : x0 + w] = block
+    return int(block.nbytes)
+
+
+def write_output(hrms: xr.DataArray, path: str | Path, client=None, progress=None) -> Path:
+    """Compute ``hrms`` block by block into a Zarr v2 store; each worker writes its own blocks."""
+    from .cluster import run_tasks
+
+    create_output(hrms, path)
+    data = hrms.data
+    chunk = output_chunk(data.chunks)
+    for size in data.chunks[1][:-1] + data.chunks[2][:-1]:
+        if size % chunk:
+            raise InvalidParameterError(f"output blocks must be multiples of {chunk} pixels, got {size}")
+    blocks = data.to_delayed()
+    tasks = [
+        dask.delayed(write_output_block, pure=False)(blocks[0, i, j], str(path), y0, x0)
+        for i, y0 in enumerate(_starts(data.chunks[1]))
+        for j, x0 in enumerate(_starts(data.chunks[2]))
+    ]
+    for _ in run_tasks(client, tasks, progress):
+        pass
+    return Path(path)
