@@ -61,20 +61,19 @@ def _cubic_phases(ratio: int) -> tuple[tuple[int, tuple[float, float, float, flo
 
 
 def _upsample_axis(x: np.ndarray, ratio: int, axis: int) -> np.ndarray:
-    n = x.shape[axis]
-    out_shape = list(x.shape)
-    out_shape[axis] = n * ratio
-    out = np.empty(out_shape, np.float32)
-    k = np.arange(n)
+    """Cubic upsampling along ``axis`` (``-2`` or ``-1``) by ``ratio``, edges replicated."""
+    x = np.moveaxis(x, axis, -1)
+    n = x.shape[-1]
+    pad = [(0, 0)] * (x.ndim - 1) + [(2, 2)]
+    xp = np.pad(x, pad, mode="edge")
+    out = np.empty(x.shape[:-1] + (n, ratio), np.float32)
     for p, (first, weights) in enumerate(_cubic_phases(ratio)):
-        acc = np.zeros(np.take(x, k, axis=axis).shape, np.float32)
-        for m, wm in enumerate(weights):
-            idx = np.clip(k + first + m, 0, n - 1)
-            acc += np.float32(wm) * np.take(x, idx, axis=axis)
-        sl = [slice(None)] * x.ndim
-        sl[axis] = slice(p, None, ratio)
-        out[tuple(sl)] = acc
-    return out
+        acc = out[..., p]
+        start = first + 2
+        np.multiply(xp[..., start : start + n], np.float32(weights[0]), out=acc)
+        for m in range(1, 4):
+            acc += np.float32(weights[m]) * xp[..., start + m : start + m + n]
+    return np.moveaxis(out.reshape(x.shape[:-1] + (n * ratio,)), -1, axis)
 
 
 def upsample(ms: np.ndarray, ratio: int) -> np.ndarray:

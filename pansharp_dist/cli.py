@@ -61,20 +61,30 @@ def _edge(quiet: bool = False):
 
 @contextmanager
 def _progress(enabled: bool):
-    """A rich progress bar on stderr, fed by ``callback(phase, done, total)``."""
+    """A rich progress bar on stderr, fed by ``callback(phase, done, total)``.
+
+    The bar appears with the first report, so runs that fail validation print
+    nothing but their error line.
+    """
     if not enabled:
         yield None
         return
     columns = (TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=False) as bar:
-        tasks: dict[str, int] = {}
+    bar = Progress(*columns, console=err, transient=False)
+    tasks: dict[str, int] = {}
 
-        def update(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done, total=total)
+    def update(phase: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(phase, total=total)
+        bar.update(tasks[phase], completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if tasks:
+            bar.stop()
 
 
 def _weights(text: Optional[str]) -> Optional[tuple[float, ...]]:

@@ -71,7 +71,7 @@ def write_cog(store: str | Path, out: str | Path, *, overwrite: bool = False) ->
     source = f'ZARR:"{Path(store).resolve()}":/hrms'
     tmp = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
-        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=512):
+        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
             with rasterio.open(source) as src:
                 size = src.count * src.width * src.height * np.dtype(src.dtypes[0]).itemsize
                 rasterio.shutil.copy(src, tmp, driver="COG", **cog_options(src.dtypes[0], size))

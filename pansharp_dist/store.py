@@ -12,9 +12,10 @@ One PAN chunk covers exactly ``ratio`` x one MS chunk along each axis, and every
 write covers whole shards (the sharding trap: unaligned region writes can lose
 data). ``xr.open_zarr(store).rio.crs`` / ``.rio.transform()`` give the PAN grid.
 
-Output store (Zarr v2 so that GDAL, which converts it to a COG, can read it):
-``hrms[band, y, x]`` in chunks of ``(B, 512, 512)``, written block by block by
-the workers themselves.
+Output store (Zarr v2 so that GDAL, which converts it to a COG, can read it;
+GDAL 3.10 does not read zarr-python's v3 codecs): ``hrms[band, y, x]`` in
+chunks of ``(1, 512, 512)`` (one band per chunk: GDAL's Zarr reader decodes a
+multi-band chunk once per band), written block by block by the workers.
 """
 
 from __future__ import annotations
@@ -259,7 +260,6 @@ def create_output(hrms: xr.DataArray, path: str | Path) -> None:
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
-    b = hrms.sizes["band"]
     ds = hrms.to_dataset(name="hrms")
     for var in ds.variables.values():
         var.encoding = {}
@@ -270,7 +270,7 @@ def create_output(hrms: xr.DataArray, path: str | Path) -> None:
     import numcodecs
 
     chunk = output_chunk(hrms.data.chunks)
-    encoding = {"hrms": {"chunks": (b, chunk, chunk), "compressors": [numcodecs.Zstd(level=1)]}}
+    encoding = {"hrms": {"chunks": (1, chunk, chunk), "compressors": [numcodecs.Zstd(level=1)]}}
     ds.to_zarr(str(path), mode="w-", zarr_format=2, encoding=encoding, compute=False, consolidated=False)
 
 

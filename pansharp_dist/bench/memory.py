@@ -1,0 +1,44 @@
+"""Peak resident memory of processes, sampled in a background thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import psutil
+
+
+class PeakMemory:
+    """Track the peak RSS (bytes) of each process returned by ``pids()``, sampled every ``interval`` s.
+
+    Child processes are included in their parent's sum, so a command that
+    forks (gdal_pansharpen.py, dask workers' nannies) is measured whole.
+    """
+
+    def __init__(self, pids: Callable[[], dict[str, int]], interval: float = 0.1) -> None:
+        self._pids = pids
+        self._interval = interval
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _rss(self, pid: int) -> int:
+        try:
+            proc = psutil.Process(pid)
+            return proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+        except psutil.Error:
+            return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, pid in self._pids().items():
+                self.peaks[name] = max(self.peaks.get(name, 0), self._rss(pid))
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

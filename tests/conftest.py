@@ -1,0 +1,62 @@
+"""Shared fixtures: the real data beside the repo, a real LocalCluster, the real CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+GDAL_HPF = (DATA / "gdal_hpf_wv3" / "pan.tif", DATA / "gdal_hpf_wv3" / "mul.tif")
+VHR = (DATA / "vhr_china_toolkit" / "pan.tif", DATA / "vhr_china_toolkit" / "ms.tif")
+WV2_MAT = DATA / "grip_unina_pnn" / "imgWV2.mat"
+QB = (DATA / "msdcnn_quickbird" / "QB-PAN.tif", DATA / "msdcnn_quickbird" / "QB-MS.tif")
+LANDSAT = (DATA / "pansharpen_r_landsat8" / "pan_example.tif", DATA / "pansharpen_r_landsat8" / "ms_example.tif")
+
+
+def pytest_configure(config):
+    warnings.filterwarnings("ignore", module="rasterio")
+    if not DATA.is_dir():
+        raise pytest.UsageError(f"the test data folder {DATA} is missing (../shared/data beside the repo)")
+
+
+@pytest.fixture(scope="session")
+def client():
+    """A real two-worker LocalCluster, one thread each (this machine's 2 cores)."""
+    from pansharp_dist.cluster import connect
+
+    with connect("local", workers=2) as c:
+        yield c
+
+
+def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run the installed ``pansharp-dist`` console script."""
+    exe = shutil.which("pansharp-dist", path=str(Path(sys.executable).parent)) or "pansharp-dist"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def copy_raster(src: Path, dst: Path, *, data=None, **profile_updates) -> Path:
+    """Write a copy of ``src`` at ``dst`` with an altered profile and/or data."""
+    with rasterio.open(src) as s:
+        profile = s.profile
+        arr = s.read() if data is None else data
+    profile.update(**profile_updates)
+    profile.update(count=arr.shape[0], dtype=str(arr.dtype))
+    with rasterio.open(dst, "w", **profile) as d:
+        d.write(arr)
+    return dst
+
+
+def read_cog(path: Path) -> tuple[np.ndarray, dict]:
+    with rasterio.open(path) as src:
+        return src.read(), {"crs": src.crs, "transform": src.transform, "nodata": src.nodata,
+                            "blocks": src.block_shapes, "overviews": src.overviews(1), "dtype": src.dtypes[0]}

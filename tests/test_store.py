@@ -1,0 +1,77 @@
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+from conftest import GDAL_HPF, VHR
+
+from pansharp_dist import open_scene
+from pansharp_dist.errors import StoreError
+from pansharp_dist.stats import valid_mask
+from pansharp_dist.store import ingest, open_store
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory, client):
+    scene = open_scene(*GDAL_HPF)
+    path = tmp_path_factory.mktemp("store") / "hpf.zarr"
+    return scene, path, ingest(scene, path, tile=64, block=128, client=client)
+
+
+def test_store_is_zarr_v3_sharded_with_aligned_chunk_grids(stored):
+    scene, path, _ = stored
+    meta = {name: json.loads((path / name / "zarr.json").read_text()) for name in ("pan", "ms", "mask")}
+    assert all(m["zarr_format"] == 3 for m in meta.values())
+    pan_codec, ms_codec = meta["pan"]["codecs"][0], meta["ms"]["codecs"][0]
+    assert pan_codec["name"] == ms_codec["name"] == "sharding_indexed"
+    assert pan_codec["configuration"]["chunk_shape"] == [64, 64]
+    assert ms_codec["configuration"]["chunk_shape"] == [8, 16, 16]  # ratio 4: one PAN chunk = 4 x one MS chunk
+    assert meta["pan"]["chunk_grid"]["configuration"]["chunk_shape"] == [128, 128]
+    assert meta["ms"]["chunk_grid"]["configuration"]["chunk_shape"] == [8, 32, 32]
+
+
+def test_store_round_trips_pixels_crs_and_transform(stored):
+    scene, path, reopened = stored
+    ds = xr.open_zarr(path, consolidated=False)
+    assert ds.rio.crs == scene.crs
+    assert ds.rio.transform().almost_equals(scene.transform)
+    np.testing.assert_array_equal(ds["pan"].values, scene.pan.values)
+    np.testing.assert_array_equal(ds["ms"].values, scene.ms.values)
+    hr, _ = valid_mask(scene.pan.values, scene.ms.values, 4, 0.0, 0.0)
+    np.testing.assert_array_equal(ds["mask"].values, hr.astype(np.uint8))
+    assert reopened.ms.rio.transform().almost_equals(scene.ms.rio.transform())
+
+
+def test_store_statistics_are_per_scene_and_exact_where_they_can_be(stored):
+    scene, _, reopened = stored
+    stats = reopened.stats
+    pan, ms = scene.pan.values.astype(np.float64), scene.ms.values
+    hr, lr = valid_mask(scene.pan.values, ms, 4, 0.0, 0.0)
+    assert stats.pan_count == hr.sum()
+    assert stats.pan_mean == pytest.approx(pan[hr].mean(), rel=1e-9)
+    assert stats.pan_std == pytest.approx(pan[hr].std(), rel=1e-6)
+    mean, _ = stats.lr_moments()
+    np.testing.assert_allclose(mean[:8], ms[:, lr].astype(np.float64).mean(axis=1), rtol=1e-9)
+    assert len(stats.ms_percentiles) == 8 and len(stats.ms_percentiles[0]) == len(stats.percentiles)
+    for band in range(8):
+        p2, p98 = np.percentile(ms[band][lr], (2, 98))
+        q = dict(zip(stats.percentiles, stats.ms_percentiles[band]))
+        assert q[2.0] == pytest.approx(p2, rel=0.05) and q[98.0] == pytest.approx(p98, rel=0.05)
+
+
+def test_incomplete_or_foreign_store_is_refused(tmp_path):
+    zarr.open_group(str(tmp_path / "foreign.zarr"), mode="w")
+    with pytest.raises(StoreError, match="not a pansharp-dist tile store"):
+        open_store(tmp_path / "foreign.zarr")
+
+
+def test_ingest_from_the_cli_writes_a_store(tmp_path):
+    from conftest import cli
+
+    result = cli("ingest", "--pan", str(VHR[0]), "--ms", str(VHR[1]), "--out", str(tmp_path / "s.zarr"),
+                 "--workers", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["height"] == 800 and summary["bands"] == 4 and summary["valid_pixels"] > 0
+    assert open_store(tmp_path / "s.zarr").shape == (800, 800)
