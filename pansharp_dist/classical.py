@@ -113,6 +113,24 @@ def _batch(pan: np.ndarray, ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pan.astype(np.float32, copy=False), ms.astype(np.float32, copy=False)
 
 
+def _weighted_sum(lms: np.ndarray, weights: tuple[float, ...], start: float = 0.0) -> np.ndarray:
+    """``start + sum_k weights[k] * lms[:, k]`` for ``lms (N, B, H, W)``, in a fixed band order."""
+    total = np.full((lms.shape[0],) + lms.shape[2:], np.float32(start), np.float32)
+    for k, w in enumerate(weights):
+        total += np.float32(w) * lms[:, k]
+    return total
+
+
+class _CubicSupport:
+    """Methods whose only spatial support is the cubic MS upsampling."""
+
+    ratio: int
+
+    @property
+    def halo(self) -> int:
+        return CUBIC_HALO_MS * self.ratio
+
+
 def _require(stats: SceneStats) -> None:
     if stats.empty:
         raise EmptySceneError("the scene has no valid pixel; nothing to fit the method on")
@@ -122,7 +140,7 @@ def _require(stats: SceneStats) -> None:
 
 
 @dataclass(frozen=True)
-class Brovey:
+class Brovey(_CubicSupport):
     """Weighted Brovey with GDAL's semantics.
 
     ``pseudo = sum_i w_i * lms_i``; ``out_i = lms_i * pan / pseudo`` (0 where
@@ -133,16 +151,10 @@ class Brovey:
     ratio: int
     name: str = "brovey"
 
-    @property
-    def halo(self) -> int:
-        return CUBIC_HALO_MS * self.ratio
-
     def fuse(self, pan: np.ndarray, ms: np.ndarray) -> np.ndarray:
         pan, ms = _batch(pan, ms)
         lms = upsample(ms, self.ratio)
-        pseudo = np.zeros(pan.shape, np.float32)
-        for i, w in enumerate(self.weights):
-            pseudo += np.float32(w) * lms[:, i]
+        pseudo = _weighted_sum(lms, self.weights)
         factor = np.zeros_like(pan)
         np.divide(pan, pseudo, out=factor, where=pseudo != 0)
         return lms * factor[:, None]
@@ -164,7 +176,7 @@ def fit_brovey(
 
 
 @dataclass(frozen=True)
-class GSA:
+class GSA(_CubicSupport):
     """Gram-Schmidt adaptive component substitution (Aiazzi et al. 2007).
 
     ``I = sum_k alpha_k * lms_k + alpha_0`` (alpha regressed from the MS onto
@@ -180,16 +192,10 @@ class GSA:
     ratio: int
     name: str = "gsa"
 
-    @property
-    def halo(self) -> int:
-        return CUBIC_HALO_MS * self.ratio
-
     def fuse(self, pan: np.ndarray, ms: np.ndarray) -> np.ndarray:
         pan, ms = _batch(pan, ms)
         lms = upsample(ms, self.ratio)
-        intensity = np.full(pan.shape, np.float32(self.intercept), np.float32)
-        for k, a in enumerate(self.alpha):
-            intensity += np.float32(a) * lms[:, k]
+        intensity = _weighted_sum(lms, self.alpha, self.intercept)
         detail = pan * np.float32(self.pan_gain) + np.float32(self.pan_offset) - intensity
         for k, g in enumerate(self.injection):
             lms[:, k] += np.float32(g) * detail

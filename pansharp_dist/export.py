@@ -9,6 +9,7 @@ under a temporary name beside the target and renamed only when complete.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 import warnings
 from pathlib import Path
@@ -19,7 +20,10 @@ import rasterio.errors
 import rasterio.shutil
 from rasterio.enums import Resampling
 
+import xarray as xr
+
 from .errors import OutputExistsError, OutputNotWritableError
+from .store import write_output
 
 COG_BLOCK = 512
 
@@ -53,7 +57,6 @@ def cog_options(dtype: str, size_bytes: int) -> dict[str, str]:
     return {
         "BLOCKSIZE": str(COG_BLOCK),
         "COMPRESS": "ZSTD",
-        "LEVEL": "6",
         "PREDICTOR": "3" if np.dtype(dtype).kind == "f" else "2",
         "OVERVIEW_RESAMPLING": "AVERAGE",
         "BIGTIFF": "YES" if size_bytes > 3_500_000_000 else "IF_SAFER",
@@ -61,14 +64,32 @@ def cog_options(dtype: str, size_bytes: int) -> dict[str, str]:
     }
 
 
-def write_cog(store: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
-    """Convert the output Zarr store ``store`` (``hrms[band, y, x]``) to a COG at ``out``.
+def write_cog(
+    source: xr.DataArray | str | Path,
+    out: str | Path,
+    *,
+    client=None,
+    overwrite: bool = False,
+    progress=None,
+) -> Path:
+    """Write a COG at ``out`` from a lazy ``(band, y, x)`` DataArray or an output Zarr store.
 
-    CRS, transform and nodata (0) come from the store. The file appears at
-    ``out`` only once complete; a failure leaves nothing there.
+    A DataArray (from :func:`~pansharp_dist.pansharpen`) is first computed by the
+    workers into a temporary Zarr store beside ``out``; a store path is
+    converted directly. CRS, transform and nodata (0) come from the store. The
+    file appears at ``out`` only once complete; a failure leaves nothing there.
     """
     out = check_output(out, overwrite)
-    source = f'ZARR:"{Path(store).resolve()}":/hrms'
+    if isinstance(source, (str, Path)):
+        return _zarr_to_cog(Path(source), out)
+    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.work-", dir=out.parent) as tmp:
+        store = write_output(source, Path(tmp) / "hrms.zarr", client, progress)
+        return _zarr_to_cog(store, out)
+
+
+def _zarr_to_cog(store: Path, out: Path) -> Path:
+    """The one GDAL COG conversion, from ``store``'s ``hrms`` array to ``out`` (atomic)."""
+    source = f'ZARR:"{store.resolve()}":/hrms'
     tmp = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
         with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):

@@ -253,9 +253,12 @@ def _check_dtype(dtype: str, role: str, source: str) -> None:
 
 
 def _check_readable(src: rasterio.DatasetReader) -> None:
-    """Read the first and last rows so that truncated files fail here, not mid-run."""
-    for row in (0, src.height - 1):
-        src.read(window=((row, row + 1), (0, src.width)))
+    """Read the first and the last pixel so that truncated files fail here, not mid-run.
+
+    One pixel reads one block; the last block is where a cut-off file breaks.
+    """
+    for row, col in ((0, 0), (src.height - 1, src.width - 1)):
+        src.read(window=((row, row + 1), (col, col + 1)))
 
 
 def _first_line(exc: BaseException) -> str:

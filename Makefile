@@ -1,0 +1,22 @@
+# Two entry points for a fresh machine (see README): `make demo` and `make test`.
+VENV := .venv
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test gdal
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+# Debian's gdal-bin + python3-gdal provide gdal_pansharpen.py, the reference Brovey implementation.
+gdal:
+	command -v gdal_pansharpen.py >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq gdal-bin python3-gdal)
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/pansharp-dist demo
+
+test: $(VENV)/.installed gdal
+	$(VENV)/bin/python -m pytest

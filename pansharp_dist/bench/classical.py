@@ -1,0 +1,199 @@
+"""``pansharp-dist bench classical``: Brovey through the pipeline against GDAL.
+
+For each PAN size, a scene is mosaicked from the real WorldView-2 pair
+``grip_unina_pnn/imgWV2.mat`` (mirrored copies, real georeference), then in one
+run: the pipeline (ingest, fit, tiled Brovey on a LocalCluster, COG) and
+``gdal_pansharpen.py`` writing a COG with the same weights and the same
+creation options. Both produce the same deliverable: a COG with overviews.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from ..cluster import connect
+from ..errors import InvalidParameterError, PansharpError
+from ..export import cog_options
+from ..pipeline import run
+from .memory import PeakMemory
+from .mosaic import mosaic_pair
+
+SOURCE = Path("grip_unina_pnn") / "imgWV2.mat"
+MARK = "classical"
+
+
+@dataclass(frozen=True)
+class ClassicalRow:
+    """One size's measurements."""
+
+    size: int
+    ours_s: float
+    gdal_s: float
+    phases: dict[str, float]
+    client_peak: int
+    worker_peak: int
+    gdal_peak: int
+    mad_percent: float
+
+    @property
+    def megapixels(self) -> float:
+        return self.size * self.size / 1e6
+
+
+def _shared_data() -> Path:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent.parent / "shared" / "data"
+        if (candidate / SOURCE).exists():
+            return candidate
+    raise InvalidParameterError(
+        f"benchmark source {SOURCE} not found in ../shared/data beside the repository"
+    )
+
+
+def _gdal(pan: Path, ms: Path, out: Path, bands: int) -> tuple[float, int]:
+    exe = shutil.which("gdal_pansharpen.py") or shutil.which("gdal_pansharpen")
+    if exe is None:
+        raise PansharpError("gdal_pansharpen.py not found; install Debian's gdal-bin and python3-gdal")
+    size = bands * 2 * _pixels(pan)
+    options = [a for k, v in cog_options("uint16", size).items() for a in ("-co", f"{k}={v}")]
+    weights = [a for _ in range(bands) for a in ("-w", str(1.0 / bands))]
+    cmd = [exe, "-q", str(pan), str(ms), str(out), "-of", "COG", "-r", "cubic", "-threads", "ALL_CPUS",
+           *weights, *options]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with PeakMemory(lambda: {"gdal": proc.pid}, with_children=frozenset({"gdal"})) as mem:
+        _, stderr = proc.communicate()
+    if proc.returncode:
+        raise PansharpError(f"gdal_pansharpen.py failed: {stderr.decode().strip()[:300]}")
+    return time.perf_counter() - start, mem.peaks.get("gdal", 0)
+
+
+def _pixels(path: Path) -> int:
+    with rasterio.open(path) as src:
+        return src.width * src.height
+
+
+def _ours(pan: Path, ms: Path, out: Path, workers: int | None) -> tuple[float, dict[str, float], int, int]:
+    phases: dict[str, float] = {}
+    start = time.perf_counter()
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if done == total:
+            phases[phase] = time.perf_counter() - start
+
+    with connect("local", workers) as client:
+        worker_pids = client.run(os.getpid)
+        pids = {"client": os.getpid(), **{f"worker{i}": p for i, p in enumerate(worker_pids.values())}}
+        start = time.perf_counter()
+        with PeakMemory(lambda: pids) as mem:
+            run(pan, ms, out, method="brovey", client=client, overwrite=True, progress=progress)
+        seconds = time.perf_counter() - start
+    worker_peak = max(v for k, v in mem.peaks.items() if k.startswith("worker"))
+    return seconds, phases, mem.peaks["client"], worker_peak
+
+
+def _mad_percent(a: Path, b: Path, size: int) -> float:
+    """Mean |ours - GDAL| over a central 2048^2 window, as % of GDAL's data range."""
+    n = min(2048, size)
+    win = Window((size - n) // 2, (size - n) // 2, n, n)
+    with rasterio.open(a) as sa, rasterio.open(b) as sb:
+        x, y = sa.read(window=win).astype(np.float64), sb.read(window=win).astype(np.float64)
+    return float(np.abs(x - y).mean() / np.ptp(y) * 100)
+
+
+def run_classical_bench(
+    sizes: list[int], work_dir: Path, report: Path, workers: int | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> list[ClassicalRow]:
+    """Run the benchmark for each PAN ``size`` and write the table into ``report``."""
+    data = _shared_data()
+    rows = []
+    for size in sizes:
+        log(f"[{size}^2] mosaicking {SOURCE} ...")
+        pan, ms = mosaic_pair(data / SOURCE, data / SOURCE, size, work_dir)
+        ours_path, gdal_path = work_dir / f"ours_{size}.tif", work_dir / f"gdal_{size}.tif"
+        log(f"[{size}^2] pipeline (Brovey, LocalCluster) ...")
+        ours_s, phases, client_peak, worker_peak = _ours(pan, ms, ours_path, workers)
+        log(f"[{size}^2] gdal_pansharpen.py -of COG ...")
+        gdal_path.unlink(missing_ok=True)
+        gdal_s, gdal_peak = _gdal(pan, ms, gdal_path, 8)
+        row = ClassicalRow(size, ours_s, gdal_s, phases, client_peak, worker_peak, gdal_peak,
+                           _mad_percent(ours_path, gdal_path, size))
+        log(f"[{size}^2] ours {ours_s:.1f} s, GDAL {gdal_s:.1f} s, ratio {gdal_s / ours_s:.2f}")
+        rows.append(row)
+        for path in (ours_path, gdal_path):
+            path.unlink(missing_ok=True)
+    _write_report(report, rows, workers)
+    return rows
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        found = re.search(r"model name\s*:\s*(.+)", info.read_text())
+        cpu = found.group(1).strip() if found else cpu
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    gdal_cli = subprocess.run(["gdalinfo", "--version"], capture_output=True, text=True).stdout.strip()
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, no GPU; Python {platform.python_version()}, "
+        f"rasterio GDAL {rasterio.__gdal_version__}, Debian {gdal_cli}"
+    )
+
+
+def _write_report(report: Path, rows: list[ClassicalRow], workers: int | None) -> None:
+    mb = 2**20
+    lines = [
+        f"<!-- bench:{MARK}:start -->",
+        "## Classical Brovey: pipeline vs `gdal_pansharpen.py` (`pansharp-dist bench classical`)",
+        "",
+        f"Machine: {_machine()}. LocalCluster of {workers or os.cpu_count()} single-threaded workers.",
+        "Scene: `grip_unina_pnn/imgWV2.mat` (WorldView-2, 8 bands, uint16) mosaicked with mirrored copies,",
+        "EPSG:32633 at 0.5 m PAN / 2 m MS. Both sides write a COG (512 blocks, ZSTD, predictor 2, average",
+        "overviews, all CPUs) with equal weights 1/8 and cubic MS upsampling. Throughput is PAN megapixels per",
+        "second of wall time, end to end (ours: ingest, fit, fuse, COG; the cluster start is excluded).",
+        "",
+        "| PAN size | ours (s) | ingest / fuse / COG (s) | GDAL (s) | ours MP/s | GDAL MP/s | ratio to GDAL "
+        "| peak client (MiB) | peak per worker (MiB) | peak GDAL (MiB) | MAD vs GDAL (% of range) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ph = r.phases
+        ingest, fuse, cog = ph.get("ingest", 0), ph.get("fuse", 0), ph.get("cog", 0)
+        lines.append(
+            f"| {r.size}² | {r.ours_s:.1f} | {ingest:.1f} / {fuse - ingest:.1f} / {cog - fuse:.1f} | "
+            f"{r.gdal_s:.1f} | {r.megapixels / r.ours_s:.2f} | {r.megapixels / r.gdal_s:.2f} | "
+            f"{r.gdal_s / r.ours_s:.2f} | {r.client_peak / mb:.0f} | {r.worker_peak / mb:.0f} | "
+            f"{r.gdal_peak / mb:.0f} | {r.mad_percent:.3f} |"
+        )
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        lines += [
+            "",
+            f"Peak memory from {first.size}² to {last.size}² ({last.megapixels / first.megapixels:.0f}x the pixels): "
+            f"client x{last.client_peak / first.client_peak:.2f}, worker x{last.worker_peak / first.worker_peak:.2f}, "
+            f"GDAL x{last.gdal_peak / first.gdal_peak:.2f}.",
+        ]
+    lines.append(f"<!-- bench:{MARK}:end -->")
+    _replace_section(report, MARK, "\n".join(lines))
+
+
+def _replace_section(report: Path, mark: str, body: str) -> None:
+    report.parent.mkdir(parents=True, exist_ok=True)
+    text = report.read_text() if report.exists() else "# Benchmarks\n\nRegenerate each section with the command in its title.\n"
+    pattern = re.compile(rf"<!-- bench:{mark}:start -->.*?<!-- bench:{mark}:end -->", re.S)
+    text = pattern.sub(lambda _: body, text) if pattern.search(text) else text.rstrip() + "\n\n" + body + "\n"
+    report.write_text(text)

@@ -1,0 +1,132 @@
+"""End to end: real LocalCluster and real dask scheduler/worker processes, real COGs."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import GDAL_HPF, VHR, cli, read_cog
+
+from pansharp_dist import open_scene, write_cog
+from pansharp_dist.infer import OutputSpec, fit, pansharpen, render
+from pansharp_dist.pipeline import run
+from pansharp_dist.store import write_output
+
+BIN = Path(sys.executable).parent
+
+
+def cog_valid(path: Path) -> bool:
+    result = subprocess.run([str(BIN / "rio"), "cogeo", "validate", "--strict", str(path)],
+                            capture_output=True, text=True)
+    return result.returncode == 0 and "is a valid cloud optimized GeoTIFF" in result.stdout
+
+
+def test_cli_run_writes_a_valid_georeferenced_cog_equal_to_a_single_pass(tmp_path):
+    out = tmp_path / "hpf.tif"
+    result = cli("run", "--pan", str(GDAL_HPF[0]), "--ms", str(GDAL_HPF[1]), "--out", str(out),
+                 "--method", "gsa", "--tile", "128", "--workers", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["output"] == str(out) and report["bytes"] == out.stat().st_size
+    assert report["method"] == "gsa" and report["tiles"] == 5 * 5 and report["seconds"] > 0
+    assert cog_valid(out)
+    pixels, meta = read_cog(out)
+    scene = open_scene(*GDAL_HPF)
+    assert meta["crs"] == scene.crs and meta["transform"].almost_equals(scene.transform)
+    assert meta["nodata"] == 0 and meta["blocks"][0] == (512, 512) and meta["overviews"] == [2]
+    expected = render(fit(scene, "gsa"), scene.pan.values, scene.ms.values, OutputSpec.for_scene(scene))
+    np.testing.assert_array_equal(pixels, expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hpf.tif"]  # work stores cleaned up
+
+
+def test_cli_shows_progress_and_keeps_stores_in_a_named_work_dir(tmp_path):
+    work = tmp_path / "work"
+    result = cli("run", "--pan", str(VHR[0]), "--ms", str(VHR[1]), "--out", str(tmp_path / "v.tif"),
+                 "--tile", "256", "--workers", "1", "--work-dir", str(work))
+    assert result.returncode == 0, result.stderr
+    assert all(phase in result.stderr for phase in ("ingest", "fuse", "cog"))
+    assert sorted(p.name for p in work.iterdir()) == ["v.hrms.zarr", "v.tiles.zarr"]
+
+
+def test_python_api_is_lazy_and_mirrors_the_cli(tmp_path, client):
+    scene = open_scene(*VHR)
+    hrms = pansharpen(scene, "mtf-glp-hpm", client=client, tile=256)
+    assert hrms.dims == ("band", "y", "x") and hrms.shape == (4, 800, 800)
+    assert hrms.chunks is not None and hrms.rio.crs == scene.crs
+    cog = write_cog(hrms, tmp_path / "api.tif", client=client)
+    assert cog_valid(cog) and sorted(p.name for p in tmp_path.iterdir()) == ["api.tif"]
+    write_output(hrms, tmp_path / "h.zarr", client)
+    assert write_cog(tmp_path / "h.zarr", tmp_path / "again.tif").stat().st_size == cog.stat().st_size
+    pixels, meta = read_cog(cog)
+    assert meta["transform"].almost_equals(scene.transform) and pixels.dtype == np.uint16
+    np.testing.assert_array_equal(pixels, hrms.values)
+
+
+def test_overwrite_replaces_an_existing_output(tmp_path, client):
+    out = tmp_path / "o.tif"
+    out.write_bytes(b"old")
+    report = run(*VHR, out, client=client, overwrite=True, tile=256)
+    assert report.bytes == out.stat().st_size > 3 and cog_valid(out)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def remote_cluster(tmp_path):
+    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1."""
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    dask = str(BIN / "dask")
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    time.sleep(1.0)
+    for _ in range(2):
+        procs.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-dashboard",
+                                       "--local-directory", str(tmp_path)],
+                                      cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    from distributed import Client
+
+    with Client(address, timeout="30s") as c:
+        c.wait_for_workers(2, timeout=60)
+    yield address
+    for p in procs[::-1]:
+        p.terminate()
+    for p in procs:
+        p.wait(timeout=30)
+
+
+def test_joining_an_existing_scheduler_gives_the_same_cog(tmp_path, remote_cluster):
+    local, remote = tmp_path / "local.tif", tmp_path / "remote.tif"
+    common = ["--pan", str(VHR[0]), "--ms", str(VHR[1]), "--method", "brovey", "--tile", "256"]
+    r1 = cli("run", *common, "--out", str(remote), "--scheduler", remote_cluster, "--json")
+    assert r1.returncode == 0, r1.stderr
+    r2 = cli("run", *common, "--out", str(local), "--workers", "1", "--json")
+    assert r2.returncode == 0, r2.stderr
+    assert cog_valid(remote)
+    np.testing.assert_array_equal(read_cog(remote)[0], read_cog(local)[0])
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path):
+    result = cli("run", "--pan", str(VHR[0]), "--ms", str(VHR[1]), "--out", str(tmp_path / "x.tif"),
+                 "--scheduler", f"tcp://127.0.0.1:{_free_port()}")
+    assert result.returncode == 2 and "could not reach the Dask scheduler" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_writes_cog_quicklook_and_summary(tmp_path):
+    result = cli("demo", "--out", str(tmp_path), "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert "valid COG: True" in result.stdout and "mtf-glp-hpm" in result.stdout
+    assert cog_valid(tmp_path / "demo.tif")
+    with rasterio.open(tmp_path / "demo.png") as png:
+        rgb = png.read()
+    assert png.count == 3 and rgb.std() > 10
