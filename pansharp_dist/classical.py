@@ -90,11 +90,13 @@ CUBIC_HALO_MS = 2  # MS pixels of context :func:`upsample` needs on each side
 
 
 @lru_cache(maxsize=64)
-def mtf_kernel(gain: float, ratio: int, taps: int = MTF_TAPS) -> np.ndarray:
+def separable_mtf_kernel(gain: float, ratio: int, taps: int = MTF_TAPS) -> np.ndarray:
     """1-D Gaussian whose frequency response at the MS Nyquist equals ``gain``.
 
     ``sigma = ratio * sqrt(-2 ln gain) / pi`` PAN pixels, truncated to ``taps``
-    taps and normalised to unit sum (applied separably along rows and columns).
+    taps and normalised to unit sum, applied separably along rows and columns:
+    a fast stand-in for the toolbox's 41 x 41 windowed design
+    (:func:`pansharp_dist.quality.mtf.mtf_kernel`), which the quality metrics use.
     """
     if not 0 < gain < 1:
         raise InvalidParameterError(f"MTF gain {gain} must lie strictly between 0 and 1")
@@ -264,7 +266,7 @@ class MTFGLPHPM:
         lowpassed: dict[float, np.ndarray] = {}
         for k, gain in enumerate(self.gains):
             if gain not in lowpassed:
-                lp = _lowpass(centred, mtf_kernel(gain, r))
+                lp = _lowpass(centred, separable_mtf_kernel(gain, r))
                 lowpassed[gain] = upsample(lp[:, r // 2 :: r, r // 2 :: r], r)
             scale, mean = np.float32(self.scales[k]), np.float32(self.means[k])
             detail = centred * scale + mean

@@ -421,12 +421,13 @@ def _grid(pan: xr.DataArray, ms: xr.DataArray, pan_r: _Raster, win: Window, rati
     base = pan_r.transform if pan_r.transform is not None else Affine.identity()
     pan_t = base @ Affine.translation(c0, r0)
     ms_t = pan_t @ Affine.scale(ratio)
-    pan = _with_grid(pan, pan_t, pan_r.crs)
-    ms = _with_grid(ms, ms_t, pan_r.crs)
+    pan = with_grid(pan, pan_t, pan_r.crs)
+    ms = with_grid(ms, ms_t, pan_r.crs)
     return pan, ms
 
 
-def _with_grid(arr: xr.DataArray, t: Affine, crs: Any) -> xr.DataArray:
+def with_grid(arr: xr.DataArray, t: Affine, crs: Any) -> xr.DataArray:
+    """``arr`` with pixel-centre x/y coordinates of transform ``t`` and ``crs`` (rioxarray)."""
     ny, nx = arr.sizes["y"], arr.sizes["x"]
     x = t.c + t.a * (np.arange(nx) + 0.5)
     y = t.f + t.e * (np.arange(ny) + 0.5)

@@ -4,15 +4,34 @@ MTF gains are the amplitude responses at the Nyquist frequency of each MS band
 and of the PAN, as used by the pansharpening benchmark of Vivone et al.
 (IEEE TGRS 2015 / GRSM 2021). A sensor that is not known gets the documented
 default: 0.3 for every MS band and 0.15 for the PAN.
+
+Users add sensors without touching code: a TOML file with one ``[[sensor]]``
+table per sensor (the fields of :class:`Sensor`), loaded with
+:func:`load_sensors` or named in the ``PANSHARP_SENSORS`` environment variable
+(paths separated by ``os.pathsep``)::
+
+    [[sensor]]
+    id = "spot6"
+    name = "SPOT-6"
+    bands = ["blue", "green", "red", "nir"]
+    bit_depth = 12
+    ratio = 4
+    mtf_ms = [0.33, 0.33, 0.33, 0.33]
+    mtf_pan = 0.15
+    rgb = [2, 1, 0]
+    aliases = ["spot-6"]
 """
 
 from __future__ import annotations
 
+import os
 import re
+import tomllib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 
-from .errors import UnknownSensorError
+from .errors import InvalidParameterError, UnknownSensorError
 
 DEFAULT_MTF_MS = 0.3
 DEFAULT_MTF_PAN = 0.15
@@ -93,12 +112,56 @@ def _key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-_BY_KEY = {_key(alias): s for s in _SENSORS for alias in (s.id, s.name, *s.aliases)}
+_REGISTRY: dict[str, Sensor] = {s.id: s for s in _SENSORS}
+_BY_KEY: dict[str, Sensor] = {}
+_ENV_LOADED: set[str] = set()
+
+
+def register_sensor(sensor: Sensor) -> Sensor:
+    """Add ``sensor`` to the registry (replacing one with the same id)."""
+    _REGISTRY[sensor.id] = sensor
+    _BY_KEY.clear()
+    return sensor
+
+
+def load_sensors(path: str | Path) -> list[Sensor]:
+    """Register every ``[[sensor]]`` table of a TOML file; returns the sensors added."""
+    try:
+        tables = tomllib.loads(Path(path).read_text()).get("sensor", [])
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidParameterError(f"cannot read sensor file {path} ({exc})") from None
+    names = {f.name for f in fields(Sensor)}
+    added = []
+    for table in tables:
+        unknown = set(table) - names
+        missing = names - set(table) - {"aliases"}
+        if unknown or missing:
+            raise InvalidParameterError(
+                f"sensor {table.get('id', '?')} in {path}: unknown fields {sorted(unknown)}, "
+                f"missing fields {sorted(missing)}"
+            )
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+        sensor = Sensor(**values)
+        if len(sensor.mtf_ms) not in (1, len(sensor.bands)) or not all(0 < g < 1 for g in sensor.mtf_ms):
+            raise InvalidParameterError(f"sensor {sensor.id} in {path}: one MTF gain in (0, 1) per band")
+        added.append(register_sensor(sensor))
+    return added
+
+
+def _lookup() -> dict[str, Sensor]:
+    for path in filter(None, os.environ.get("PANSHARP_SENSORS", "").split(os.pathsep)):
+        if path not in _ENV_LOADED:
+            _ENV_LOADED.add(path)
+            load_sensors(path)
+    if not _BY_KEY:
+        _BY_KEY.update({_key(alias): s for s in _REGISTRY.values() for alias in (s.id, s.name, *s.aliases)})
+    return _BY_KEY
 
 
 def sensor_ids() -> list[str]:
     """Identifiers of every registered sensor."""
-    return [s.id for s in _SENSORS]
+    _lookup()
+    return list(_REGISTRY)
 
 
 def get_sensor(name: str | None) -> Sensor:
@@ -109,7 +172,7 @@ def get_sensor(name: str | None) -> Sensor:
     if name is None or _key(name) == "unknown":
         return UNKNOWN
     try:
-        return _BY_KEY[_key(name)]
+        return _lookup()[_key(name)]
     except KeyError:
         raise UnknownSensorError(
             f"unknown sensor {name!r}; use one of {', '.join(sensor_ids())} or 'unknown' "
@@ -121,7 +184,7 @@ def find_sensor(name: str | None) -> Sensor | None:
     """Like :func:`get_sensor` but ``None`` for names that are not registered."""
     if name is None:
         return None
-    return _BY_KEY.get(_key(name))
+    return _lookup().get(_key(name))
 
 
 def default_rgb(n_bands: int) -> tuple[int, int, int]:
