@@ -198,6 +198,47 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command("eval")
+def evaluate(
+    pan: Pan,
+    ms: Ms,
+    fused: Annotated[Optional[Path], typer.Option("--fused", help="Pansharpened image on the PAN grid.")] = None,
+    reference: Annotated[Optional[Path], typer.Option("--reference", help="Ground truth: adds reduced-resolution metrics.")] = None,
+    protocol: Annotated[str, typer.Option("--protocol", help="'full' (score --fused) or 'reduced' (Wald: degrade, fuse with --method, score).")] = "full",
+    method: Annotated[Optional[str], typer.Option("--method", help="Method for --protocol reduced.")] = None,
+    sensor: Sensor = None,
+    patch: Patch = None,
+    scheduler: Scheduler = "local",
+    workers: Workers = None,
+    json_out: Json = False,
+) -> None:
+    """Quality metrics: full resolution (QNR, HQNR...) or reduced resolution (SAM, ERGAS, Q2n...)."""
+    from .cluster import connect
+    from .errors import InvalidParameterError
+    from .quality.evaluate import evaluate as evaluate_fused
+    from .quality.evaluate import evaluate_reduced_protocol
+
+    with _edge(quiet=json_out):
+        if protocol not in ("full", "reduced"):
+            raise InvalidParameterError(f"--protocol must be 'full' or 'reduced', got {protocol!r}")
+        if protocol == "reduced" and method is None:
+            raise InvalidParameterError("--protocol reduced needs --method (the method to degrade, fuse and score)")
+        if protocol == "full" and fused is None:
+            raise InvalidParameterError("give the pansharpened image with --fused (or use --protocol reduced --method M)")
+        with connect(scheduler, workers) as client:
+            if protocol == "reduced":
+                scores = evaluate_reduced_protocol(pan, ms, method, sensor=sensor, patch=patch, client=client)
+            else:
+                scores = evaluate_fused(pan, ms, fused, reference=reference, sensor=sensor, patch=patch, client=client)
+    if json_out:
+        typer.echo(json.dumps(scores))
+        return
+    table = Table(title=f"quality ({protocol} resolution)", show_header=False)
+    for name, value in scores.items():
+        table.add_row(name, f"{value:.4f}")
+    Console().print(table)
+
+
 @bench_app.command("classical")
 def bench_classical(
     sizes: Annotated[str, typer.Option("--sizes", help="PAN sizes, comma-separated.")] = "8192,16384",

@@ -164,3 +164,22 @@ def test_full_resolution_metrics_ideal_cases_and_ordering(wv2):
     assert scores_fused["D_s"] < scores_exp["D_s"]  # the PAN's detail is in the fused image, not in the upsampled MS
     assert scores_fused["HQNR"] > scores_exp["HQNR"]
     assert all(0 <= scores_fused[k] <= 1 for k in ("D_lambda", "D_lambda_K", "D_s", "QNR", "HQNR"))
+
+
+def test_blockwise_metrics_equal_the_in_memory_ones(wv2, client):
+    import dask.array as da
+
+    from pansharp_dist.quality import reduced_resolution, reduced_resolution_metrics
+
+    pan, ms = wv2
+    sensor = get_sensor("wv2")
+    pan_lr, ms_lr = degrade_arrays(pan, ms, 4, sensor.mtf_ms, sensor.mtf_pan)
+    stats = SceneStats.from_blocks(block_stats(pan_lr, ms_lr, 4, None, None))
+    fused = fit_method("gsa", stats, 4, sensor).fuse(pan_lr[None].astype(np.float32), ms_lr[None].astype(np.float32))[0]
+    ref, fus = ms[:, :300, :310], fused[:, :300, :310].astype(np.float64)  # sides not multiples of 32
+    expected = reduced_resolution(ref, fus, 4)
+    lazy = da.from_array(fus, chunks=(8, 70, 90))
+    got = reduced_resolution_metrics(ref, lazy, 4, chunk=96, client=client)
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, rel=1e-6), name

@@ -69,11 +69,15 @@ def psnr(reference: np.ndarray, fused: np.ndarray, peak: float | None = None) ->
 _SOBEL = np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
 
 
-def _gradient_magnitude(band: np.ndarray) -> np.ndarray:
-    inner = band[1:-1, 1:-1]
-    gy = correlate(inner, _SOBEL, mode="constant", cval=0.0)
-    gx = correlate(inner, _SOBEL.T, mode="constant", cval=0.0)
+def sobel_magnitude(band: np.ndarray) -> np.ndarray:
+    """Sobel gradient magnitude of a 2-D array, zero padding (MATLAB ``imfilter`` default)."""
+    gy = correlate(band, _SOBEL, mode="constant", cval=0.0)
+    gx = correlate(band, _SOBEL.T, mode="constant", cval=0.0)
     return np.sqrt(gx**2 + gy**2)
+
+
+def _gradient_magnitude(band: np.ndarray) -> np.ndarray:
+    return sobel_magnitude(band[1:-1, 1:-1])
 
 
 def scc(reference: np.ndarray, fused: np.ndarray) -> float:
@@ -158,6 +162,15 @@ def q2n(reference: np.ndarray, fused: np.ndarray, block: int = 32, shift: int = 
     not reflectance, when quantizing.
     """
     ref, fus = _pair(reference, fused)
+    return float(np.mean(q2n_scores(ref, fus, block, shift, quantize)))
+
+
+def q2n_scores(ref: np.ndarray, fus: np.ndarray, block: int = 32, shift: int = 32, quantize: bool = True) -> np.ndarray:
+    """The Q2n value of every block of a ``(B, H, W)`` window, in row-major block order.
+
+    The window is mirror-padded at its bottom and right to whole blocks, so a
+    window that ends where the image ends gives the same blocks as the image.
+    """
     b, h, w = ref.shape
     steps_y, steps_x = -(-h // shift), -(-w // shift)
     pad_y, pad_x = (steps_y - 1) * shift + block - h, (steps_x - 1) * shift + block - w
@@ -174,7 +187,7 @@ def q2n(reference: np.ndarray, fused: np.ndarray, block: int = 32, shift: int = 
             win = (slice(None), slice(i * shift, i * shift + block), slice(j * shift, j * shift + block))
             q = _block_q2n(ref[win], fus[win])
             scores.append(np.sqrt((q**2).sum()))
-    return float(np.mean(scores))
+    return np.asarray(scores)
 
 
 def _mirror_pad(x: np.ndarray, pad_y: int, pad_x: int) -> np.ndarray:
@@ -184,3 +197,14 @@ def _mirror_pad(x: np.ndarray, pad_y: int, pad_x: int) -> np.ndarray:
     if pad_y > 0:
         x = np.concatenate([x, x[:, -1 : -pad_y - 1 : -1, :]], axis=1)
     return x
+
+
+def reduced_resolution(reference: np.ndarray, fused: np.ndarray, ratio: int, quantize: bool = True) -> dict[str, float]:
+    """Every reduced-resolution metric of ``fused`` against ``reference`` (both ``(B, H, W)``), in memory."""
+    return {
+        "SAM": sam(reference, fused),
+        "ERGAS": ergas(reference, fused, ratio),
+        "Q2n": q2n(reference, fused, quantize=quantize),
+        "SCC": scc(reference, fused),
+        "PSNR": psnr(reference, fused),
+    }

@@ -104,9 +104,9 @@ def interp23(image: np.ndarray, ratio: int) -> np.ndarray:
     return out
 
 
-def decimate(image: np.ndarray, ratio: int) -> np.ndarray:
-    """Keep pixel ``ratio // 2`` of each ``ratio`` x ``ratio`` cell (``imresize`` nearest)."""
-    return np.asarray(image)[..., ratio // 2 :: ratio, ratio // 2 :: ratio]
+def decimate(image, ratio: int):
+    """Keep pixel ``ratio // 2`` of each ``ratio`` x ``ratio`` cell (``imresize`` nearest); numpy or dask."""
+    return image[..., ratio // 2 :: ratio, ratio // 2 :: ratio]
 
 
 def degrade_arrays(

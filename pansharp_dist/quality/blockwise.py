@@ -1,0 +1,125 @@
+"""Reduced-resolution metrics at scene scale: block by block on dask arrays.
+
+Each block of the scene gives partial sums (a few numbers per band); only
+those reach the caller, so memory is bounded by the block size whatever the
+scene size. Blocks are aligned to the 32-pixel Q2n grid and carry a one-pixel
+halo for SCC's Sobel filter, so the result equals the in-memory metrics of
+:mod:`pansharp_dist.quality.metrics` on the same data (to rounding).
+"""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ..errors import InvalidParameterError
+from .metrics import q2n_scores, sobel_magnitude
+
+PARTS = ("err2", "ref_sum", "n", "angles", "n_angles", "ref_max", "scc_fr", "scc_ff", "scc_rr", "q_sum", "q_n")
+
+
+def _axis_chunks(length: int, chunk: int, block: int) -> tuple[int, ...]:
+    """Chunk sizes that are multiples of ``block``; a remainder under ``block`` joins the last chunk."""
+    chunk = max(block, chunk - chunk % block)
+    sizes = [chunk] * (length // chunk)
+    rest = length - chunk * len(sizes)
+    if rest:
+        if sizes and rest < block:
+            sizes[-1] += rest
+        else:
+            sizes.append(rest)
+    return tuple(sizes)
+
+
+def _partials(
+    ref: np.ndarray, fus: np.ndarray, y0: int, x0: int, shape: tuple[int, int], block: int, quantize: bool
+) -> dict[str, np.ndarray | float]:
+    """Partial sums of one block; ``ref``/``fus`` are ``(B, h+2, w+2)`` with a one-pixel halo (0 outside)."""
+    ref, fus = ref.astype(np.float64), fus.astype(np.float64)
+    core_r, core_f = ref[:, 1:-1, 1:-1], fus[:, 1:-1, 1:-1]
+    _, h, w = core_r.shape
+    height, width = shape
+    err2 = ((core_r - core_f) ** 2).sum(axis=(1, 2))
+    dot = np.einsum("bhw,bhw->hw", core_r, core_f)
+    norms = np.sqrt(np.einsum("bhw,bhw->hw", core_r, core_r) * np.einsum("bhw,bhw->hw", core_f, core_f))
+    keep = norms != 0
+    angles = np.arccos(np.clip(dot[keep] / norms[keep], -1.0, 1.0))
+    # SCC: the image loses its outer ring, then Sobel with zero padding (as SCC.m)
+    rows = np.arange(y0 - 1, y0 + h + 1)
+    cols = np.arange(x0 - 1, x0 + w + 1)
+    ring = (rows[:, None] <= 0) | (rows[:, None] >= height - 1) | (cols[None, :] <= 0) | (cols[None, :] >= width - 1)
+    inner = ~ring[1:-1, 1:-1]
+    gr = np.stack([sobel_magnitude(np.where(ring, 0.0, b))[1:-1, 1:-1][inner] for b in ref])
+    gf = np.stack([sobel_magnitude(np.where(ring, 0.0, b))[1:-1, 1:-1][inner] for b in fus])
+    scores = q2n_scores(core_r, core_f, block, block, quantize)
+    return {
+        "err2": err2, "ref_sum": core_r.sum(axis=(1, 2)), "n": float(h * w),
+        "angles": float(angles.sum()), "n_angles": float(angles.size), "ref_max": float(core_r.max()),
+        "scc_fr": float((gf * gr).sum()), "scc_ff": float((gf**2).sum()), "scc_rr": float((gr**2).sum()),
+        "q_sum": float(scores.sum()), "q_n": float(scores.size),
+    }
+
+
+def _merge(parts: list[dict]) -> dict:
+    out = {k: sum(p[k] for p in parts) for k in PARTS if k != "ref_max"}
+    out["ref_max"] = max(p["ref_max"] for p in parts)
+    return out
+
+
+def reduced_resolution_metrics(
+    reference: xr.DataArray | da.Array | np.ndarray,
+    fused: xr.DataArray | da.Array | np.ndarray,
+    ratio: int,
+    *,
+    chunk: int = 1024,
+    block: int = 32,
+    quantize: bool = True,
+    client=None,
+) -> dict[str, float]:
+    """SAM (degrees), ERGAS, Q2n, SCC and PSNR of ``fused`` against ``reference``, blockwise.
+
+    Both are ``(band, y, x)`` arrays of the same shape (lazy or not). Equal to
+    :func:`pansharp_dist.quality.metrics.reduced_resolution` on the same data.
+    """
+    from ..cluster import run_tasks
+
+    ref = _as_dask(reference)
+    fus = _as_dask(fused)
+    if ref.shape != fus.shape or ref.ndim != 3:
+        raise InvalidParameterError(f"reference {ref.shape} and fused {fus.shape} must be equal (band, y, x) shapes")
+    _, height, width = ref.shape
+    ys, xs = _axis_chunks(height, chunk, block), _axis_chunks(width, chunk, block)
+    chunks = ((ref.shape[0],), ys, xs)
+    halo = {0: 0, 1: 1, 2: 1}
+    ref_o = da.overlap.overlap(ref.rechunk(chunks), depth=halo, boundary=0).to_delayed()
+    fus_o = da.overlap.overlap(fus.rechunk(chunks), depth=halo, boundary=0).to_delayed()
+    y_starts, x_starts = np.cumsum((0,) + ys[:-1]), np.cumsum((0,) + xs[:-1])
+    tasks = [
+        dask.delayed(_partials, pure=True)(ref_o[0, i, j], fus_o[0, i, j], int(y0), int(x0), (height, width),
+                                           block, quantize)
+        for i, y0 in enumerate(y_starts)
+        for j, x0 in enumerate(x_starts)
+    ]
+    total = _merge(list(run_tasks(client, tasks)))
+    return _finish(total, ratio)
+
+
+def _as_dask(x) -> da.Array:
+    if isinstance(x, xr.DataArray):
+        x = x.data
+    return x if isinstance(x, da.Array) else da.from_array(np.asarray(x))
+
+
+def _finish(t: dict, ratio: int) -> dict[str, float]:
+    mse_band = t["err2"] / t["n"]
+    mean_band = t["ref_sum"] / t["n"]
+    mse = float(t["err2"].sum() / (t["n"] * t["err2"].size))
+    return {
+        "SAM": float(np.degrees(t["angles"] / t["n_angles"])) if t["n_angles"] else 0.0,
+        "ERGAS": float(100.0 / ratio * np.sqrt(np.mean(mse_band / mean_band**2))),
+        "Q2n": float(t["q_sum"] / t["q_n"]),
+        "SCC": float(t["scc_fr"] / np.sqrt(t["scc_ff"]) / np.sqrt(t["scc_rr"])) if t["scc_ff"] and t["scc_rr"] else 1.0,
+        "PSNR": float("inf") if mse == 0 else float(10 * np.log10(t["ref_max"] ** 2 / mse)),
+    }
