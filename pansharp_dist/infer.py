@@ -23,7 +23,7 @@ from .scene import Scene
 from .sensors import get_sensor
 from .stats import valid_mask
 from .store import with_stats
-from .tiling import TileGrid
+from .tiling import TileGrid, axis_chunks
 
 OUTPUT_NODATA = 0
 
@@ -95,18 +95,6 @@ def _fuse_block(
     return out
 
 
-def _block_chunks(length: int, block: int, halo: int) -> tuple[int, ...]:
-    """Block sizes along one axis; a last block thinner than the halo joins its neighbour."""
-    sizes = [block] * (length // block)
-    rest = length - block * len(sizes)
-    if rest:
-        if sizes and rest < halo:
-            sizes[-1] += rest
-        else:
-            sizes.append(rest)
-    return tuple(sizes)
-
-
 def tile_grid(scene: Scene, fuser: Fuser, tile: int) -> TileGrid:
     """The scene's TileGrid for ``fuser``'s halo."""
     return TileGrid(scene.shape[0], scene.shape[1], tile, fuser.halo, scene.ratio)
@@ -154,7 +142,7 @@ def pansharpen(
         raise InvalidParameterError(f"block {block} is smaller than the method's halo {grid.halo}")
     spec = OutputSpec.for_scene(scene)
     r, h = scene.ratio, grid.halo
-    ys, xs = (_block_chunks(n, block, h) for n in scene.shape)
+    ys, xs = (axis_chunks(n, block, h) for n in scene.shape)
     pan = scene.pan.data.rechunk((ys, xs))
     ms = scene.ms.data.rechunk((-1, tuple(v // r for v in ys), tuple(v // r for v in xs)))
     data = da.map_overlap(

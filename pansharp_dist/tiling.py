@@ -97,3 +97,16 @@ class TileGrid:
         )
         ms = (read[0] // r, read[1] // r, read[2] // r, read[3] // r)
         return Tile((i, j), core, read, ms)
+
+
+def axis_chunks(length: int, size: int, min_last: int) -> tuple[int, ...]:
+    """Chunk sizes of ``size`` along an axis of ``length``; a last chunk thinner than
+    ``min_last`` joins its neighbour (so halos and blocks always fit inside one chunk)."""
+    sizes = [size] * (length // size)
+    rest = length - size * len(sizes)
+    if rest:
+        if sizes and rest < min_last:
+            sizes[-1] += rest
+        else:
+            sizes.append(rest)
+    return tuple(sizes)

@@ -15,22 +15,10 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InvalidParameterError
+from ..tiling import axis_chunks
 from .metrics import q2n_scores, sobel_magnitude
 
 PARTS = ("err2", "ref_sum", "n", "angles", "n_angles", "ref_max", "scc_fr", "scc_ff", "scc_rr", "q_sum", "q_n")
-
-
-def _axis_chunks(length: int, chunk: int, block: int) -> tuple[int, ...]:
-    """Chunk sizes that are multiples of ``block``; a remainder under ``block`` joins the last chunk."""
-    chunk = max(block, chunk - chunk % block)
-    sizes = [chunk] * (length // chunk)
-    rest = length - chunk * len(sizes)
-    if rest:
-        if sizes and rest < block:
-            sizes[-1] += rest
-        else:
-            sizes.append(rest)
-    return tuple(sizes)
 
 
 def _partials(
@@ -90,7 +78,8 @@ def reduced_resolution_metrics(
     if ref.shape != fus.shape or ref.ndim != 3:
         raise InvalidParameterError(f"reference {ref.shape} and fused {fus.shape} must be equal (band, y, x) shapes")
     _, height, width = ref.shape
-    ys, xs = _axis_chunks(height, chunk, block), _axis_chunks(width, chunk, block)
+    step = max(block, chunk - chunk % block)
+    ys, xs = axis_chunks(height, step, block), axis_chunks(width, step, block)
     chunks = ((ref.shape[0],), ys, xs)
     halo = {0: 0, 1: 1, 2: 1}
     ref_o = da.overlap.overlap(ref.rechunk(chunks), depth=halo, boundary=0).to_delayed()
