@@ -256,6 +256,17 @@ def bench_classical(
         )
 
 
+@bench_app.command("quality")
+def bench_quality(
+    report: Annotated[Path, typer.Option("--report", help="Markdown file to update.")] = Path("docs/quality.md"),
+) -> None:
+    """Reduced- and full-resolution metrics of EXP and each classical method on every dataset."""
+    from .bench.quality import run_quality_bench
+
+    with _edge():
+        run_quality_bench(report, log=lambda msg: err.print(msg, highlight=False))
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

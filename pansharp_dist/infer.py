@@ -145,9 +145,10 @@ def pansharpen(
     ys, xs = (axis_chunks(n, block, h) for n in scene.shape)
     pan = scene.pan.data.rechunk((ys, xs))
     ms = scene.ms.data.rechunk((-1, tuple(v // r for v in ys), tuple(v // r for v in xs)))
+    dy, dx = (h if len(c) > 1 else 0 for c in (ys, xs))  # one block along an axis needs no neighbours
     data = da.map_overlap(
         _fuse_block, pan, ms,
-        depth=[{0: h, 1: h}, {0: 0, 1: h // r, 2: h // r}],
+        depth=[{0: dy, 1: dx}, {0: 0, 1: dy // r, 2: dx // r}],
         boundary="none", trim=False, align_arrays=False, allow_rechunk=False,
         dtype=np.dtype(spec.dtype), chunks=((scene.bands,), ys, xs),
         meta=np.empty((0, 0, 0), np.dtype(spec.dtype)),

@@ -39,3 +39,20 @@ def test_fused_image_on_another_grid_is_a_clear_error(fused_hpf):
     result = cli("eval", "--pan", str(VHR[0]), "--ms", str(VHR[1]), "--fused", str(fused_hpf), "--workers", "1")
     assert result.returncode == 2 and result.stderr.count("error:") == 1
     assert "pass the output of pansharp-dist run on this --pan/--ms pair" in " ".join(result.stderr.split())
+
+
+def test_quality_bench_scores_a_dataset_with_both_protocols():
+    import warnings
+
+    from conftest import DATA
+
+    from pansharp_dist import open_scene
+    from pansharp_dist.bench.quality import FULL, REDUCED, score_dataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scene = open_scene(DATA / "grip_unina_pnn" / "imgGE1.mat", DATA / "grip_unina_pnn" / "imgGE1.mat", "ge1")
+        scores = score_dataset(scene, ["gsa"])
+    assert set(scores) == {"EXP", "gsa"} and set(scores["gsa"]) == set(REDUCED + FULL)
+    assert scores["EXP"]["D_lambda"] == pytest.approx(0, abs=1e-12)  # the upsampled MS has the MS's band relations
+    assert scores["gsa"]["ERGAS"] < scores["EXP"]["ERGAS"] and scores["gsa"]["D_s"] > 0

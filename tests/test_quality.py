@@ -124,8 +124,8 @@ def test_lazy_scene_degradation_equals_the_array_version():
     reduced = degrade(scene)
     sensor = get_sensor("wv2")
     pan_lr, ms_lr = degrade_arrays(scene.pan.values, scene.ms.values, 4, sensor.mtf_ms, sensor.mtf_pan)
-    np.testing.assert_allclose(reduced.pan.values, pan_lr, rtol=1e-12)
-    np.testing.assert_allclose(reduced.ms.values, ms_lr, rtol=1e-12)
+    np.testing.assert_allclose(reduced.pan.values, pan_lr, rtol=1e-9)  # FFT filtering per chunk vs whole
+    np.testing.assert_allclose(reduced.ms.values, ms_lr, rtol=1e-9)
     assert reduced.ratio == 4 and reduced.ms.rio.transform().a == 16 * scene.transform.a
 
 

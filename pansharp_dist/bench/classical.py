@@ -191,9 +191,13 @@ def _write_report(report: Path, rows: list[ClassicalRow], workers: int | None) -
     _replace_section(report, MARK, "\n".join(lines))
 
 
-def _replace_section(report: Path, mark: str, body: str) -> None:
+def _replace_section(
+    report: Path, mark: str, body: str,
+    title: str = "# Benchmarks\n\nRegenerate each section with the command in its title.\n",
+) -> None:
+    """Replace the ``bench:<mark>`` section of ``report`` with ``body`` (appended if absent)."""
     report.parent.mkdir(parents=True, exist_ok=True)
-    text = report.read_text() if report.exists() else "# Benchmarks\n\nRegenerate each section with the command in its title.\n"
+    text = report.read_text() if report.exists() else title
     pattern = re.compile(rf"<!-- bench:{mark}:start -->.*?<!-- bench:{mark}:end -->", re.S)
     text = pattern.sub(lambda _: body, text) if pattern.search(text) else text.rstrip() + "\n\n" + body + "\n"
     report.write_text(text)

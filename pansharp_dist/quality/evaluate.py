@@ -40,7 +40,7 @@ def _open_fused(path: str | Path, scene: Scene) -> xr.DataArray:
     return fused
 
 
-def full_resolution_scores(scene: Scene, fused: xr.DataArray) -> dict[str, float]:
+def full_resolution_scores(scene: Scene, fused: xr.DataArray | np.ndarray) -> dict[str, float]:
     """Full-resolution metrics of ``fused`` on the scene's PAN grid (cropped to whole 32-pixel blocks)."""
     r = scene.ratio
     cell = BLOCK * r // np.gcd(BLOCK, r)
@@ -49,7 +49,8 @@ def full_resolution_scores(scene: Scene, fused: xr.DataArray) -> dict[str, float
         raise InvalidParameterError(f"the scene ({scene.shape[0]} x {scene.shape[1]}) is smaller than one {cell}-pixel block")
     pan = scene.pan.values[:h, :w].astype(np.float64)
     ms = scene.ms.values[:, : h // r, : w // r].astype(np.float64)
-    fus = np.asarray(fused.data[:, :h, :w], dtype=np.float64)
+    data = fused.data if isinstance(fused, xr.DataArray) else fused
+    fus = np.asarray(data[:, :h, :w], dtype=np.float64)
     gains = tuple(get_sensor(scene.sensor).mtf_gains(scene.bands))
     return full_resolution(fus, ms, pan, r, gains, BLOCK)
 

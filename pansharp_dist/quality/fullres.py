@@ -7,7 +7,8 @@ Vivone et al. 2020 ("toolbox 1.0" options of ``D_lambda.m`` and ``D_s.m``,
 and ``D_lambda_K.m`` / ``HQNR.m``):
 
 * Q is Wang and Bovik's universal image quality index on distinct
-  ``block`` x ``block`` blocks (covariances with N-1), averaged over blocks;
+  ``block`` x ``block`` blocks (covariances with N-1), averaged over the
+  blocks where it is defined (the toolbox gives NaN when any block is flat);
 * D_lambda (QNR, Alparone et al. 2008) compares the Q of every band pair of
   the fused image with that of ``msexp``; D_s compares each band's Q against
   the PAN with its Q against the PAN degraded (bicubic ``imresize`` by 1/r,
@@ -33,7 +34,11 @@ def _check_blocks(shape: tuple[int, ...], block: int) -> None:
 
 
 def q_blocks(x: np.ndarray, y: np.ndarray, block: int = 32) -> float:
-    """Mean over distinct ``block`` x ``block`` blocks of Wang-Bovik's Q between two bands."""
+    """Mean over distinct ``block`` x ``block`` blocks of Wang-Bovik's Q between two bands.
+
+    Blocks where Q is undefined (both blocks constant, as in no-data fill) are
+    left out of the mean, where the toolbox would return NaN for the scene.
+    """
     _check_blocks(x.shape, block)
     h, w = x.shape
     xb = np.asarray(x, np.float64).reshape(h // block, block, w // block, block).transpose(0, 2, 1, 3)
@@ -45,7 +50,7 @@ def q_blocks(x: np.ndarray, y: np.ndarray, block: int = 32) -> float:
     vx, vy = (dx**2).sum(axis=(2, 3)) / (n - 1), (dy**2).sum(axis=(2, 3)) / (n - 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         q = 4 * cov * mx * my / (vx + vy) / (mx**2 + my**2)
-    return float(np.mean(q))
+    return float(np.nanmean(q)) if np.isfinite(q).any() else float("nan")
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:
