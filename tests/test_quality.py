@@ -183,3 +183,22 @@ def test_blockwise_metrics_equal_the_in_memory_ones(wv2, client):
     assert set(got) == set(expected)
     for name, value in expected.items():
         assert got[name] == pytest.approx(value, rel=1e-6), name
+
+
+def test_blockwise_full_resolution_metrics_equal_the_in_memory_ones(wv2, client):
+    import dask.array as da
+
+    from pansharp_dist.quality import full_resolution
+    from pansharp_dist.quality.blockwise import full_resolution_metrics
+
+    pan, ms = wv2
+    pan, ms = pan[:576, :640], ms[:, :144, :160]
+    sensor = get_sensor("wv2")
+    stats = SceneStats.from_blocks(block_stats(pan, ms, 4, None, None))
+    fused = fit_method("mtf-glp-hpm", stats, 4, sensor).fuse(
+        pan[None].astype(np.float32), ms[None].astype(np.float32))[0].astype(np.float64)
+    expected = full_resolution(fused, ms, pan, 4, sensor.mtf_ms)
+    got = full_resolution_metrics(da.from_array(fused, chunks=(8, 200, 200)), ms, pan, 4, sensor.mtf_ms,
+                                  chunk=192, client=client)
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, rel=1e-6), name

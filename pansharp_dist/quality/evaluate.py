@@ -1,7 +1,7 @@
 """Scene-level evaluation behind ``pansharp-dist eval``.
 
 * full resolution: a fused image on the PAN grid against the PAN and MS it came
-  from (D_lambda, D_lambda_K, D_s, QNR, HQNR; in memory in this version);
+  from (D_lambda, D_lambda_K, D_s, QNR, HQNR; blockwise on dask);
 * reduced resolution with a reference: the fused image against a ground truth
   of the same shape (SAM, ERGAS, Q2n, SCC, PSNR; blockwise on dask);
 * the reduced-resolution protocol: degrade the scene (Wald), fuse it with a
@@ -20,8 +20,7 @@ from ..errors import InvalidParameterError
 from ..infer import pansharpen
 from ..scene import Scene, open_scene
 from ..sensors import get_sensor
-from .blockwise import reduced_resolution_metrics
-from .fullres import full_resolution
+from .blockwise import full_resolution_metrics, reduced_resolution_metrics
 from .mtf import degrade
 
 BLOCK = 32
@@ -40,19 +39,18 @@ def _open_fused(path: str | Path, scene: Scene) -> xr.DataArray:
     return fused
 
 
-def full_resolution_scores(scene: Scene, fused: xr.DataArray | np.ndarray) -> dict[str, float]:
-    """Full-resolution metrics of ``fused`` on the scene's PAN grid (cropped to whole 32-pixel blocks)."""
+def full_resolution_scores(scene: Scene, fused: xr.DataArray | np.ndarray, client=None) -> dict[str, float]:
+    """Full-resolution metrics of ``fused`` on the scene's PAN grid, blockwise (cropped to whole blocks)."""
     r = scene.ratio
     cell = BLOCK * r // np.gcd(BLOCK, r)
     h, w = (n - n % cell for n in scene.shape)
     if h == 0 or w == 0:
         raise InvalidParameterError(f"the scene ({scene.shape[0]} x {scene.shape[1]}) is smaller than one {cell}-pixel block")
-    pan = scene.pan.values[:h, :w].astype(np.float64)
-    ms = scene.ms.values[:, : h // r, : w // r].astype(np.float64)
     data = fused.data if isinstance(fused, xr.DataArray) else fused
-    fus = np.asarray(data[:, :h, :w], dtype=np.float64)
     gains = tuple(get_sensor(scene.sensor).mtf_gains(scene.bands))
-    return full_resolution(fus, ms, pan, r, gains, BLOCK)
+    return full_resolution_metrics(
+        data[:, :h, :w], scene.ms.data[:, : h // r, : w // r], scene.pan.data[:h, :w], r, gains, client=client
+    )
 
 
 def evaluate(
@@ -68,7 +66,7 @@ def evaluate(
     """Full-resolution metrics of ``fused``; with ``reference``, the reduced-resolution ones too."""
     scene = open_scene(pan, ms, sensor, patch=patch)
     fused_da = _open_fused(fused, scene)
-    scores = full_resolution_scores(scene, fused_da)
+    scores = full_resolution_scores(scene, fused_da, client)
     if reference is not None:
         truth = rioxarray.open_rasterio(reference, chunks={"band": -1, "y": 2048, "x": 2048}, masked=False)
         if truth.shape != fused_da.shape:

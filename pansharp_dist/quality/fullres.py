@@ -33,12 +33,8 @@ def _check_blocks(shape: tuple[int, ...], block: int) -> None:
         raise InvalidParameterError(f"image size {shape[-2]}x{shape[-1]} must be a multiple of the block size {block}")
 
 
-def q_blocks(x: np.ndarray, y: np.ndarray, block: int = 32) -> float:
-    """Mean over distinct ``block`` x ``block`` blocks of Wang-Bovik's Q between two bands.
-
-    Blocks where Q is undefined (both blocks constant, as in no-data fill) are
-    left out of the mean, where the toolbox would return NaN for the scene.
-    """
+def q_block_values(x: np.ndarray, y: np.ndarray, block: int = 32) -> np.ndarray:
+    """Wang-Bovik's Q between two bands on each distinct ``block`` x ``block`` block (NaN where undefined)."""
     _check_blocks(x.shape, block)
     h, w = x.shape
     xb = np.asarray(x, np.float64).reshape(h // block, block, w // block, block).transpose(0, 2, 1, 3)
@@ -49,7 +45,16 @@ def q_blocks(x: np.ndarray, y: np.ndarray, block: int = 32) -> float:
     cov = (dx * dy).sum(axis=(2, 3)) / (n - 1)
     vx, vy = (dx**2).sum(axis=(2, 3)) / (n - 1), (dy**2).sum(axis=(2, 3)) / (n - 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        q = 4 * cov * mx * my / (vx + vy) / (mx**2 + my**2)
+        return 4 * cov * mx * my / (vx + vy) / (mx**2 + my**2)
+
+
+def q_blocks(x: np.ndarray, y: np.ndarray, block: int = 32) -> float:
+    """Mean over distinct ``block`` x ``block`` blocks of Wang-Bovik's Q between two bands.
+
+    Blocks where Q is undefined (both blocks constant, as in no-data fill) are
+    left out of the mean, where the toolbox would return NaN for the scene.
+    """
+    q = q_block_values(x, y, block)
     return float(np.nanmean(q)) if np.isfinite(q).any() else float("nan")
 
 
