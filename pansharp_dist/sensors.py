@@ -99,6 +99,7 @@ _SENSORS = (
         ("worldview3",),
     ),
     Sensor("pleiades", "Pleiades 1A/1B", _BGRN, 12, 4, (0.3,) * 4, 0.15, (2, 1, 0), ("phr", "phr1a", "phr1b")),
+    # Landsat 8 OLI: the toolboxes publish no Nyquist gains for it; the documented default is used.
     Sensor(
         "landsat8", "Landsat 8 OLI", ("coastal", "blue", "green", "red", "nir", "swir1", "swir2"),
         12, 2, (DEFAULT_MTF_MS,) * 7, DEFAULT_MTF_PAN, (3, 2, 1), ("l8", "oli", "landsat"),
