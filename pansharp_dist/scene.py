@@ -225,7 +225,6 @@ def _read_raster(text: str, role: str) -> _Raster:
             _check_dtype(src.dtypes[0], role, text)
             _check_readable(src)
             transform, crs, nodata, tags = src.transform, src.crs, src.nodata, src.tags()
-            count = src.count
     except RasterioIOError as exc:
         if "No such file" in str(exc) or "does not exist" in str(exc) or "404" in str(exc):
             raise InputNotFoundError(f"{role} not found: {text}; check the path or URL") from None
@@ -237,8 +236,6 @@ def _read_raster(text: str, role: str) -> _Raster:
         transform = None
     data = rioxarray.open_rasterio(target, chunks={"band": -1, "y": 2048, "x": 2048},
                                    lock=False, cache=False, **open_kwargs)
-    if count == 0:
-        raise BandCountError(f"{role} {text} has no bands")
     if nodata is None:
         nodata = 0.0
     return _Raster(data, transform, crs, float(nodata), _sensor_from_tags(tags), text)

@@ -199,7 +199,7 @@ def open_store(path: str | Path) -> Scene:
     crs = ds.rio.crs
     pan = ds["pan"]
     ms = ds["ms"].rename({"ms_y": "y", "ms_x": "x"})
-    for arr_name, arr in (("pan", pan), ("ms", ms)):
+    for arr in (pan, ms):
         arr.attrs = {}
         arr.encoding = {}
     pan = pan.drop_vars("spatial_ref", errors="ignore")

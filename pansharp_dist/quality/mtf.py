@@ -155,7 +155,6 @@ def degrade(scene: "Scene") -> "Scene":
     """
     from dataclasses import replace
 
-    import dask.array as da
     from affine import Affine
 
     from ..scene import with_grid
