@@ -74,8 +74,6 @@ def ingest(
     Raises:
         EmptySceneError: every pixel is nodata (the store is removed).
     """
-    from .cluster import run_tasks
-
     path = Path(path)
     r = scene.ratio
     block = block or block_size(tile)
@@ -86,26 +84,7 @@ def ingest(
     scene = scene.rechunk(block)
     _skeleton(scene, path, tile, block)
     try:
-        pan_blocks = scene.pan.data.to_delayed()
-        ms_blocks = scene.ms.data.to_delayed()
-        tasks = []
-        for i, y0 in enumerate(_starts(scene.pan.chunks[0])):
-            for j, x0 in enumerate(_starts(scene.pan.chunks[1])):
-                tasks.append(
-                    dask.delayed(_ingest_block, pure=True)(
-                        pan_blocks[i, j], ms_blocks[0, i, j], str(path), y0, x0,
-                        r, scene.pan_nodata, scene.ms_nodata,
-                    )
-                )
-        total = BlockStats(scene.bands)
-        for part in run_tasks(client, tasks, progress):
-            total = total.merge(part)
-        stats = SceneStats.from_blocks(total)
-        if stats.empty:
-            raise EmptySceneError(
-                f"every pixel of {scene.name} is nodata (PAN nodata {scene.pan_nodata}, MS nodata "
-                f"{scene.ms_nodata}); check the inputs cover each other and the nodata values"
-            )
+        stats = _scene_pass(scene, _ingest_block, (str(path), r, scene.pan_nodata, scene.ms_nodata), client, progress)
         group = zarr.open_group(str(path), mode="r+")
         meta = dict(group.attrs[ATTR])
         meta["stats"] = stats.to_dict()
@@ -159,8 +138,34 @@ def _skeleton(scene: Scene, path: Path, tile: int, block: int) -> None:
     ds.to_zarr(str(path), mode="w-", zarr_format=3, encoding=encoding, compute=False, consolidated=False)
 
 
+def _scene_pass(scene: Scene, fn, args: tuple, client, progress) -> SceneStats:
+    """Run ``fn(pan_block, ms_block, y0, x0, *args) -> BlockStats`` on every block and merge the results.
+
+    Raises:
+        EmptySceneError: no pixel of the scene is valid.
+    """
+    from .cluster import run_tasks
+
+    pan_blocks, ms_blocks = scene.pan.data.to_delayed(), scene.ms.data.to_delayed()
+    tasks = [
+        dask.delayed(fn, pure=True)(pan_blocks[i, j], ms_blocks[0, i, j], y0, x0, *args)
+        for i, y0 in enumerate(_starts(scene.pan.chunks[0]))
+        for j, x0 in enumerate(_starts(scene.pan.chunks[1]))
+    ]
+    total = BlockStats(scene.bands)
+    for part in run_tasks(client, tasks, progress):
+        total = total.merge(part)
+    stats = SceneStats.from_blocks(total)
+    if stats.empty:
+        raise EmptySceneError(
+            f"every pixel of {scene.name} is nodata (PAN nodata {scene.pan_nodata}, MS nodata "
+            f"{scene.ms_nodata}); check the inputs cover each other and the nodata values"
+        )
+    return stats
+
+
 def _ingest_block(
-    pan: np.ndarray, ms: np.ndarray, path: str, y0: int, x0: int, ratio: int,
+    pan: np.ndarray, ms: np.ndarray, y0: int, x0: int, path: str, ratio: int,
     pan_nodata: float | None, ms_nodata: float | None,
 ) -> BlockStats:
     """Write one shard of pan, ms and mask; return the block's statistics (runs on a worker)."""
@@ -220,26 +225,14 @@ def open_store(path: str | Path) -> Scene:
 
 def scene_stats(scene: Scene, client=None, progress=None) -> SceneStats:
     """Statistics of a scene that has none stored (one pass over its blocks)."""
-    from .cluster import run_tasks
-
     if scene.stats is not None:
         return scene.stats
-    pan_blocks = scene.pan.data.to_delayed()
-    ms_blocks = scene.ms.data.to_delayed()
-    tasks = [
-        dask.delayed(block_stats, pure=True)(
-            pan_blocks[i, j], ms_blocks[0, i, j], scene.ratio, scene.pan_nodata, scene.ms_nodata
-        )
-        for i in range(pan_blocks.shape[0])
-        for j in range(pan_blocks.shape[1])
-    ]
-    total = BlockStats(scene.bands)
-    for part in run_tasks(client, tasks, progress):
-        total = total.merge(part)
-    stats = SceneStats.from_blocks(total)
-    if stats.empty:
-        raise EmptySceneError(f"every pixel of {scene.name} is nodata; check the inputs and their nodata values")
-    return stats
+    return _scene_pass(scene, _block_stats_at, (scene.ratio, scene.pan_nodata, scene.ms_nodata), client, progress)
+
+
+def _block_stats_at(pan: np.ndarray, ms: np.ndarray, y0: int, x0: int, ratio: int, *nodata) -> BlockStats:
+    """:func:`block_stats` with the block position that :func:`_scene_pass` passes (unused here)."""
+    return block_stats(pan, ms, ratio, *nodata)
 
 
 def with_stats(scene: Scene, client=None, progress=None) -> Scene:
