@@ -36,7 +36,7 @@ _CUBIC_A = -0.5  # Keys' cubic convolution, as GDAL's "cubic" resampling
 
 
 @lru_cache(maxsize=16)
-def _cubic_phases(ratio: int) -> tuple[tuple[int, tuple[float, float, float, float]], ...]:
+def cubic_phases(ratio: int) -> tuple[tuple[int, tuple[float, float, float, float]], ...]:
     """For each output phase ``p``: first MS offset and the 4 cubic weights.
 
     Output pixel ``r*k + p`` has its centre at MS coordinate ``k + (p + 0.5)/r - 0.5``.
@@ -67,7 +67,7 @@ def _upsample_axis(x: np.ndarray, ratio: int, axis: int) -> np.ndarray:
     pad = [(0, 0)] * (x.ndim - 1) + [(2, 2)]
     xp = np.pad(x, pad, mode="edge")
     out = np.empty(x.shape[:-1] + (n, ratio), np.float32)
-    for p, (first, weights) in enumerate(_cubic_phases(ratio)):
+    for p, (first, weights) in enumerate(cubic_phases(ratio)):
         acc = out[..., p]
         start = first + 2
         np.multiply(xp[..., start : start + n], np.float32(weights[0]), out=acc)

@@ -26,6 +26,8 @@ from .errors import PansharpError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distributed pansharpening on Dask.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (write docs/benchmarks.md).")
 app.add_typer(bench_app, name="bench")
+models_app = typer.Typer(no_args_is_help=True, help="Pretrained networks: list the shipped ones, import checkpoints.")
+app.add_typer(models_app, name="models")
 err = Console(stderr=True)
 
 Pan = Annotated[str, typer.Option("--pan", help="PAN GeoTIFF/COG path or URL, or a .mat file.")]
@@ -103,7 +105,7 @@ def run(
     pan: Pan,
     ms: Ms,
     out: Annotated[Path, typer.Option("--out", help="Output COG path.")],
-    method: Annotated[str, typer.Option("--method", help="brovey, gsa or mtf-glp-hpm.")] = "brovey",
+    method: Annotated[str, typer.Option("--method", help="brovey, gsa, mtf-glp-hpm or a model id (pansharp-dist models list).")] = "brovey",
     sensor: Sensor = None,
     tile: Tile = 512,
     scheduler: Scheduler = "local",
@@ -113,6 +115,7 @@ def run(
     json_out: Json = False,
     patch: Patch = None,
     weights: Annotated[Optional[str], typer.Option("--weights", help="Brovey weights, comma-separated.")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="Networks: 'cpu' or 'cuda' (default: cuda when present).")] = None,
 ) -> None:
     """Pansharpen a PAN + MS pair into a cloud-optimized GeoTIFF."""
     from .pipeline import run as run_pipeline
@@ -120,7 +123,8 @@ def run(
     with _edge(quiet=json_out), _progress(not json_out) as progress:
         report = run_pipeline(
             pan, ms, out, method=method, sensor=sensor, tile=tile, patch=patch, weights=_weights(weights),
-            scheduler=scheduler, workers=workers, work_dir=work_dir, overwrite=overwrite, progress=progress,
+            device=device, scheduler=scheduler, workers=workers, work_dir=work_dir, overwrite=overwrite,
+            progress=progress,
         )
     if json_out:
         typer.echo(json.dumps(report.to_dict()))
@@ -265,6 +269,74 @@ def bench_quality(
 
     with _edge():
         run_quality_bench(report, log=lambda msg: err.print(msg, highlight=False))
+
+
+@models_app.command("list")
+def models_list(json_out: Json = False) -> None:
+    """The shipped pretrained networks and their cards."""
+    from dataclasses import asdict
+
+    from .models import list_models
+
+    cards = list_models()
+    if json_out:
+        typer.echo(json.dumps([asdict(c) for c in cards]))
+        return
+    table = Table(title="pretrained networks (ids for --method)")
+    for col in ("id", "architecture", "trained on", "bands", "weights", "receptive radius (PAN px)"):
+        table.add_column(col)
+    for c in cards:
+        table.add_row(c.id, c.arch, c.sensor, str(len(c.bands)), f"{c.parameters:,}", str(c.receptive_radius))
+    Console().print(table)
+    err.print("weights: DLPan-Toolbox (GPL-2.0); attribution in pansharp_dist/models/weights/README.md", highlight=False)
+
+
+@models_app.command("import")
+def models_import(
+    path: Annotated[Path, typer.Argument(help="PanCollection/DLPan-Toolbox state dict (.pth).")],
+    arch: Annotated[str, typer.Option("--arch", help="fusionnet, pannet, dicnn or pnn.")],
+    sensor: Annotated[str, typer.Option("--sensor", help="Sensor the network was trained on (wv3, wv2, qb, ge1...).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for <id>.safetensors and <id>.json.")] = Path("."),
+    json_out: Json = False,
+) -> None:
+    """Convert a checkpoint to safetensors plus a model card (tensors only: no pickled code is run)."""
+    from dataclasses import asdict
+
+    from .models import import_checkpoint
+
+    with _edge(quiet=json_out):
+        meta = import_checkpoint(path, arch, sensor, out)
+    if json_out:
+        typer.echo(json.dumps(asdict(meta)))
+    else:
+        err.print(f"wrote {out / meta.id}.safetensors and {out / meta.id}.json ({meta.parameters:,} weights)", highlight=False)
+
+
+@bench_app.command("networks")
+def bench_networks(
+    report: Annotated[Path, typer.Option("--report", help="Markdown file to update.")] = Path("docs/quality.md"),
+    work_dir: Annotated[Path, typer.Option("--work-dir")] = Path("bench-work"),
+    patches: Annotated[Optional[int], typer.Option("--patches", help="Score only the first N WV3 patches.")] = None,
+) -> None:
+    """Each pretrained network on its own sensor's data and across sensors, both protocols."""
+    from .bench.networks import run_networks_bench
+
+    with _edge():
+        run_networks_bench(report, work_dir, log=lambda msg: err.print(msg, highlight=False), patches=patches)
+
+
+@bench_app.command("models")
+def bench_models(
+    report: Annotated[Path, typer.Option("--report", help="Markdown file to update.")] = Path("docs/benchmarks.md"),
+    device: Annotated[Optional[str], typer.Option("--device", help="'cpu' or 'cuda' (default: cuda when present).")] = None,
+    tile: Tile = 512,
+    seconds: Annotated[float, typer.Option("--seconds", help="Timed seconds per network.")] = 5.0,
+) -> None:
+    """PAN megapixels per second of each network's forward pass."""
+    from .bench.models import run_models_bench
+
+    with _edge():
+        run_models_bench(report, device, tile, seconds, log=lambda msg: err.print(msg, highlight=False))
 
 
 def main() -> None:

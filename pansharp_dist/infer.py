@@ -23,7 +23,7 @@ from .scene import Scene
 from .sensors import get_sensor
 from .stats import valid_mask
 from .store import with_stats
-from .tiling import TileGrid, axis_chunks
+from .tiling import Tile, TileGrid, axis_chunks
 
 OUTPUT_NODATA = 0
 
@@ -63,32 +63,47 @@ class OutputSpec:
 def render(fuser: Fuser, pan: np.ndarray, ms: np.ndarray, spec: OutputSpec) -> np.ndarray:
     """Fuse one window: ``pan (H, W)`` and ``ms (B, H/r, W/r)`` in native dtypes to output pixels.
 
-    This is the whole single-pass computation; tiles call it on their windows.
+    This is the whole single-pass computation; tiles call :func:`render_batch` on their windows.
     """
-    valid, _ = valid_mask(pan, ms, spec.ratio, spec.pan_nodata, spec.ms_nodata)
-    fused = fuser.fuse(pan[None], ms[None])[0]
-    return spec.finish(fused, valid)
+    return render_batch(fuser, pan[None], ms[None], spec)[0]
+
+
+def render_batch(fuser: Fuser, pan: np.ndarray, ms: np.ndarray, spec: OutputSpec) -> list[np.ndarray]:
+    """:func:`render` for a batch of same-sized windows ``pan (N, H, W)``, ``ms (N, B, H/r, W/r)``."""
+    fused = fuser.fuse(pan, ms)
+    return [
+        spec.finish(f, valid_mask(p, m, spec.ratio, spec.pan_nodata, spec.ms_nodata)[0])
+        for f, p, m in zip(fused, pan, ms)
+    ]
 
 
 def _fuse_block(
     pan: np.ndarray, ms: np.ndarray, *, fuser: Fuser, spec: OutputSpec, grid: TileGrid,
     block_info: dict | None = None,
 ) -> np.ndarray:
-    """One block: ``pan``/``ms`` include the halo the neighbours gave (none at scene borders)."""
+    """One block: ``pan``/``ms`` include the halo the neighbours gave (none at scene borders).
+
+    Tiles whose read windows have the same size are fused as one batch.
+    """
     (_, _), (y0, y1), (x0, x1) = block_info[None]["array-location"]
     r, t = grid.ratio, grid.tile
     oy, ox = y0 - min(grid.halo, y0), x0 - min(grid.halo, x0)
     out = np.empty((ms.shape[0], y1 - y0, x1 - x0), np.dtype(spec.dtype))
+    batches: dict[tuple[int, int], list[Tile]] = {}
     for ti in range(y0 // t, math.ceil(y1 / t)):
         for tj in range(x0 // t, math.ceil(x1 / t)):
             tile = grid[ti, tj]
             r0, r1, c0, c1 = tile.read
-            result = render(
-                fuser,
-                pan[r0 - oy : r1 - oy, c0 - ox : c1 - ox],
-                ms[:, (r0 - oy) // r : (r1 - oy) // r, (c0 - ox) // r : (c1 - ox) // r],
-                spec,
-            )
+            batches.setdefault((r1 - r0, c1 - c0), []).append(tile)
+    for tiles in batches.values():
+        reads = [tile.read for tile in tiles]
+        results = render_batch(
+            fuser,
+            np.stack([pan[r0 - oy : r1 - oy, c0 - ox : c1 - ox] for r0, r1, c0, c1 in reads]),
+            np.stack([ms[:, (r0 - oy) // r : (r1 - oy) // r, (c0 - ox) // r : (c1 - ox) // r] for r0, r1, c0, c1 in reads]),
+            spec,
+        )
+        for tile, result in zip(tiles, results):
             k0, k1, l0, l1 = tile.core
             rows, cols = tile.crop
             out[:, k0 - y0 : k1 - y0, l0 - x0 : l1 - x0] = result[:, rows, cols]

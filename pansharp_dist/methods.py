@@ -50,7 +50,7 @@ FitFn = Callable[..., Fuser]
 """``fit(stats, ratio, sensor, **options) -> Fuser``."""
 
 
-def _registry() -> dict[str, FitFn]:
+def _classical() -> dict[str, FitFn]:
     from . import classical
 
     return {
@@ -60,8 +60,18 @@ def _registry() -> dict[str, FitFn]:
     }
 
 
-def method_names() -> list[str]:
-    """Names of every registered method."""
+def _registry() -> dict[str, FitFn]:
+    from .models.network import network_methods
+
+    return {**_classical(), **network_methods()}
+
+
+def method_names(kind: str | None = None) -> list[str]:
+    """Names of the registered methods: all, or only ``"classical"`` ones, or only ``"network"`` ones."""
+    if kind == "classical":
+        return list(_classical())
+    if kind == "network":
+        return [name for name in _registry() if name not in _classical()]
     return list(_registry())
 
 
@@ -75,7 +85,8 @@ def fit_method(
         stats: the scene's statistics (from the tile store or :func:`scene_stats`).
         ratio: PAN/MS resolution ratio.
         sensor: sensor facts (MTF gains) for methods that use them.
-        options: method-specific options (``weights`` for Brovey).
+        options: method-specific options (``weights`` for Brovey; ``device``, ``half``,
+            ``batch`` for networks).
     """
     fit = _registry().get(name.lower())
     if fit is None:

@@ -18,9 +18,10 @@ from pathlib import Path
 from rasterio.errors import RasterioIOError
 
 from .cluster import connect
-from .errors import CorruptInputError
+from .errors import CorruptInputError, InvalidParameterError
 from .export import check_output, write_cog
 from .infer import fit, pansharpen, tile_grid
+from .methods import method_names
 from .scene import Scene, open_scene
 from .store import block_size, ingest, write_output
 
@@ -82,6 +83,7 @@ def run(
     tile: int = 512,
     patch: int | None = None,
     weights: tuple[float, ...] | None = None,
+    device: str | None = None,
     client=None,
     scheduler: str = "local",
     workers: int | None = None,
@@ -100,7 +102,7 @@ def run(
     start = time.perf_counter()
     out = check_output(out, overwrite)
     scene = open_scene(pan, ms, sensor, patch=patch)
-    options = {"weights": weights} if weights is not None else {}
+    options = _options(method, weights, device)
     with _work_folder(out, work_dir) as folder, _client(client, scheduler, workers) as cl:
         tiles_path = folder / f"{out.stem}.tiles.zarr"
         hrms_path = folder / f"{out.stem}.hrms.zarr"
@@ -135,6 +137,20 @@ def run(
         sensor=stored.sensor,
         crs=stored.crs.to_string() if stored.crs is not None else None,
     )
+
+
+def _options(method: str, weights: tuple[float, ...] | None, device: str | None) -> dict[str, object]:
+    """Method options from the run's arguments, refusing those the method does not take."""
+    options: dict[str, object] = {}
+    if weights is not None:
+        if method.lower() != "brovey":
+            raise InvalidParameterError(f"weights apply to brovey only, not to {method}")
+        options["weights"] = weights
+    if device is not None:
+        if method.lower() not in method_names("network"):
+            raise InvalidParameterError(f"--device applies to network methods only, not to {method}")
+        options["device"] = device
+    return options
 
 
 def _phase(progress: PhaseProgress | None, name: str):

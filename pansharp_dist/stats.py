@@ -134,9 +134,11 @@ def _stride_sample(values: np.ndarray) -> np.ndarray:
 class SceneStats:
     """Per-scene statistics of valid pixels, for normalisation and method fitting.
 
-    All values are in the scene's own units (counts or reflectance).
+    All values are in the scene's own units: counts or reflectance, held in
+    ``ms_dtype`` (the MS dtype name, ``"uint16"``).
     """
 
+    ms_dtype: str
     bands: int
     pan_count: int
     pan_mean: float
@@ -152,8 +154,8 @@ class SceneStats:
     ms_percentiles: tuple[tuple[float, ...], ...]
 
     @classmethod
-    def from_blocks(cls, s: BlockStats) -> "SceneStats":
-        """Finalise merged block statistics."""
+    def from_blocks(cls, s: BlockStats, ms_dtype: str = "float32") -> "SceneStats":
+        """Finalise merged block statistics of a scene whose MS is ``ms_dtype``."""
         n = max(s.pan_count, 1)
         mean = s.pan_sum / n
         var = max(s.pan_sumsq / n - mean * mean, 0.0)
@@ -163,6 +165,7 @@ class SceneStats:
             np.percentile(s.ms_samples, q, axis=1).T if s.ms_samples.shape[1] else np.full((s.bands, q.size), np.nan)
         )
         return cls(
+            ms_dtype=str(ms_dtype),
             bands=s.bands,
             pan_count=s.pan_count,
             pan_mean=mean,

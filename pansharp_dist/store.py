@@ -155,7 +155,7 @@ def _scene_pass(scene: Scene, fn, args: tuple, client, progress) -> SceneStats:
     total = BlockStats(scene.bands)
     for part in run_tasks(client, tasks, progress):
         total = total.merge(part)
-    stats = SceneStats.from_blocks(total)
+    stats = SceneStats.from_blocks(total, scene.ms.dtype)
     if stats.empty:
         raise EmptySceneError(
             f"every pixel of {scene.name} is nodata (PAN nodata {scene.pan_nodata}, MS nodata "

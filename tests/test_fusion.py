@@ -29,7 +29,7 @@ def stores(tmp_path_factory, client):
     }
 
 
-@pytest.mark.parametrize("method", method_names())
+@pytest.mark.parametrize("method", method_names("classical"))
 @pytest.mark.parametrize("scene_name", list(SCENES))
 def test_tiled_run_equals_single_pass_bit_for_bit(stores, client, scene_name, method):
     scene = stores[scene_name]
@@ -67,7 +67,7 @@ def test_a_halo_below_the_support_draws_seams(stores):
     assert not np.array_equal(tiled, single)
 
 
-@pytest.mark.parametrize("method", method_names())
+@pytest.mark.parametrize("method", method_names("classical"))
 def test_methods_keep_the_ms_spectra_and_add_pan_detail(stores, method):
     scene = stores["imgWV2"]
     fuser = fit(scene, method)

@@ -81,7 +81,7 @@ def score_dataset(scene: Scene, methods: list[str]) -> dict[str, dict[str, float
 def run_quality_bench(report: Path, log: Callable[[str], None] = lambda _: None) -> None:
     """Score every dataset and write the tables into ``report``."""
     data = _shared_data()
-    methods = method_names()
+    methods = method_names("classical")
     sections = []
     for ds in DATASETS:
         log(f"{ds.label} ...")

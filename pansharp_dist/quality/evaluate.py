@@ -17,7 +17,8 @@ import rioxarray
 import xarray as xr
 
 from ..errors import InvalidParameterError
-from ..infer import pansharpen
+from ..infer import fit, pansharpen
+from ..methods import method_names
 from ..scene import Scene, open_scene
 from ..sensors import get_sensor
 from .blockwise import full_resolution_metrics, reduced_resolution_metrics
@@ -88,9 +89,15 @@ def evaluate_reduced_protocol(
     tile: int = 256,
     client=None,
 ) -> dict[str, float]:
-    """Wald protocol: degrade the scene, fuse it with ``method``, score against the original MS."""
+    """Wald protocol: degrade the scene, fuse it with ``method``, score against the original MS.
+
+    A classical method is fitted on the degraded scene; a network on the original
+    one, so that its radiometry is the sensor's and not that of the float64 degraded copy.
+    """
     scene = open_scene(pan, ms, sensor, patch=patch)
     reduced = degrade(scene)
+    if method.lower() in method_names("network"):
+        method = fit(scene, method, client)
     fused = pansharpen(reduced, method, client=client, tile=tile)
     truth = scene.ms.data[:, : fused.shape[1], : fused.shape[2]].astype(np.float64)
     return reduced_resolution_metrics(truth, fused.data.astype(np.float64), scene.ratio, client=client)

@@ -1,0 +1,122 @@
+"""A pretrained backbone on the method interface (a :class:`~pansharp_dist.methods.Fuser`).
+
+The fitted fuser is a few numbers and the model id; the backbone itself is
+loaded once per process (a Dask worker keeps it resident) and moved to the
+device there. Inference runs under ``torch.inference_mode()``, channels-last,
+on batches of tiles; on CUDA under float16 autocast unless ``half=False``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache, partial
+
+import numpy as np
+import torch
+
+from ..errors import BandCountError, InvalidParameterError
+from ..sensors import Sensor
+from ..stats import SceneStats
+from .backbones import Backbone
+from .checkpoints import card, load, model_ids
+from .radiometry import radiometry_for
+
+CPU_BATCH = 4
+GPU_BATCH = 16
+
+
+def default_device() -> str:
+    """``"cuda"`` when a CUDA device is present, else ``"cpu"``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@lru_cache(maxsize=8)
+def resident(model_id: str, device: str) -> Backbone:
+    """The backbone ``model_id`` on ``device``, channels-last, loaded once per process."""
+    return load(model_id).to(device=device, memory_format=torch.channels_last)
+
+
+@dataclass(frozen=True)
+class NetworkFuser:
+    """A backbone fitted to one scene.
+
+    Attributes:
+        name: the model id (``fusionnet-wv3``).
+        ratio: PAN/MS ratio.
+        halo: PAN pixels of context per tile (the receptive radius, rounded up to the ratio).
+        pan_scale, ms_scale: model units per scene unit (:mod:`~pansharp_dist.models.radiometry`).
+        rule: the radiometry rule that gave them, in words.
+        device: ``"cpu"`` or ``"cuda"`` (``"cuda:1"``...).
+        half: float16 autocast (CUDA only).
+        batch: tiles per forward pass.
+    """
+
+    name: str
+    ratio: int
+    halo: int
+    pan_scale: float
+    ms_scale: tuple[float, ...]
+    rule: str
+    device: str
+    half: bool
+    batch: int
+
+    def fuse(self, pan: np.ndarray, ms: np.ndarray) -> np.ndarray:
+        """``pan (N, H, W)``, ``ms (N, B, H/r, W/r)`` float32 scene units to ``(N, B, H, W)`` float32."""
+        model = resident(self.name, self.device)
+        cuda = self.device.startswith("cuda")
+        out = np.empty((pan.shape[0], ms.shape[1], *pan.shape[1:]), np.float32)
+        ms_scale = torch.tensor(self.ms_scale, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=cuda and self.half):
+            for i in range(0, pan.shape[0], self.batch):
+                p, m = (
+                    torch.from_numpy(np.ascontiguousarray(a[i : i + self.batch], np.float32))
+                    .to(self.device, non_blocking=True)
+                    .contiguous(memory_format=torch.channels_last)
+                    for a in (pan[:, None], ms)
+                )
+                out[i : i + self.batch] = model(p, m, self.pan_scale, ms_scale).float().cpu().numpy()
+        return out
+
+
+def fit_network(
+    model_id: str,
+    stats: SceneStats,
+    ratio: int,
+    sensor: Sensor,
+    *,
+    device: str | None = None,
+    half: bool = True,
+    batch: int | None = None,
+) -> NetworkFuser:
+    """Fit the backbone ``model_id`` to a scene: check bands and ratio, choose the radiometry."""
+    meta = card(model_id)
+    if stats.bands != len(meta.bands):
+        raise BandCountError(
+            f"model {meta.id} takes {len(meta.bands)} MS bands ({', '.join(meta.bands)}) but the scene has "
+            f"{stats.bands}: choose a model of a {stats.bands}-band sensor (pansharp-dist models list)"
+        )
+    if ratio != meta.ratio:
+        raise InvalidParameterError(f"model {meta.id} was trained for ratio {meta.ratio}; the scene has ratio {ratio}")
+    device = device or default_device()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidParameterError(f"device {device} asked for, but torch sees no CUDA device: use --device cpu")
+    radiometry = radiometry_for(stats, sensor, meta.input_p99_ms, meta.input_p99_pan)
+    cuda = device.startswith("cuda")
+    return NetworkFuser(
+        name=meta.id,
+        ratio=ratio,
+        halo=ratio * math.ceil(meta.receptive_radius / ratio),
+        pan_scale=radiometry.pan_scale,
+        ms_scale=radiometry.ms_scale,
+        rule=radiometry.rule,
+        device=device,
+        half=half and cuda,
+        batch=batch or (GPU_BATCH if cuda else CPU_BATCH),
+    )
+
+
+def network_methods() -> dict[str, partial]:
+    """``{model id: fit function}`` for every shipped backbone."""
+    return {model_id: partial(fit_network, model_id) for model_id in model_ids()}
