@@ -56,11 +56,9 @@ def _shared_data() -> Path:
     here = Path(__file__).resolve()
     for parent in here.parents:
         candidate = parent.parent / "shared" / "data"
-        if (candidate / SOURCE).exists():
+        if candidate.is_dir():
             return candidate
-    raise InvalidParameterError(
-        f"benchmark source {SOURCE} not found in ../shared/data beside the repository"
-    )
+    raise InvalidParameterError("benchmark data not found: put the shared data in ../shared/data beside the repository")
 
 
 def _gdal(pan: Path, ms: Path, out: Path, bands: int) -> tuple[float, int]:

@@ -207,8 +207,8 @@ class PNN(Backbone):
     The network was trained on unpadded convolutions, which shrink the image by
     8 pixels on each side; the input is padded by 8 replicated pixels so that
     the output covers the input (on the WorldView-3 patches: ERGAS 4.29 with
-    replicated borders, 4.32 reflected, 6.8 zero-padded). ``F`` is therefore 4
-    pixels larger than the output on each side.
+    replicated borders, 4.32 reflected, 6.8 zero-padded). ``F`` is therefore 2
+    pixels larger than the output on each side (the last 5 x 5 convolution is unpadded).
     """
 
     arch = "pnn"

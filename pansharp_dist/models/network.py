@@ -9,6 +9,7 @@ on batches of tiles; on CUDA under float16 autocast unless ``half=False``.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from functools import lru_cache, partial
 
@@ -37,6 +38,12 @@ def resident(model_id: str, device: str) -> Backbone:
     return load(model_id).to(device=device, memory_format=torch.channels_last)
 
 
+@lru_cache(maxsize=8)
+def _pinned(shape: tuple[int, ...], thread: int) -> torch.Tensor:
+    """A page-locked float32 host buffer of ``shape`` for ``thread``."""
+    return torch.empty(shape, dtype=torch.float32, pin_memory=True)
+
+
 @dataclass(frozen=True)
 class NetworkFuser:
     """A backbone fitted to one scene.
@@ -63,10 +70,16 @@ class NetworkFuser:
     batch: int
 
     def fuse(self, pan: np.ndarray, ms: np.ndarray) -> np.ndarray:
-        """``pan (N, H, W)``, ``ms (N, B, H/r, W/r)`` float32 scene units to ``(N, B, H, W)`` float32."""
+        """``pan (N, H, W)``, ``ms (N, B, H/r, W/r)`` float32 scene units to ``(N, B, H, W)`` float32.
+
+        On CUDA the result is copied to a page-locked buffer kept per thread and
+        shape, then to the returned array: device-to-host copies straight into
+        pageable memory ran at a fifth of the speed.
+        """
         model = resident(self.name, self.device)
         cuda = self.device.startswith("cuda")
-        out = np.empty((pan.shape[0], ms.shape[1], *pan.shape[1:]), np.float32)
+        shape = (pan.shape[0], ms.shape[1], *pan.shape[1:])
+        out = _pinned(shape, threading.get_ident()) if cuda else torch.empty(shape)
         ms_scale = torch.tensor(self.ms_scale, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=cuda and self.half):
             for i in range(0, pan.shape[0], self.batch):
@@ -76,8 +89,11 @@ class NetworkFuser:
                     .contiguous(memory_format=torch.channels_last)
                     for a in (pan[:, None], ms)
                 )
-                out[i : i + self.batch] = model(p, m, self.pan_scale, ms_scale).float().cpu().numpy()
-        return out
+                out[i : i + self.batch].copy_(model(p, m, self.pan_scale, ms_scale), non_blocking=cuda)
+        if cuda:
+            torch.cuda.synchronize(self.device)
+            return out.numpy().copy()
+        return out.numpy()
 
 
 def fit_network(
