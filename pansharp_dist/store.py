@@ -35,7 +35,7 @@ from .errors import EmptySceneError, InvalidParameterError, StoreError
 from .scene import Scene
 from .stats import BlockStats, SceneStats, block_stats, valid_mask
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: statistics record the MS dtype (network radiometry)
 ATTR = "pansharp_dist"
 OUTPUT_CHUNK = 512
 _CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")

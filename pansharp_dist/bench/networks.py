@@ -190,7 +190,7 @@ def run_networks_bench(report: Path, work: Path, log: Callable[[str], None] = la
         "PanCollection's own reduced pairs, scored against their `gt` and averaged over the patches.",
         "Full resolution: the fused scene against its own PAN and MS. Radiometry",
         "(`pansharp_dist/models/radiometry.py`): counts of a known bit depth map full scale to 1;",
-        "float data and unknown sensors map the MS 99th percentile to the network's training one.",
+        "float data and unknown sensors have each band's 99th percentile matched to the training data's.",
         "",
         "### Native sensor: are the ports right?",
         "",
