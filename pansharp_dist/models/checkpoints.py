@@ -144,7 +144,7 @@ def import_checkpoint(path: str | Path, arch: str, sensor: str, out_dir: str | P
     model_id = f"{cls.arch}-{source_sensor.id}"
     p99_ms, p99_pan = TRAINING_P99.get(source_sensor.id, ((DEFAULT_P99,) * bands, DEFAULT_P99))
     weights = out_dir / f"{model_id}.safetensors"
-    save_file(state, str(weights), metadata={"arch": cls.arch, "sensor": source_sensor.id})
+    save_file(state, str(weights))  # no metadata: the card holds it, and the bytes stay reproducible
     card = ModelCard(
         id=model_id,
         arch=cls.arch,
