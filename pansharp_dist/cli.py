@@ -116,6 +116,7 @@ def run(
     patch: Patch = None,
     weights: Annotated[Optional[str], typer.Option("--weights", help="Brovey weights, comma-separated.")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="Networks: 'cpu' or 'cuda' (default: cuda when present).")] = None,
+    adapt: Annotated[Optional[str], typer.Option("--adapt", help="Networks: 'tailor' (default), 'full' or 'none'.")] = None,
 ) -> None:
     """Pansharpen a PAN + MS pair into a cloud-optimized GeoTIFF."""
     from .pipeline import run as run_pipeline
@@ -123,7 +124,7 @@ def run(
     with _edge(quiet=json_out), _progress(not json_out) as progress:
         report = run_pipeline(
             pan, ms, out, method=method, sensor=sensor, tile=tile, patch=patch, weights=_weights(weights),
-            device=device, scheduler=scheduler, workers=workers, work_dir=work_dir, overwrite=overwrite,
+            device=device, adapt=adapt, scheduler=scheduler, workers=workers, work_dir=work_dir, overwrite=overwrite,
             progress=progress,
         )
     if json_out:
@@ -269,6 +270,47 @@ def bench_quality(
 
     with _edge():
         run_quality_bench(report, log=lambda msg: err.print(msg, highlight=False))
+
+
+@app.command()
+def adapt(
+    zarr: Annotated[Path, typer.Option("--zarr", help="Tile store of the scene (pansharp-dist ingest).")],
+    model: Annotated[str, typer.Option("--model", help="Model id (pansharp-dist models list).")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the tailor (.safetensors).")],
+    mode: Annotated[str, typer.Option("--mode", help="'tailor', or 'full' to fine-tune the whole network.")] = "tailor",
+    tiles: Annotated[int, typer.Option("--tiles", help="Tiles to train on.")] = 16,
+    patch: Annotated[int, typer.Option("--patch", help="Tile side in PAN pixels.")] = 64,
+    strategy: Annotated[str, typer.Option("--strategy", help="random, grid, farthest or manifold.")] = "manifold",
+    steps: Annotated[int, typer.Option("--steps", help="Step budget.")] = 300,
+    seconds: Annotated[float, typer.Option("--seconds", help="Time budget.")] = 120.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: Annotated[Optional[str], typer.Option("--device", help="'cpu' or 'cuda' (default: cuda when present).")] = None,
+    overwrite: Overwrite = False,
+    json_out: Json = False,
+) -> None:
+    """Adapt a pretrained network to one scene and save the result (a tailor of a few tens of KB)."""
+    from .adapt.fit import AdaptOptions, fit_adaptation
+    from .errors import InvalidParameterError, OutputExistsError
+    from .infer import fit
+    from .store import open_store
+
+    with _edge(quiet=json_out):
+        if out.exists() and not overwrite:
+            raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+        if mode not in ("tailor", "full"):
+            raise InvalidParameterError(f"--mode must be 'tailor' or 'full', got {mode!r}")
+        scene = open_store(zarr)
+        options = AdaptOptions(k=tiles, patch=patch, strategy=strategy, steps=steps, seconds=seconds, seed=seed)
+        fuser, report = fit_adaptation(scene, fit(scene, model, device=device), mode, options)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_bytes(fuser.weights)
+        tmp.replace(out)
+    summary = {"out": str(out), "bytes": out.stat().st_size, "model": model, "mode": mode, "steps": report.steps,
+               "seconds": round(report.seconds, 3), "tiles": report.tiles, "stopped": report.stopped,
+               "terms": report.terms}
+    typer.echo(json.dumps(summary) if json_out else
+               f"wrote {out} ({summary['bytes'] / 1e3:.1f} KB): {report.steps} steps in {report.seconds:.1f} s "
+               f"on {len(report.tiles)} tiles, stopped: {report.stopped}")
 
 
 @models_app.command("list")

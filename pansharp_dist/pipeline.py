@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rasterio.errors import RasterioIOError
 
+from .adapt.fit import MODES, AdaptReport, fit_adaptation
 from .cluster import connect
 from .errors import CorruptInputError, InvalidParameterError
 from .export import check_output, write_cog
@@ -26,7 +27,7 @@ from .scene import Scene, open_scene
 from .store import block_size, ingest, write_output
 
 PhaseProgress = Callable[[str, int, int], None]
-"""``callback(phase, done, total)``; phases are ``ingest``, ``fuse`` and ``cog``."""
+"""``callback(phase, done, total)``; phases are ``ingest``, ``adapt``, ``fuse`` and ``cog``."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class RunReport:
     ratio: int
     sensor: str | None
     crs: str | None
+    adaptation: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,6 +86,7 @@ def run(
     patch: int | None = None,
     weights: tuple[float, ...] | None = None,
     device: str | None = None,
+    adapt: str | None = None,
     client=None,
     scheduler: str = "local",
     workers: int | None = None,
@@ -103,6 +106,7 @@ def run(
     out = check_output(out, overwrite)
     scene = open_scene(pan, ms, sensor, patch=patch)
     options = _options(method, weights, device)
+    adapt = _adapt_mode(method, adapt)
     with _work_folder(out, work_dir) as folder, _client(client, scheduler, workers) as cl:
         tiles_path = folder / f"{out.stem}.tiles.zarr"
         hrms_path = folder / f"{out.stem}.hrms.zarr"
@@ -112,6 +116,14 @@ def run(
         try:
             stored = _ingest(scene, tiles_path, tile, cl, progress)
             fuser = fit(stored, method, cl, **options)
+            adaptation = None
+            if adapt != "none":
+                if progress:
+                    progress("adapt", 0, 1)
+                fuser, adapt_report = fit_adaptation(stored, fuser, adapt)
+                adaptation = _adaptation_summary(adapt_report)
+                if progress:
+                    progress("adapt", 1, 1)
             hrms = pansharpen(stored, fuser, tile=tile)
             write_output(hrms, hrms_path, cl, _phase(progress, "fuse"))
             if progress:
@@ -136,7 +148,28 @@ def run(
         ratio=stored.ratio,
         sensor=stored.sensor,
         crs=stored.crs.to_string() if stored.crs is not None else None,
+        adaptation=adaptation,
     )
+
+
+def _adapt_mode(method: str, adapt: str | None) -> str:
+    """The adaptation of a run: ``tailor`` by default for networks; classical methods take none."""
+    network = method.lower() in method_names("network")
+    if adapt is None:
+        return "tailor" if network else "none"
+    if adapt not in MODES:
+        raise InvalidParameterError(f"--adapt must be one of {', '.join(MODES)}, got {adapt!r}")
+    if adapt != "none" and not network:
+        raise InvalidParameterError(f"--adapt {adapt} applies to network methods only, not to {method}")
+    return adapt
+
+
+def _adaptation_summary(report: AdaptReport) -> dict:
+    return {
+        "mode": report.mode, "steps": report.steps, "seconds": round(report.seconds, 3), "tiles": len(report.tiles),
+        "stopped": report.stopped, "final_loss": round(report.losses[-1], 6) if report.losses else None,
+        "terms": {k: round(v, 6) for k, v in report.terms.items()},
+    }
 
 
 def _options(method: str, weights: tuple[float, ...] | None, device: str | None) -> dict[str, object]:

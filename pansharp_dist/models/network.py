@@ -8,13 +8,16 @@ on batches of tiles; on CUDA under float16 autocast unless ``half=False``.
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
 
 import numpy as np
 import torch
+
+from safetensors.torch import load as safetensors_load
 
 from ..errors import BandCountError, InvalidParameterError
 from ..sensors import Sensor
@@ -22,6 +25,7 @@ from ..stats import SceneStats
 from .backbones import Backbone
 from .checkpoints import card, load, model_ids
 from .radiometry import radiometry_for
+from .tailor import Tailored, tailor_from_bytes
 
 CPU_BATCH = 4
 GPU_BATCH = 16
@@ -36,6 +40,17 @@ def default_device() -> str:
 def resident(model_id: str, device: str) -> Backbone:
     """The backbone ``model_id`` on ``device``, channels-last, loaded once per process."""
     return load(model_id).to(device=device, memory_format=torch.channels_last)
+
+
+@lru_cache(maxsize=8)
+def adapted_model(model_id: str, device: str, mode: str, weights: bytes) -> torch.nn.Module:
+    """The backbone with a tailor (``mode="tailor"``) or fine-tuned weights (``"full"``), once per process."""
+    if mode == "tailor":
+        tailor, _ = tailor_from_bytes(weights)
+        return Tailored(resident(model_id, device), tailor.to(device=device, memory_format=torch.channels_last)).eval()
+    model = copy.deepcopy(load(model_id))
+    model.load_state_dict(safetensors_load(weights))
+    return model.to(device=device, memory_format=torch.channels_last).eval()
 
 
 @lru_cache(maxsize=8)
@@ -57,6 +72,8 @@ class NetworkFuser:
         device: ``"cpu"`` or ``"cuda"`` (``"cuda:1"``...).
         half: float16 autocast (CUDA only).
         batch: tiles per forward pass.
+        adaptation: ``"none"`` (direct transfer), ``"tailor"`` or ``"full"``.
+        weights: the tailor (kilobytes) or the fine-tuned network, safetensors bytes; ``None`` for ``"none"``.
     """
 
     name: str
@@ -68,6 +85,14 @@ class NetworkFuser:
     device: str
     half: bool
     batch: int
+    adaptation: str = "none"
+    weights: bytes | None = field(default=None, repr=False)
+
+    def adapted(self, mode: str, weights: bytes) -> "NetworkFuser":
+        """This fuser with an adaptation; the halo grows by the tailor's own receptive field."""
+        extra = tailor_from_bytes(weights)[0].spec.radius if mode == "tailor" else 0
+        halo = self.ratio * math.ceil((card(self.name).receptive_radius + extra) / self.ratio)
+        return replace(self, adaptation=mode, weights=weights, halo=halo)
 
     def fuse(self, pan: np.ndarray, ms: np.ndarray) -> np.ndarray:
         """``pan (N, H, W)``, ``ms (N, B, H/r, W/r)`` float32 scene units to ``(N, B, H, W)`` float32.
@@ -76,7 +101,10 @@ class NetworkFuser:
         shape, then to the returned array: device-to-host copies straight into
         pageable memory ran at a fifth of the speed.
         """
-        model = resident(self.name, self.device)
+        if self.weights is None:
+            model = resident(self.name, self.device)
+        else:
+            model = adapted_model(self.name, self.device, self.adaptation, self.weights)
         cuda = self.device.startswith("cuda")
         shape = (pan.shape[0], ms.shape[1], *pan.shape[1:])
         out = _pinned(shape, threading.get_ident()) if cuda else torch.empty(shape)

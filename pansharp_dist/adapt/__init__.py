@@ -1,0 +1,1 @@
+"""Per-scene adaptation: tile sampling, unsupervised losses, and the tailor fit loop."""

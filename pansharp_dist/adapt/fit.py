@@ -1,0 +1,149 @@
+"""Adapting a pretrained network to one scene: the tailor (or, for comparison, the whole network).
+
+:func:`fit_adaptation` samples tiles from the scene (:mod:`.sampling`), reads
+only those, and trains with the unsupervised losses of :mod:`.losses`:
+
+* ``tailor``: the backbone stays frozen; its features of the sampled tiles are
+  computed once, and only the tailor (kilobytes) is trained on them;
+* ``full``: every weight of the network is fine-tuned on the same tiles and
+  losses, as zero-shot methods do (features recomputed at every step);
+* ``none``: direct transfer, nothing trained.
+
+Training stops at the step budget, the time budget, or when the loss has not
+improved by ``min_delta`` (relative) for ``patience`` steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from safetensors.torch import save
+
+from ..errors import InvalidParameterError
+from ..models.backbones import upsample_cubic
+from ..models.checkpoints import card as model_card
+from ..models.network import NetworkFuser, resident
+from ..models.tailor import Tailor, TailorCard, TailorSpec, tailor_bytes
+from ..scene import Scene
+from ..sensors import get_sensor
+from .losses import LossWeights, SceneLoss
+from .sampling import adaptation_grid, sample_valid_tiles
+
+MODES = ("tailor", "full", "none")
+
+
+@dataclass
+class AdaptReport:
+    """What a fit did: mode, steps, seconds, tiles (grid indices), loss per step, final terms, why it stopped."""
+
+    mode: str
+    steps: int = 0
+    seconds: float = 0.0
+    tiles: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    terms: dict[str, float] = field(default_factory=dict)
+    stopped: str = "not trained"
+
+
+@dataclass(frozen=True)
+class AdaptOptions:
+    """Knobs of the fit. ``k``: tiles; ``patch``: their side in PAN pixels; ``steps``/``seconds``: budgets;
+    ``lr``: Adam's step for the tailor, ``full_lr`` for the whole network; ``spec_*``: the tailor's shape.
+
+    Defaults were chosen on WorldView-3 FusionNet adapted to Wald-degraded imgWV2 (3 x 3 kernels
+    closed 52% of the SAM gap to the native WorldView-2 model, 1 x 1 kernels 28-37%).
+    """
+
+    k: int = 16
+    patch: int = 64
+    strategy: str = "manifold"
+    steps: int = 300
+    seconds: float = 120.0
+    lr: float = 3e-3
+    full_lr: float = 1e-4
+    patience: int = 30
+    min_delta: float = 1e-3
+    seed: int = 0
+    weights: LossWeights = LossWeights()
+    spec_width: int = 16
+    spec_depth: int = 1
+    spec_kernel: int = 3
+
+
+def fit_adaptation(
+    scene: Scene, fuser: NetworkFuser, mode: str = "tailor", options: AdaptOptions = AdaptOptions(),
+) -> tuple[NetworkFuser, AdaptReport]:
+    """Adapt the network of ``fuser`` (fitted to this scene, or to the scene it was degraded from)
+    to ``scene``; returns the adapted fuser (for :func:`~pansharp_dist.infer.pansharpen`) and the report."""
+    if mode not in MODES:
+        raise InvalidParameterError(f"unknown adaptation {mode!r}; choose one of {', '.join(MODES)}")
+    sensor = get_sensor(scene.sensor)
+    model_id = fuser.name
+    report = AdaptReport(mode)
+    if mode == "none":
+        return fuser, report
+    start = time.perf_counter()
+    grid = adaptation_grid(scene, options.patch)
+    report.tiles, pan_np, ms_np = sample_valid_tiles(scene, grid, options.k, options.strategy, options.seed)
+    dev = fuser.device
+    torch.manual_seed(options.seed)
+    backbone = resident(model_id, dev)
+    pan, ms = torch.from_numpy(pan_np[:, None]).to(dev), torch.from_numpy(ms_np).to(dev)
+    ms_scale = torch.tensor(fuser.ms_scale, device=dev).view(1, -1, 1, 1)
+    loss_fn = SceneLoss(sensor.mtf_gains(scene.bands), sensor.mtf_pan, scene.ratio, options.weights).to(dev)
+    with torch.no_grad():
+        x = backbone.prepare(pan, ms, fuser.pan_scale, ms_scale)
+        feats = backbone.features(x)
+        reference = backbone.head(feats, x)
+        rho_ref = loss_fn.reference_correlation(x.pan, x.lms, upsample_cubic)
+    if mode == "tailor":
+        module = Tailor(TailorSpec(feats.shape[1], options.spec_width, options.spec_depth, options.spec_kernel)).to(dev)
+        forward = lambda: backbone.head(module(feats), x)  # noqa: E731
+        lr = options.lr
+    else:
+        module = copy.deepcopy(backbone).requires_grad_(True).train()
+        forward = lambda: module.head(module.features(x), x)  # noqa: E731
+        lr = options.full_lr
+    _train(module, forward, lambda out: loss_fn(out, x.ms, x.pan, rho_ref, reference), lr, options, report, start)
+    meta = model_card(model_id)
+    if mode == "tailor":
+        card = TailorCard(
+            backbone=model_id, backbone_sha256=meta.sha256, scene=scene.name,
+            spec=asdict(module.spec),
+            losses=options.weights.as_dict(), steps=report.steps, seconds=round(report.seconds, 3),
+            tiles=report.tiles, loss_history=[round(v, 6) for v in report.losses],
+        )
+        data = tailor_bytes(module.cpu(), card)
+    else:
+        data = save({k: v.detach().float().cpu().contiguous() for k, v in module.state_dict().items()})
+    return fuser.adapted(mode, data), report
+
+
+def _train(module, forward, objective, lr: float, options: AdaptOptions, report: AdaptReport, start: float) -> None:
+    params = [p for p in module.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    best, since = float("inf"), 0
+    report.stopped = "steps"
+    for step in range(options.steps):
+        opt.zero_grad(set_to_none=True)
+        total, terms = objective(forward())
+        total.backward()
+        opt.step()
+        value = float(total.detach())
+        report.losses.append(value)
+        report.terms = terms
+        report.steps = step + 1
+        if value < best * (1 - options.min_delta):
+            best, since = value, 0
+        else:
+            since += 1
+        if since >= options.patience:
+            report.stopped = "converged"
+            break
+        if time.perf_counter() - start > options.seconds:
+            report.stopped = "time budget"
+            break
+    report.seconds = time.perf_counter() - start

@@ -1,0 +1,155 @@
+"""Choosing the tiles a tailor is trained on.
+
+Tiles are ``patch`` x ``patch`` PAN windows of a :class:`~pansharp_dist.tiling.TileGrid`
+without halo. A tile is eligible only if every one of its pixels is valid, so
+nodata never enters the fit. Four strategies, all deterministic for a seed:
+
+* ``random``: uniform among eligible tiles;
+* ``grid``: stratified: the grid is cut into about k rectangular strata and one
+  eligible tile is drawn from each (then random ones if strata are empty);
+* ``farthest``: farthest-point sampling of the tile descriptors (seeded start);
+* ``manifold``: k-means of the tile descriptors (k-means++ seeding), the
+  eligible tile nearest each centre.
+
+Descriptors are cheap: per band mean and standard deviation of each tile's MS
+window and the standard deviation of its MS band mean (a texture proxy),
+standardised over the scene. They are computed from the MS alone (1/ratio² of
+the PAN's pixels); only the sampled tiles' PAN is ever read
+(:func:`sample_valid_tiles`: a sampled tile whose PAN holds nodata is dropped
+and another is drawn in its place).
+"""
+
+from __future__ import annotations
+
+import math
+
+import dask
+import numpy as np
+
+from ..errors import InvalidParameterError
+from ..scene import Scene
+from ..stats import valid_mask
+from ..tiling import Tile, TileGrid
+
+STRATEGIES = ("random", "grid", "farthest", "manifold")
+
+
+def adaptation_grid(scene: Scene, patch: int) -> TileGrid:
+    """The haloless grid of ``patch``-sized tiles the tailor samples from."""
+    if patch % scene.ratio or patch < 4 * scene.ratio:
+        raise InvalidParameterError(f"adaptation patch {patch} must be a multiple of the ratio and at least {4 * scene.ratio}")
+    return TileGrid(scene.shape[0], scene.shape[1], patch, 0, scene.ratio)
+
+
+def tile_descriptors(scene: Scene, grid: TileGrid) -> tuple[np.ndarray, np.ndarray]:
+    """``(eligible (T,) bool, descriptors (T, D) float64)`` for the full-size tiles of ``grid``, in grid order.
+
+    Edge tiles smaller than the patch are not eligible.
+    """
+    r = scene.ratio
+    ms = scene.ms.data.astype(np.float64)
+    tiles = list(grid)
+    parts = [ms[:, t.ms[0] : t.ms[1], t.ms[2] : t.ms[3]] for t in tiles]
+    values = dask.compute(*parts)
+    eligible = np.zeros(len(tiles), bool)
+    desc = np.zeros((len(tiles), 2 * scene.bands + 1))
+    for i, (t, block) in enumerate(zip(tiles, values)):
+        r0, r1, c0, c1 = t.core
+        if r1 - r0 < grid.tile or c1 - c0 < grid.tile:
+            continue
+        _, lr = valid_mask(np.zeros(((r1 - r0), (c1 - c0))), block, r, None, scene.ms_nodata)
+        eligible[i] = bool(lr.all()) and np.isfinite(block).all()
+        desc[i] = np.concatenate([block.mean(axis=(1, 2)), block.std(axis=(1, 2)), [block.mean(axis=0).std()]])
+    if eligible.any():
+        mu, sd = desc[eligible].mean(0), desc[eligible].std(0)
+        desc = (desc - mu) / np.where(sd > 0, sd, 1.0)
+    return eligible, desc
+
+
+def sample_tiles(
+    grid: TileGrid, eligible: np.ndarray, descriptors: np.ndarray, k: int, strategy: str = "manifold", seed: int = 0
+) -> list[int]:
+    """Indices (grid order, sorted) of ``k`` eligible tiles chosen by ``strategy``."""
+    if strategy not in STRATEGIES:
+        raise InvalidParameterError(f"unknown sampling strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    pool = np.flatnonzero(eligible)
+    if pool.size == 0:
+        raise InvalidParameterError(
+            f"no {grid.tile} x {grid.tile} tile of the scene is free of nodata: use a smaller adaptation patch"
+        )
+    k = min(k, pool.size)
+    rng = np.random.default_rng(seed)
+    if strategy == "random":
+        chosen = rng.choice(pool, k, replace=False)
+    elif strategy == "grid":
+        chosen = _stratified(grid, pool, k, rng)
+    elif strategy == "farthest":
+        chosen = _farthest(descriptors[pool], k, rng, pool)
+    else:
+        chosen = _manifold(descriptors[pool], k, rng, pool)
+    return sorted(int(i) for i in chosen)
+
+
+def read_tiles(scene: Scene, tiles: list[Tile]) -> tuple[np.ndarray, np.ndarray]:
+    """``(pan (N, P, P), ms (N, B, P/r, P/r))`` float32 of the tiles' cores, in scene units."""
+    r = scene.ratio
+    pan = [scene.pan.data[t.core[0] : t.core[1], t.core[2] : t.core[3]] for t in tiles]
+    ms = [scene.ms.data[:, t.core[0] // r : t.core[1] // r, t.core[2] // r : t.core[3] // r] for t in tiles]
+    pan, ms = dask.compute(pan, ms)
+    return np.stack(pan).astype(np.float32), np.stack(ms).astype(np.float32)
+
+
+def sample_valid_tiles(
+    scene: Scene, grid: TileGrid, k: int, strategy: str = "manifold", seed: int = 0
+) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Sample ``k`` tiles whose PAN and MS are entirely valid; returns their indices and their pixels."""
+    eligible, desc = tile_descriptors(scene, grid)
+    tiles = list(grid)
+    while True:
+        picked = sample_tiles(grid, eligible, desc, k, strategy, seed)
+        pan, ms = read_tiles(scene, [tiles[i] for i in picked])
+        ok = np.array([valid_mask(p, m, scene.ratio, scene.pan_nodata, scene.ms_nodata)[0].all()
+                       for p, m in zip(pan.astype(scene.pan.dtype), ms.astype(scene.ms.dtype))])
+        if ok.all():
+            return picked, pan, ms
+        eligible[np.asarray(picked)[~ok]] = False
+
+
+def _stratified(grid: TileGrid, pool: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    rows, cols = grid.shape
+    per_side = max(1, math.isqrt(k))
+    sy, sx = math.ceil(rows / per_side), math.ceil(cols / per_side)
+    strata: dict[tuple[int, int], list[int]] = {}
+    for i in pool:
+        ti, tj = divmod(int(i), cols)
+        strata.setdefault((ti // sy, tj // sx), []).append(int(i))
+    chosen = [int(rng.choice(members)) for _, members in sorted(strata.items())][:k]
+    rest = np.setdiff1d(pool, chosen)
+    extra = rng.choice(rest, k - len(chosen), replace=False) if k > len(chosen) else []
+    return np.concatenate([np.asarray(chosen, int), np.asarray(extra, int)])
+
+
+def _farthest(desc: np.ndarray, k: int, rng: np.random.Generator, pool: np.ndarray) -> np.ndarray:
+    picked = [int(rng.integers(len(desc)))]
+    dist = np.linalg.norm(desc - desc[picked[0]], axis=1)
+    for _ in range(k - 1):
+        nxt = int(np.argmax(dist))
+        picked.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(desc - desc[nxt], axis=1))
+    return pool[picked]
+
+
+def _manifold(desc: np.ndarray, k: int, rng: np.random.Generator, pool: np.ndarray, iters: int = 25) -> np.ndarray:
+    centres = desc[[int(rng.integers(len(desc)))]]
+    while len(centres) < k:  # k-means++ seeding
+        d2 = np.min(((desc[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+        probs = d2 / d2.sum() if d2.sum() > 0 else np.full(len(desc), 1 / len(desc))
+        centres = np.vstack([centres, desc[rng.choice(len(desc), p=probs)]])
+    for _ in range(iters):
+        label = np.argmin(((desc[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+        centres = np.stack([desc[label == j].mean(0) if np.any(label == j) else centres[j] for j in range(k)])
+    picked: list[int] = []
+    for c in centres:  # nearest tile to each centre, each tile once
+        order = np.argsort(((desc - c) ** 2).sum(-1))
+        picked.append(int(next(i for i in order if i not in picked)))
+    return pool[picked]

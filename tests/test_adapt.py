@@ -1,0 +1,206 @@
+"""Feature Tailor: the module, its losses on cases with known values, tile sampling, the fit, and the
+adapted network on the tile pipeline and the CLI."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import DATA, WV2_MAT, cli
+
+from pansharp_dist import open_scene
+from pansharp_dist.adapt.fit import AdaptOptions, fit_adaptation
+from pansharp_dist.adapt.losses import LossWeights, SceneLoss, box_mean, local_correlation
+from pansharp_dist.adapt.sampling import (
+    STRATEGIES, adaptation_grid, sample_tiles, sample_valid_tiles, tile_descriptors,
+)
+from pansharp_dist.errors import CorruptInputError
+from pansharp_dist.infer import OutputSpec, fit, pansharpen, render
+from pansharp_dist.models import card, load
+from pansharp_dist.models.tailor import Tailor, TailorCard, TailorSpec, Tailored, tailor_bytes, tailor_from_bytes
+from pansharp_dist.quality.metrics import reduced_resolution
+from pansharp_dist.quality.mtf import degrade, degrade_arrays
+from pansharp_dist.store import scene_stats
+
+SAMPLE = Path(__file__).resolve().parents[1] / "pansharp_dist" / "sample"
+FAST = AdaptOptions(k=8, patch=64, steps=40, seconds=60)
+
+
+@pytest.fixture(scope="module")
+def wv2_scene():
+    return open_scene(WV2_MAT, WV2_MAT, "wv2")
+
+
+# --------------------------------------------------------------------------- the module
+
+def test_untrained_tailor_reproduces_the_backbone_exactly(wv2_scene):
+    backbone = load("fusionnet-wv3")
+    tailor = Tailor(TailorSpec(backbone.width))
+    pan = torch.from_numpy(wv2_scene.pan.values[:128, :128].astype(np.float32))[None, None]
+    ms = torch.from_numpy(wv2_scene.ms.values[:, :32, :32].astype(np.float32))[None]
+    with torch.no_grad():
+        np.testing.assert_array_equal(Tailored(backbone, tailor)(pan, ms, 1 / 2047, 1 / 2047).numpy(),
+                                      backbone(pan, ms, 1 / 2047, 1 / 2047).numpy())
+    weights = sum(p.numel() for p in tailor.parameters())
+    assert weights == 9264 and weights * 4 < 40_000  # tens of kilobytes in float32
+
+
+def test_tailor_bytes_roundtrip_with_card():
+    tailor = Tailor(TailorSpec(32, width=8, depth=2, kernel=1))
+    torch.nn.init.normal_(tailor.out.weight)
+    card_in = TailorCard("fusionnet-wv3", card("fusionnet-wv3").sha256, "scene-x", {"channels": 32, "width": 8,
+                         "depth": 2, "kernel": 1}, LossWeights().as_dict(), 12, 0.5, [1, 2], [0.3, 0.2])
+    back, card_out = tailor_from_bytes(tailor_bytes(tailor, card_in))
+    assert card_out == card_in and back.spec == tailor.spec
+    for (k, a), (_, b) in zip(tailor.state_dict().items(), back.state_dict().items()):
+        assert torch.equal(a, b), k
+    with pytest.raises(CorruptInputError, match="not a pansharp-dist tailor"):
+        tailor_from_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+
+
+# --------------------------------------------------------------------------- losses
+
+def test_losses_on_known_cases(wv2_scene):
+    loss = SceneLoss((0.35,) * 8, 0.11, 4)
+    out = torch.from_numpy(wv2_scene.ms.values[:, :64, :64].astype(np.float32) / 2047)[None]
+    ms = loss.degrade(out, loss.ms_kernel)
+    # the degradation is the Wald protocol's filter and decimation
+    _, expected = degrade_arrays(np.zeros((64, 64)), out[0].double().numpy(), 4, (0.35,) * 8, 0.11)
+    np.testing.assert_allclose(ms[0].numpy(), expected, atol=1e-5)
+    assert float(loss.spectral(out, ms)) == pytest.approx(0, abs=1e-7)
+    assert float(loss.spectral(out, ms + 0.1)) == pytest.approx(0.1, abs=1e-6)
+    pan = out.mean(1, keepdim=True)
+    rho_ref = torch.full((1, 8, 56, 56), 0.5)
+    assert float(loss.spatial(2 * pan.expand_as(out) + 1, pan, rho_ref)) == pytest.approx(0, abs=1e-4)
+    assert float(loss.spatial(-pan.expand_as(out), pan, rho_ref)) == pytest.approx(1.5, abs=1e-3)
+    assert float(loss.consistency(out + 0.2, out)) == pytest.approx(0.2, abs=1e-6)
+    total, terms = loss(out + 0.1, ms, pan, torch.zeros_like(rho_ref), out)
+    w = LossWeights()
+    assert float(total) == pytest.approx(w.spectral * terms["spectral"] + w.spatial * terms["spatial"]
+                                         + w.consistency * terms["consistency"], rel=1e-5)
+
+
+def test_box_mean_and_correlation():
+    t = torch.rand(2, 3, 30, 40, dtype=torch.float64)
+    np.testing.assert_allclose(box_mean(t, 5).numpy(), torch.nn.functional.avg_pool2d(t, 5, 1).numpy(), atol=1e-12)
+    flat = torch.ones(1, 1, 20, 20, dtype=torch.float64)
+    assert float(local_correlation(flat, t[:1, :1, :20, :20], 5).abs().max()) == 0
+
+
+# --------------------------------------------------------------------------- sampling
+
+def test_sampling_is_deterministic_and_never_picks_nodata(tmp_path):
+    pan_src, ms_src = DATA / "spacenet6_solaris" / "pan2.tif", DATA / "spacenet6_solaris" / "ms2.tif"
+    scene = open_scene(pan_src, ms_src, "wv2")  # 32% zero fill at a strip edge
+    grid = adaptation_grid(scene, 64)
+    eligible, desc = tile_descriptors(scene, grid)
+    assert 0 < eligible.sum() < len(grid)
+    tiles = list(grid)
+    pan = scene.pan.values
+    for strategy in STRATEGIES:
+        picked, pan_tiles, _ = sample_valid_tiles(scene, grid, 6, strategy, seed=3)
+        assert picked == sample_valid_tiles(scene, grid, 6, strategy, seed=3)[0]
+        assert len(picked) == len(set(picked)) == 6
+        for i, pixels in zip(picked, pan_tiles):
+            r0, r1, c0, c1 = tiles[i].core
+            assert (pan[r0:r1, c0:c1] != 0).all()
+            np.testing.assert_array_equal(pixels, pan[r0:r1, c0:c1])
+    assert sample_tiles(grid, eligible, desc, 6, "random", seed=3) != sample_tiles(grid, eligible, desc, 6, "random", seed=4)
+    everything = sample_tiles(grid, eligible, desc, 10_000, "manifold")
+    assert everything == sorted(np.flatnonzero(eligible).tolist())
+
+
+# --------------------------------------------------------------------------- the fit
+
+def test_tailor_fit_lowers_the_loss_and_keeps_to_its_budgets(wv2_scene):
+    base = fit(wv2_scene, "fusionnet-wv3")
+    adapted, report = fit_adaptation(wv2_scene, base, "tailor", FAST)
+    assert report.mode == "tailor" and len(report.tiles) == 8 and report.steps <= 40
+    assert report.losses[-1] < report.losses[0]
+    assert adapted.adaptation == "tailor" and len(adapted.weights) < 50_000
+    # the 3 x 3 tailor adds 2 pixels to the receptive field (18 -> 20, already a multiple of the ratio)
+    assert adapted.halo >= card("fusionnet-wv3").receptive_radius + 2 and adapted.halo % 4 == 0
+    _, card_out = tailor_from_bytes(adapted.weights)
+    assert card_out.backbone == "fusionnet-wv3" and card_out.tiles == report.tiles and card_out.steps == report.steps
+    _, timed = fit_adaptation(wv2_scene, base, "tailor", AdaptOptions(k=8, patch=64, steps=10_000, seconds=2))
+    assert timed.stopped in ("time budget", "converged") and timed.seconds < 10
+    none, nothing = fit_adaptation(wv2_scene, base, "none")
+    assert none == base and nothing.steps == 0
+
+
+def test_tailor_improves_cross_sensor_transfer_on_degraded_imgwv2(wv2_scene):
+    reduced = degrade(wv2_scene)
+    truth = wv2_scene.ms.values[:, : reduced.shape[0], : reduced.shape[1]].astype(np.float64)
+    base = fit(wv2_scene, "fusionnet-wv3")  # the radiometry of the real scene
+    score = lambda f: reduced_resolution(truth, pansharpen(reduced, f, tile=256).values.astype(np.float64), 4)  # noqa: E731
+    direct = score(base)
+    tailored, _ = fit_adaptation(reduced, base, "tailor", AdaptOptions(k=16, patch=64, steps=120))
+    adapted = score(tailored)
+    assert adapted["ERGAS"] < direct["ERGAS"] and adapted["SAM"] < direct["SAM"] and adapted["Q2n"] > direct["Q2n"]
+
+
+def test_adapted_network_tiled_equals_single_pass(wv2_scene):
+    base = fit(wv2_scene, "dicnn-wv3")
+    adapted, _ = fit_adaptation(wv2_scene, base, "tailor", FAST)
+    scene = open_scene(DATA / "gdal_hpf_wv3" / "pan.tif", DATA / "gdal_hpf_wv3" / "mul.tif", "wv3")  # float32
+    fuser = fit(scene, "dicnn-wv3").adapted("tailor", adapted.weights)
+    single = render(fuser, scene.pan.values, scene.ms.values, OutputSpec.for_scene(scene))
+    tiled = pansharpen(scene, fuser, tile=64, block=128).values
+    h = fuser.halo
+    core = (slice(None), slice(h, -h), slice(h, -h))
+    assert np.abs(tiled[core] - single[core]).max() < 1e-5 * np.abs(single[core]).max()
+    untailored = render(fit(scene, "dicnn-wv3"), scene.pan.values, scene.ms.values, OutputSpec.for_scene(scene))
+    assert np.abs(untailored - single).max() > 0
+
+
+def test_full_fine_tuning_mode(wv2_scene):
+    base = fit(wv2_scene, "dicnn-wv3")
+    adapted, report = fit_adaptation(wv2_scene, base, "full", AdaptOptions(k=4, patch=64, steps=5))
+    assert report.mode == "full" and report.steps == 5
+    assert len(adapted.weights) > 100_000  # the whole network travels
+    out = adapted.fuse(wv2_scene.pan.values[None, :64, :64].astype(np.float32),
+                       wv2_scene.ms.values[None, :, :16, :16].astype(np.float32))
+    assert out.shape == (1, 8, 64, 64) and np.isfinite(out).all()
+
+
+# --------------------------------------------------------------------------- CLI
+
+def test_adapt_cli_and_run_with_adapt(tmp_path, client):
+    store = tmp_path / "sample.zarr"
+    done = cli("ingest", "--pan", str(SAMPLE / "pan.tif"), "--ms", str(SAMPLE / "ms.tif"), "--out", str(store), "--json")
+    assert done.returncode == 0, done.stderr
+    tailor = tmp_path / "tailor.safetensors"
+    done = cli("adapt", "--zarr", str(store), "--model", "pannet-qb", "--out", str(tailor), "--tiles", "4",
+               "--steps", "15", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["steps"] <= 15 and len(summary["tiles"]) == 4
+    assert tailor_from_bytes(tailor.read_bytes())[1].backbone == "pannet-qb"
+    again = cli("adapt", "--zarr", str(store), "--model", "pannet-qb", "--out", str(tailor))
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    wrong = cli("adapt", "--zarr", str(store), "--model", "fusionnet-wv3", "--out", str(tmp_path / "x.safetensors"))
+    assert wrong.returncode == 2 and "takes 8 MS bands" in wrong.stderr and "Traceback" not in wrong.stderr
+    for mode in ("none", None):  # None: the default, a tailor for networks
+        extra = ["--adapt", mode] if mode else []
+        done = cli("run", "--pan", str(SAMPLE / "pan.tif"), "--ms", str(SAMPLE / "ms.tif"),
+                   "--out", str(tmp_path / f"fused-{mode}.tif"), "--method", "dicnn-qb", *extra, "--workers", "1", "--json")
+        assert done.returncode == 0, done.stderr
+        adaptation = json.loads(done.stdout)["adaptation"]
+        if mode == "none":
+            assert adaptation is None
+        else:
+            assert adaptation["mode"] == "tailor" and adaptation["tiles"] == 16 and adaptation["steps"] > 0
+    refused = cli("run", "--pan", str(SAMPLE / "pan.tif"), "--ms", str(SAMPLE / "ms.tif"),
+                  "--out", str(tmp_path / "y.tif"), "--method", "brovey", "--adapt", "tailor")
+    assert refused.returncode == 2 and "network methods only" in refused.stderr
+
+
+def test_adapt_needs_a_tile_store(tmp_path):
+    done = cli("adapt", "--zarr", str(tmp_path / "missing.zarr"), "--model", "pannet-qb", "--out", str(tmp_path / "t.st"))
+    assert done.returncode == 2 and "not a pansharp-dist tile store" in done.stderr
+
+
+def test_scene_stats_ms_dtype_drives_the_rule(wv2_scene):
+    assert scene_stats(wv2_scene).ms_dtype == "uint16"
+    assert fit(wv2_scene, "pannet-wv2").rule.startswith("11-bit")
