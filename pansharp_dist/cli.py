@@ -381,6 +381,27 @@ def bench_models(
         run_models_bench(report, device, tile, seconds, log=lambda msg: err.print(msg, highlight=False))
 
 
+@bench_app.command("tailor")
+def bench_tailor(
+    archs: Annotated[str, typer.Option("--archs", help="Architectures, comma-separated.")] = "fusionnet,pannet,dicnn,pnn",
+    steps: Annotated[int, typer.Option("--steps", help="Steps for tailor and full alike.")] = 300,
+    sizes: Annotated[str, typer.Option("--sizes", help="PAN sizes of the speed scenes, comma-separated.")] = "512,2048",
+    device: Annotated[Optional[str], typer.Option("--device", help="'cpu' or 'cuda' (default: cuda when present).")] = None,
+    quality_report: Annotated[Path, typer.Option("--quality-report")] = Path("docs/quality.md"),
+    speed_report: Annotated[Path, typer.Option("--speed-report")] = Path("docs/benchmarks.md"),
+    work_dir: Annotated[Path, typer.Option("--work-dir")] = Path("bench-work"),
+) -> None:
+    """Direct transfer, tailor and full fine-tuning on real cross-sensor pairs; adaptation speed."""
+    from .adapt.fit import AdaptOptions
+    from .bench.tailor import run_tailor_bench
+
+    with _edge():
+        run_tailor_bench(
+            quality_report, speed_report, work_dir, tuple(archs.split(",")), AdaptOptions(steps=steps, seconds=3600.0),
+            tuple(int(s) for s in sizes.split(",")), device, log=lambda msg: err.print(msg, highlight=False),
+        )
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
