@@ -390,6 +390,7 @@ def bench_tailor(
     quality_report: Annotated[Path, typer.Option("--quality-report")] = Path("docs/quality.md"),
     speed_report: Annotated[Path, typer.Option("--speed-report")] = Path("docs/benchmarks.md"),
     work_dir: Annotated[Path, typer.Option("--work-dir")] = Path("bench-work"),
+    parts: Annotated[str, typer.Option("--parts", help="'quality', 'speed' or both, comma-separated.")] = "quality,speed",
 ) -> None:
     """Direct transfer, tailor and full fine-tuning on real cross-sensor pairs; adaptation speed."""
     from .adapt.fit import AdaptOptions
@@ -399,6 +400,7 @@ def bench_tailor(
         run_tailor_bench(
             quality_report, speed_report, work_dir, tuple(archs.split(",")), AdaptOptions(steps=steps, seconds=3600.0),
             tuple(int(s) for s in sizes.split(",")), device, log=lambda msg: err.print(msg, highlight=False),
+            parts=tuple(parts.split(",")),
         )
 
 

@@ -77,8 +77,8 @@ def test_losses_on_known_cases(wv2_scene):
     assert float(loss.consistency(out + 0.2, out)) == pytest.approx(0.2, abs=1e-6)
     total, terms = loss(out + 0.1, ms, pan, torch.zeros_like(rho_ref), out)
     w = LossWeights()
-    assert float(total) == pytest.approx(w.spectral * terms["spectral"] + w.spatial * terms["spatial"]
-                                         + w.consistency * terms["consistency"], rel=1e-5)
+    assert float(total) == pytest.approx(w.spectral * float(terms["spectral"]) + w.spatial * float(terms["spatial"])
+                                         + w.consistency * float(terms["consistency"]), rel=1e-5)
 
 
 def test_box_mean_and_correlation():
@@ -124,7 +124,7 @@ def test_tailor_fit_lowers_the_loss_and_keeps_to_its_budgets(wv2_scene):
     _, card_out = tailor_from_bytes(adapted.weights)
     assert card_out.backbone == "fusionnet-wv3" and card_out.tiles == report.tiles and card_out.steps == report.steps
     _, timed = fit_adaptation(wv2_scene, base, "tailor", AdaptOptions(k=8, patch=64, steps=10_000, seconds=2))
-    assert timed.stopped in ("time budget", "converged") and timed.seconds < 10
+    assert timed.stopped in ("time budget", "converged") and timed.steps < 10_000 and timed.steps % 10 == 0
     none, nothing = fit_adaptation(wv2_scene, base, "none")
     assert none == base and nothing.steps == 0
 

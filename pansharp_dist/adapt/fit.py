@@ -122,24 +122,33 @@ def fit_adaptation(
     return fuser.adapted(mode, data), report
 
 
+CHECK_EVERY = 10  # steps between reading the loss back (each read waits for the device)
+
+
 def _train(module, forward, objective, lr: float, options: AdaptOptions, report: AdaptReport, start: float) -> None:
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     best, since = float("inf"), 0
+    pending: list[torch.Tensor] = []
     report.stopped = "steps"
     for step in range(options.steps):
         opt.zero_grad(set_to_none=True)
         total, terms = objective(forward())
         total.backward()
         opt.step()
-        value = float(total.detach())
-        report.losses.append(value)
-        report.terms = terms
+        pending.append(total.detach())
         report.steps = step + 1
-        if value < best * (1 - options.min_delta):
-            best, since = value, 0
-        else:
-            since += 1
+        if len(pending) < CHECK_EVERY and step + 1 < options.steps:
+            continue
+        values = torch.stack(pending).tolist()
+        pending.clear()
+        report.losses += values
+        report.terms = {k: float(v) for k, v in terms.items()}
+        for value in values:
+            if value < best * (1 - options.min_delta):
+                best, since = value, 0
+            else:
+                since += 1
         if since >= options.patience:
             report.stopped = "converged"
             break

@@ -121,8 +121,8 @@ class SceneLoss(nn.Module):
 
     def forward(
         self, out: Tensor, ms: Tensor, pan: Tensor, rho_ref: Tensor, reference: Tensor
-    ) -> tuple[Tensor, dict[str, float]]:
-        """The weighted total and each term's value."""
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The weighted total and each term (detached tensors: reading them waits for the device)."""
         terms = {
             "spectral": self.spectral(out, ms),
             "spatial": self.spatial(out, pan, rho_ref),
@@ -130,4 +130,4 @@ class SceneLoss(nn.Module):
         }
         w = self.weights
         total = w.spectral * terms["spectral"] + w.spatial * terms["spatial"] + w.consistency * terms["consistency"]
-        return total, {k: float(v.detach()) for k, v in terms.items()}
+        return total, {k: v.detach() for k, v in terms.items()}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 
 import dask
+import dask.array as da
 import numpy as np
 
 from ..errors import InvalidParameterError
@@ -42,24 +43,28 @@ def adaptation_grid(scene: Scene, patch: int) -> TileGrid:
 
 
 def tile_descriptors(scene: Scene, grid: TileGrid) -> tuple[np.ndarray, np.ndarray]:
-    """``(eligible (T,) bool, descriptors (T, D) float64)`` for the full-size tiles of ``grid``, in grid order.
+    """``(eligible (T,) bool, descriptors (T, D) float64)`` for the tiles of ``grid``, in grid order.
 
-    Edge tiles smaller than the patch are not eligible.
+    One blockwise pass over the MS (tiles as reshaped blocks); edge tiles smaller
+    than the patch are not eligible.
     """
-    r = scene.ratio
-    ms = scene.ms.data.astype(np.float64)
-    tiles = list(grid)
-    parts = [ms[:, t.ms[0] : t.ms[1], t.ms[2] : t.ms[3]] for t in tiles]
-    values = dask.compute(*parts)
-    eligible = np.zeros(len(tiles), bool)
-    desc = np.zeros((len(tiles), 2 * scene.bands + 1))
-    for i, (t, block) in enumerate(zip(tiles, values)):
-        r0, r1, c0, c1 = t.core
-        if r1 - r0 < grid.tile or c1 - c0 < grid.tile:
-            continue
-        _, lr = valid_mask(np.zeros(((r1 - r0), (c1 - c0))), block, r, None, scene.ms_nodata)
-        eligible[i] = bool(lr.all()) and np.isfinite(block).all()
-        desc[i] = np.concatenate([block.mean(axis=(1, 2)), block.std(axis=(1, 2)), [block.mean(axis=0).std()]])
+    m = grid.tile // scene.ratio
+    _, h, w = scene.ms.shape
+    rows, cols = h // m, w // m
+    ms = scene.ms.data[:, : rows * m, : cols * m].astype(np.float64)
+    blocks = ms.reshape(scene.bands, rows, m, cols, m)
+    ok = da.isfinite(blocks)
+    if scene.ms_nodata is not None:
+        ok &= blocks != scene.ms_nodata
+    mean, std, texture, valid = dask.compute(
+        blocks.mean(axis=(2, 4)), blocks.std(axis=(2, 4)), blocks.mean(axis=0).std(axis=(1, 3)), ok.all(axis=(0, 2, 4))
+    )
+    grid_rows, grid_cols = grid.shape
+    eligible = np.zeros((grid_rows, grid_cols), bool)
+    eligible[:rows, :cols] = valid
+    desc = np.zeros((grid_rows, grid_cols, 2 * scene.bands + 1))
+    desc[:rows, :cols] = np.concatenate([np.moveaxis(mean, 0, -1), np.moveaxis(std, 0, -1), texture[..., None]], axis=-1)
+    eligible, desc = eligible.ravel(), desc.reshape(grid_rows * grid_cols, -1)
     if eligible.any():
         mu, sd = desc[eligible].mean(0), desc[eligible].std(0)
         desc = (desc - mu) / np.where(sd > 0, sd, 1.0)
