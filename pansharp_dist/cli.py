@@ -290,21 +290,24 @@ def adapt(
 ) -> None:
     """Adapt a pretrained network to one scene and save the result (a tailor of a few tens of KB)."""
     from .adapt.fit import AdaptOptions, fit_adaptation
-    from .errors import InvalidParameterError, OutputExistsError
+    from .errors import InvalidParameterError
+    from .export import check_output
     from .infer import fit
     from .store import open_store
 
     with _edge(quiet=json_out):
-        if out.exists() and not overwrite:
-            raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+        check_output(out, overwrite)
         if mode not in ("tailor", "full"):
             raise InvalidParameterError(f"--mode must be 'tailor' or 'full', got {mode!r}")
         scene = open_store(zarr)
         options = AdaptOptions(k=tiles, patch=patch, strategy=strategy, steps=steps, seconds=seconds, seed=seed)
         fuser, report = fit_adaptation(scene, fit(scene, model, device=device), mode, options)
         tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_bytes(fuser.weights)
-        tmp.replace(out)
+        try:
+            tmp.write_bytes(fuser.weights)
+            tmp.replace(out)
+        finally:
+            tmp.unlink(missing_ok=True)
     summary = {"out": str(out), "bytes": out.stat().st_size, "model": model, "mode": mode, "steps": report.steps,
                "seconds": round(report.seconds, 3), "tiles": report.tiles, "stopped": report.stopped,
                "terms": report.terms}

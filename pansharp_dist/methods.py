@@ -71,8 +71,15 @@ def method_names(kind: str | None = None) -> list[str]:
     if kind == "classical":
         return list(_classical())
     if kind == "network":
-        return [name for name in _registry() if name not in _classical()]
+        from .models import model_ids
+
+        return model_ids()
     return list(_registry())
+
+
+def is_network(name: str) -> bool:
+    """Whether the method called ``name`` is a pretrained network (any case)."""
+    return name.lower() in method_names("network")
 
 
 def fit_method(

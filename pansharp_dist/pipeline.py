@@ -22,7 +22,7 @@ from .cluster import connect
 from .errors import CorruptInputError, InvalidParameterError
 from .export import check_output, write_cog
 from .infer import fit, pansharpen, tile_grid
-from .methods import method_names
+from .methods import is_network
 from .scene import Scene, open_scene
 from .store import block_size, ingest, write_output
 
@@ -154,7 +154,7 @@ def run(
 
 def _adapt_mode(method: str, adapt: str | None) -> str:
     """The adaptation of a run: ``tailor`` by default for networks; classical methods take none."""
-    network = method.lower() in method_names("network")
+    network = is_network(method)
     if adapt is None:
         return "tailor" if network else "none"
     if adapt not in MODES:
@@ -180,7 +180,7 @@ def _options(method: str, weights: tuple[float, ...] | None, device: str | None)
             raise InvalidParameterError(f"weights apply to brovey only, not to {method}")
         options["weights"] = weights
     if device is not None:
-        if method.lower() not in method_names("network"):
+        if not is_network(method):
             raise InvalidParameterError(f"--device applies to network methods only, not to {method}")
         options["device"] = device
     return options

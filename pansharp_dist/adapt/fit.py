@@ -23,7 +23,6 @@ import torch
 from safetensors.torch import save
 
 from ..errors import InvalidParameterError
-from ..models.backbones import upsample_cubic
 from ..models.checkpoints import card as model_card
 from ..models.network import NetworkFuser, resident
 from ..models.tailor import Tailor, TailorCard, TailorSpec, tailor_bytes
@@ -98,7 +97,7 @@ def fit_adaptation(
         x = backbone.prepare(pan, ms, fuser.pan_scale, ms_scale)
         feats = backbone.features(x)
         reference = backbone.head(feats, x)
-        rho_ref = loss_fn.reference_correlation(x.pan, x.lms, upsample_cubic)
+        rho_ref = loss_fn.reference_correlation(x.pan, x.lms)
     if mode == "tailor":
         module = Tailor(TailorSpec(feats.shape[1], options.spec_width, options.spec_depth, options.spec_kernel)).to(dev)
         forward = lambda: backbone.head(module(feats), x)  # noqa: E731

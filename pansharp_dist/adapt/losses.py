@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..models.backbones import upsample_cubic
 from ..quality.mtf import mtf_kernel
 
 EPS = 1e-6
@@ -104,12 +105,13 @@ class SceneLoss(nn.Module):
     def spectral(self, out: Tensor, ms: Tensor) -> Tensor:
         return (self.degrade(out, self.ms_kernel) - ms).abs().mean()
 
-    def reference_correlation(self, pan: Tensor, lms: Tensor, upsample) -> Tensor:
+    def reference_correlation(self, pan: Tensor, lms: Tensor) -> Tensor:
         """``rho_ref``: local correlation of the upsampled MS with the PAN seen at MS resolution.
 
-        ``upsample`` is the backbone's MS upsampler, so both images went through the same interpolator.
+        The degraded PAN is upsampled with the backbones' MS upsampler, so both images went
+        through the same interpolator.
         """
-        pan_lr = upsample(self.degrade(pan, self.pan_kernel), self.ratio)
+        pan_lr = upsample_cubic(self.degrade(pan, self.pan_kernel), self.ratio)
         return local_correlation(lms, pan_lr, self.window)
 
     def spatial(self, out: Tensor, pan: Tensor, rho_ref: Tensor) -> Tensor:

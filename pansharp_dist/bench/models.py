@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 import platform
 import time
-from importlib import resources
 import warnings
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
 import numpy as np

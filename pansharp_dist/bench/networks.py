@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ import rasterio
 import scipy.io
 
 from ..infer import OutputSpec, fit, pansharpen, render
-from ..methods import method_names
+from ..methods import is_network, method_names
 from ..models import card
 from ..quality.evaluate import full_resolution_scores
 from ..quality.metrics import reduced_resolution
@@ -69,7 +68,7 @@ def reduced_scores(scene: Scene, methods: list[str]) -> dict[str, dict[str, floa
     truth = scene.ms.values[:, : reduced.shape[0], : reduced.shape[1]].astype(np.float64)
     out = {"EXP": reduced_resolution(truth, interp23(reduced.ms.values, scene.ratio), scene.ratio)}
     for method in methods:
-        fuser = fit(scene, method) if method in method_names("network") else fit(reduced, method)
+        fuser = fit(scene, method) if is_network(method) else fit(reduced, method)
         out[method] = reduced_resolution(truth, _fused(reduced, fuser), scene.ratio)
     return out
 

@@ -42,17 +42,22 @@ from ..scene import Scene, open_scene, with_grid
 from .classical import _replace_section, _shared_data
 from .models import _machine
 from .mosaic import mosaic_pair
-from .networks import GDAL_WV3, IMG_GE1, IMG_WV2, MSDCNN_QB, OTHER_4BAND, PATCHES, _open
+from .networks import (
+    GDAL_WV3,
+    IMG_GE1,
+    IMG_WV2,
+    MSDCNN_QB,
+    OTHER_4BAND,
+    PATCHES,
+    _fused,
+    _open,
+)
 from .quality import Dataset
 
 MODES = ("none", "tailor", "full")
 SPEED_SOURCE = Dataset("zpnn WV3 example", "zpnn_wv3_example/WV3_example.mat", "zpnn_wv3_example/WV3_example.mat", "wv3")
 SPEED_MODEL = "fusionnet-wv2"
 REDUCED = ("ERGAS", "SAM", "Q2n")
-
-
-def _fuse(scene: Scene, fuser) -> np.ndarray:
-    return pansharpen(scene, fuser, tile=256).values.astype(np.float64)
 
 
 def _adapted(scene: Scene, base, options: AdaptOptions) -> dict:
@@ -66,9 +71,9 @@ def reduced_pair(data: Path, ds: Dataset, arch: str, cross: str, native: str, op
     reduced = degrade(scene)
     truth = scene.ms.values[:, : reduced.shape[0], : reduced.shape[1]].astype(np.float64)
     rows = {}
-    for mode, (fuser, report) in _adapted(reduced, fit(scene, f"{arch}-{cross}"), options).items():
-        rows[mode] = reduced_resolution(truth, _fuse(reduced, fuser), scene.ratio) | {"seconds": report.seconds}
-    rows["native"] = reduced_resolution(truth, _fuse(reduced, fit(scene, f"{arch}-{native}")), scene.ratio)
+    for mode, (fuser, _) in _adapted(reduced, fit(scene, f"{arch}-{cross}"), options).items():
+        rows[mode] = reduced_resolution(truth, _fused(reduced, fuser), scene.ratio)
+    rows["native"] = reduced_resolution(truth, _fused(reduced, fit(scene, f"{arch}-{native}")), scene.ratio)
     return rows
 
 
@@ -107,7 +112,7 @@ def reduced_patches(data: Path, arch: str, options: AdaptOptions) -> dict:
 
 def full_scene(scene: Scene, model: str, options: AdaptOptions) -> dict:
     """Full-resolution metrics of none/tailor/full for ``model`` on ``scene``."""
-    return {mode: full_resolution_scores(scene, _fuse(scene, fuser))
+    return {mode: full_resolution_scores(scene, _fused(scene, fuser))
             for mode, (fuser, _) in _adapted(scene, fit(scene, model), options).items()}
 
 

@@ -4,7 +4,14 @@
 """
 
 from .backbones import ARCHITECTURES, Backbone, Inputs
-from .checkpoints import ModelCard, card, import_checkpoint, list_models, load, model_ids
+from .checkpoints import (
+    ModelCard,
+    card,
+    import_checkpoint,
+    list_models,
+    load,
+    model_ids,
+)
 from .radiometry import Radiometry, radiometry_for
 
 __all__ = [

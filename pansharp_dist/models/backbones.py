@@ -24,7 +24,6 @@ PNN forward were settled on the FusionNet WorldView-3 patches (ERGAS 4.3 and
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar, NamedTuple
 
 import torch
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..classical import CUBIC_HALO_MS, cubic_phases
+
 
 class Inputs(NamedTuple):
     """A prepared batch, in model units: ``pan (N,1,H,W)``, ``ms (N,C,h,w)``, ``lms (N,C,H,W)``."""

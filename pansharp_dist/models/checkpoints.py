@@ -19,7 +19,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..errors import CorruptInputError, InputNotFoundError, InvalidParameterError, UnknownMethodError
+from ..errors import (
+    CorruptInputError,
+    InputNotFoundError,
+    InvalidParameterError,
+    UnknownMethodError,
+)
 from ..sensors import get_sensor
 from .backbones import ARCHITECTURES, Backbone
 
@@ -176,22 +181,29 @@ def _read_card(path: Path) -> ModelCard:
     return ModelCard(**values)
 
 
+@lru_cache(maxsize=1)
+def _shipped_cards() -> dict[str, ModelCard]:
+    """Every shipped card by id, read once per process (they are package data)."""
+    cards = (_read_card(p) for p in sorted(_shipped().glob("*.json")))
+    return {c.id: c for c in cards}
+
+
 def list_models() -> list[ModelCard]:
     """Cards of every shipped checkpoint, sorted by id."""
-    return [_read_card(p) for p in sorted(_shipped().glob("*.json"))]
+    return list(_shipped_cards().values())
 
 
 def model_ids() -> list[str]:
     """Ids of every shipped checkpoint."""
-    return [card.id for card in list_models()]
+    return list(_shipped_cards())
 
 
 def card(model_id: str) -> ModelCard:
     """The card of the shipped checkpoint ``model_id``."""
-    path = _shipped() / f"{model_id.lower()}.json"
-    if not path.is_file():
+    meta = _shipped_cards().get(model_id.lower())
+    if meta is None:
         raise UnknownMethodError(f"unknown model {model_id!r}; shipped models: {', '.join(model_ids())}")
-    return _read_card(path)
+    return meta
 
 
 @lru_cache(maxsize=8)

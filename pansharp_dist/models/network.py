@@ -16,7 +16,6 @@ from functools import lru_cache, partial
 
 import numpy as np
 import torch
-
 from safetensors.torch import load as safetensors_load
 
 from ..errors import BandCountError, InvalidParameterError
@@ -34,6 +33,11 @@ GPU_BATCH = 16
 def default_device() -> str:
     """``"cuda"`` when a CUDA device is present, else ``"cpu"``."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _halo(radius: int, ratio: int) -> int:
+    """A receptive radius in PAN pixels, rounded up to a multiple of the ratio (tile halos are)."""
+    return ratio * math.ceil(radius / ratio)
 
 
 @lru_cache(maxsize=8)
@@ -91,7 +95,7 @@ class NetworkFuser:
     def adapted(self, mode: str, weights: bytes) -> "NetworkFuser":
         """This fuser with an adaptation; the halo grows by the tailor's own receptive field."""
         extra = tailor_from_bytes(weights)[0].spec.radius if mode == "tailor" else 0
-        halo = self.ratio * math.ceil((card(self.name).receptive_radius + extra) / self.ratio)
+        halo = _halo(card(self.name).receptive_radius + extra, self.ratio)
         return replace(self, adaptation=mode, weights=weights, halo=halo)
 
     def fuse(self, pan: np.ndarray, ms: np.ndarray) -> np.ndarray:
@@ -151,7 +155,7 @@ def fit_network(
     return NetworkFuser(
         name=meta.id,
         ratio=ratio,
-        halo=ratio * math.ceil(meta.receptive_radius / ratio),
+        halo=_halo(meta.receptive_radius, ratio),
         pan_scale=radiometry.pan_scale,
         ms_scale=radiometry.ms_scale,
         rule=radiometry.rule,

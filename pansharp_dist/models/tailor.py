@@ -16,12 +16,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-import torch
 from safetensors.torch import load, save
 from torch import Tensor, nn
 
 from ..errors import CorruptInputError, InvalidParameterError
-from .backbones import Backbone, Inputs
+from .backbones import Backbone
 
 
 @dataclass(frozen=True)
@@ -70,18 +69,15 @@ class Tailor(nn.Module):
 class Tailored(nn.Module):
     """A frozen backbone with a tailor between its features and its head."""
 
-    def __init__(self, backbone: Backbone, tailor: Tailor | None) -> None:
+    def __init__(self, backbone: Backbone, tailor: Tailor) -> None:
         super().__init__()
         self.backbone = backbone
         self.tailor = tailor
 
-    def head(self, f: Tensor, x: Inputs) -> Tensor:
-        """Model-unit HRMS from backbone features, through the tailor when there is one."""
-        return self.backbone.head(self.tailor(f) if self.tailor is not None else f, x)
-
     def forward(self, pan: Tensor, ms: Tensor, pan_scale: float, ms_scale: Tensor | float) -> Tensor:
+        """As :meth:`Backbone.forward`, with the tailor between ``features`` and ``head``."""
         x = self.backbone.prepare(pan, ms, pan_scale, ms_scale)
-        return self.head(self.backbone.features(x), x) / ms_scale
+        return self.backbone.head(self.tailor(self.backbone.features(x)), x) / ms_scale
 
 
 @dataclass

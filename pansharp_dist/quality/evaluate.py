@@ -18,7 +18,7 @@ import xarray as xr
 
 from ..errors import InvalidParameterError
 from ..infer import fit, pansharpen
-from ..methods import method_names
+from ..methods import is_network
 from ..scene import Scene, open_scene
 from ..sensors import get_sensor
 from .blockwise import full_resolution_metrics, reduced_resolution_metrics
@@ -96,7 +96,7 @@ def evaluate_reduced_protocol(
     """
     scene = open_scene(pan, ms, sensor, patch=patch)
     reduced = degrade(scene)
-    if method.lower() in method_names("network"):
+    if is_network(method):
         method = fit(scene, method, client)
     fused = pansharpen(reduced, method, client=client, tile=tile)
     truth = scene.ms.data[:, : fused.shape[1], : fused.shape[2]].astype(np.float64)
