@@ -34,8 +34,12 @@ Pan = Annotated[str, typer.Option("--pan", help="PAN GeoTIFF/COG path or URL, or
 Ms = Annotated[str, typer.Option("--ms", help="MS GeoTIFF/COG path or URL, or a .mat file.")]
 Sensor = Annotated[Optional[str], typer.Option("--sensor", help="Sensor (wv3, wv2, qb, ge1, ikonos, pleiades, landsat8).")]
 Tile = Annotated[int, typer.Option("--tile", help="Tile size in PAN pixels.")]
-Scheduler = Annotated[str, typer.Option("--scheduler", help="'local' or a scheduler address tcp://HOST:PORT.")]
+Scheduler = Annotated[str, typer.Option(
+    "--scheduler", help="'local', 'cuda' (dask-cuda, one worker per GPU) or a scheduler address tcp:// or tls://HOST:PORT.",
+)]
 Workers = Annotated[Optional[int], typer.Option("--workers", help="Worker processes of a local cluster.")]
+TlsConfig = Annotated[Optional[Path], typer.Option("--tls-config", help="Dask YAML config with the TLS certificates (tls:// only).")]
+TaskMp = Annotated[float, typer.Option("--task-mp", help="PAN megapixels per task (a block of tiles).")]
 Patch = Annotated[Optional[int], typer.Option("--patch", help="Patch index in .mat patch stacks.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")]
@@ -108,29 +112,40 @@ def run(
     method: Annotated[str, typer.Option("--method", help="brovey, gsa, mtf-glp-hpm or a model id (pansharp-dist models list).")] = "brovey",
     sensor: Sensor = None,
     tile: Tile = 512,
+    task_mp: TaskMp = 4.0,
     scheduler: Scheduler = "local",
     workers: Workers = None,
-    work_dir: Annotated[Optional[Path], typer.Option("--work-dir", help="Keep the Zarr stores here.")] = None,
+    tls_config: TlsConfig = None,
+    work_dir: Annotated[Optional[Path], typer.Option("--work-dir", help="Keep the Zarr stores and adaptation here.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run kept in --work-dir.")] = False,
+    compress: Annotated[str, typer.Option("--compress", help="COG compression: ZSTD, DEFLATE or NONE.")] = "ZSTD",
     overwrite: Overwrite = False,
     json_out: Json = False,
     patch: Patch = None,
     weights: Annotated[Optional[str], typer.Option("--weights", help="Brovey weights, comma-separated.")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="Networks: 'cpu' or 'cuda' (default: cuda when present).")] = None,
     adapt: Annotated[Optional[str], typer.Option("--adapt", help="Networks: 'tailor' (default), 'full' or 'none'.")] = None,
+    adapt_steps: Annotated[int, typer.Option("--adapt-steps", help="Networks: step budget of the adaptation.")] = 300,
 ) -> None:
     """Pansharpen a PAN + MS pair into a cloud-optimized GeoTIFF."""
+    from .adapt.fit import AdaptOptions
     from .pipeline import run as run_pipeline
 
     with _edge(quiet=json_out), _progress(not json_out) as progress:
         report = run_pipeline(
-            pan, ms, out, method=method, sensor=sensor, tile=tile, patch=patch, weights=_weights(weights),
-            device=device, adapt=adapt, scheduler=scheduler, workers=workers, work_dir=work_dir, overwrite=overwrite,
+            pan, ms, out, method=method, sensor=sensor, tile=tile, task_megapixels=task_mp, patch=patch,
+            weights=_weights(weights), device=device, adapt=adapt, adapt_options=AdaptOptions(steps=adapt_steps),
+            scheduler=scheduler, workers=workers,
+            tls_config=tls_config, work_dir=work_dir, resume=resume, compress=compress, overwrite=overwrite,
             progress=progress,
         )
     if json_out:
         typer.echo(json.dumps(report.to_dict()))
     else:
-        err.print(f"wrote {report.output} ({report.bytes / 1e6:.1f} MB) in {report.seconds:.1f} s", highlight=False)
+        err.print(
+            f"wrote {report.output} ({report.bytes / 1e6:.1f} MB) in {report.seconds:.1f} s; "
+            f"computed {report.computed_blocks} of {report.blocks} blocks", highlight=False,
+        )
 
 
 @app.command()
@@ -140,8 +155,10 @@ def ingest(
     out: Annotated[Path, typer.Option("--out", help="Zarr tile store to create.")],
     sensor: Sensor = None,
     tile: Tile = 512,
+    task_mp: TaskMp = 4.0,
     scheduler: Scheduler = "local",
     workers: Workers = None,
+    tls_config: TlsConfig = None,
     overwrite: Overwrite = False,
     json_out: Json = False,
     patch: Patch = None,
@@ -151,8 +168,8 @@ def ingest(
 
     with _edge(quiet=json_out), _progress(not json_out) as progress:
         scene = ingest_scene(
-            pan, ms, out, sensor=sensor, tile=tile, patch=patch, scheduler=scheduler,
-            workers=workers, overwrite=overwrite, progress=progress,
+            pan, ms, out, sensor=sensor, tile=tile, task_megapixels=task_mp, patch=patch, scheduler=scheduler,
+            workers=workers, tls_config=tls_config, overwrite=overwrite, progress=progress,
         )
     summary = {
         "store": str(out), "height": scene.shape[0], "width": scene.shape[1], "bands": scene.bands,
@@ -215,6 +232,7 @@ def evaluate(
     patch: Patch = None,
     scheduler: Scheduler = "local",
     workers: Workers = None,
+    tls_config: TlsConfig = None,
     json_out: Json = False,
 ) -> None:
     """Quality metrics: full resolution (QNR, HQNR...) or reduced resolution (SAM, ERGAS, Q2n...)."""
@@ -230,7 +248,7 @@ def evaluate(
             raise InvalidParameterError("--protocol reduced needs --method (the method to degrade, fuse and score)")
         if protocol == "full" and fused is None:
             raise InvalidParameterError("give the pansharpened image with --fused (or use --protocol reduced --method M)")
-        with connect(scheduler, workers) as client:
+        with connect(scheduler, workers, tls_config) as client:
             if protocol == "reduced":
                 scores = evaluate_reduced_protocol(pan, ms, method, sensor=sensor, patch=patch, client=client)
             else:
@@ -258,6 +276,27 @@ def bench_classical(
         run_classical_bench(
             [int(s) for s in sizes.split(",")], work_dir, report, workers=workers,
             log=lambda msg: err.print(msg, highlight=False),
+        )
+
+
+@bench_app.command("scale")
+def bench_scale(
+    sizes: Annotated[str, typer.Option("--sizes", help="PAN sizes of the scaling runs, comma-separated ('' for none).")] = "4096,8192,16384",
+    big: Annotated[Optional[int], typer.Option("--big", help="PAN size of one run whose uncompressed COG exceeds RAM.")] = None,
+    parallel: Annotated[Optional[int], typer.Option("--parallel", help="PAN size of the network parallel-efficiency runs.")] = None,
+    method: Annotated[str, typer.Option("--method", help="Method of the scaling and big runs.")] = "brovey",
+    model: Annotated[str, typer.Option("--model", help="Network of the parallel-efficiency runs.")] = "fusionnet-wv2",
+    work_dir: Annotated[Path, typer.Option("--work-dir")] = Path("bench-work"),
+    report: Annotated[Path, typer.Option("--report", help="Markdown file to update.")] = Path("docs/benchmarks.md"),
+    workers: Workers = None,
+) -> None:
+    """Cost against scene size, an output larger than RAM, and parallel efficiency, on mosaicked real scenes."""
+    from .bench.scale import run_scale_bench
+
+    with _edge():
+        run_scale_bench(
+            report, work_dir, [int(s) for s in sizes.split(",") if s.strip()], big, parallel, method=method,
+            model=model, workers=workers, log=lambda msg: err.print(msg, highlight=False),
         )
 
 

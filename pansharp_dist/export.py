@@ -22,7 +22,7 @@ from rasterio.enums import Resampling
 
 import xarray as xr
 
-from .errors import OutputExistsError, OutputNotWritableError
+from .errors import InvalidParameterError, OutputExistsError, OutputNotWritableError
 from .store import write_output
 
 COG_BLOCK = 512
@@ -52,16 +52,27 @@ def check_output(out: str | Path, overwrite: bool) -> Path:
     return out
 
 
-def cog_options(dtype: str, size_bytes: int) -> dict[str, str]:
-    """GDAL COG creation options for an output of ``dtype`` and uncompressed size in bytes."""
-    return {
+COMPRESSIONS = ("ZSTD", "DEFLATE", "NONE")
+
+
+def cog_options(dtype: str, size_bytes: int, compress: str = "ZSTD") -> dict[str, str]:
+    """GDAL COG creation options for an output of ``dtype`` and uncompressed size in bytes.
+
+    ``compress`` is ZSTD (default), DEFLATE (older readers) or NONE (fastest to write, largest).
+    """
+    compress = compress.upper()
+    if compress not in COMPRESSIONS:
+        raise InvalidParameterError(f"--compress must be one of {', '.join(COMPRESSIONS)}, got {compress!r}")
+    options = {
         "BLOCKSIZE": str(COG_BLOCK),
-        "COMPRESS": "ZSTD",
-        "PREDICTOR": "3" if np.dtype(dtype).kind == "f" else "2",
+        "COMPRESS": compress,
         "OVERVIEW_RESAMPLING": "AVERAGE",
         "BIGTIFF": "YES" if size_bytes > 3_500_000_000 else "IF_SAFER",
         "NUM_THREADS": "ALL_CPUS",
     }
+    if compress != "NONE":
+        options["PREDICTOR"] = "3" if np.dtype(dtype).kind == "f" else "2"
+    return options
 
 
 def write_cog(
@@ -71,6 +82,7 @@ def write_cog(
     client=None,
     overwrite: bool = False,
     progress=None,
+    compress: str = "ZSTD",
 ) -> Path:
     """Write a COG at ``out`` from a lazy ``(band, y, x)`` DataArray or an output Zarr store.
 
@@ -80,14 +92,16 @@ def write_cog(
     file appears at ``out`` only once complete; a failure leaves nothing there.
     """
     out = check_output(out, overwrite)
+    cog_options("uint8", 0, compress)  # refuse an unknown compression before any work
     if isinstance(source, (str, Path)):
-        return _zarr_to_cog(Path(source), out)
+        return _zarr_to_cog(Path(source), out, compress)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.work-", dir=out.parent) as tmp:
-        store = write_output(source, Path(tmp) / "hrms.zarr", client, progress)
-        return _zarr_to_cog(store, out)
+        store = Path(tmp) / "hrms.zarr"
+        write_output(source, store, client, progress)
+        return _zarr_to_cog(store, out, compress)
 
 
-def _zarr_to_cog(store: Path, out: Path) -> Path:
+def _zarr_to_cog(store: Path, out: Path, compress: str) -> Path:
     """The one GDAL COG conversion, from ``store``'s ``hrms`` array to ``out`` (atomic)."""
     source = f'ZARR:"{store.resolve()}":/hrms'
     tmp = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
@@ -95,7 +109,7 @@ def _zarr_to_cog(store: Path, out: Path) -> Path:
         with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
             with rasterio.open(source) as src:
                 size = src.count * src.width * src.height * np.dtype(src.dtypes[0]).itemsize
-                rasterio.shutil.copy(src, tmp, driver="COG", **cog_options(src.dtypes[0], size))
+                rasterio.shutil.copy(src, tmp, driver="COG", **cog_options(src.dtypes[0], size, compress))
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

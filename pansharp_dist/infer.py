@@ -18,7 +18,8 @@ import numpy as np
 import xarray as xr
 
 from .errors import InvalidParameterError
-from .methods import Fuser, fit_method
+from .cluster import current_client, digest, install_fuser
+from .methods import Fuser, fit_method, task_resources
 from .scene import Scene
 from .sensors import get_sensor
 from .stats import valid_mask
@@ -132,17 +133,23 @@ def pansharpen(
 ) -> xr.DataArray:
     """Pansharpen ``scene`` lazily.
 
+    Each task is one block of tiles.
+
     Args:
         scene: the PAN + MS pair.
         method: a method name (fitted here, on the scene's statistics) or a fitted :class:`Fuser`.
-        client: Dask client used to fit the method when statistics are needed.
+        client: Dask client used to fit the method when statistics are needed, and on whose
+            workers a network fuser is made resident (default: the current client, if any).
         tile: tile size in PAN pixels.
         block: PAN pixels per task (a multiple of ``tile``; default 4 tiles).
         options: method options (``weights`` for Brovey).
 
     Returns:
         A lazy ``(band, y, x)`` DataArray on the PAN grid with the scene's CRS,
-        in the MS dtype (float32 for float scenes), 0 where input is nodata.
+        in the MS dtype (float32 for float scenes), 0 where input is nodata. Its
+        ``fingerprint`` attribute identifies the settings (fuser, grid, scene);
+        ``resources`` are the worker resources its tasks need (``{"GPU": 1}``
+        for a network on CUDA), which :func:`~pansharp_dist.store.write_output` requests.
     """
     from .store import block_size
 
@@ -161,6 +168,7 @@ def pansharpen(
     pan = scene.pan.data.rechunk((ys, xs))
     ms = scene.ms.data.rechunk((-1, tuple(v // r for v in ys), tuple(v // r for v in xs)))
     dy, dx = (h if len(c) > 1 else 0 for c in (ys, xs))  # one block along an axis needs no neighbours
+    install_fuser(client or current_client(), fuser)
     data = da.map_overlap(
         _fuse_block, pan, ms,
         depth=[{0: dy, 1: dx}, {0: 0, 1: dy // r, 2: dx // r}],
@@ -169,10 +177,15 @@ def pansharpen(
         meta=np.empty((0, 0, 0), np.dtype(spec.dtype)),
         fuser=fuser, spec=spec, grid=grid,
     )
+    fingerprint = digest(fuser, grid, spec, block, scene.name, scene.shape, tuple(scene.transform))
     out = xr.DataArray(
         data, dims=("band", "y", "x"),
         coords={"band": np.arange(1, scene.bands + 1), "y": scene.pan.y, "x": scene.pan.x},
-        name="hrms", attrs={"method": fuser.name, "_FillValue": OUTPUT_NODATA},
+        name="hrms",
+        attrs={
+            "method": fuser.name, "_FillValue": OUTPUT_NODATA, "fingerprint": fingerprint,
+            "resources": task_resources(fuser),
+        },
     )
     if scene.crs is not None:
         out = out.rio.write_crs(scene.crs)

@@ -46,6 +46,36 @@ class Fuser(Protocol):
         ...
 
 
+@runtime_checkable
+class ResidentState(Protocol):
+    """A fuser whose heavy state (a network) stays resident on each worker instead of travelling with tasks.
+
+    The fuser itself stays small (kilobytes, pickled into every task); what it
+    needs besides is sent to each worker once, by
+    :class:`~pansharp_dist.cluster.ResidentFuser`.
+
+    Attributes:
+        resources: Dask worker resources every task of this fuser needs (``{"GPU": 1}`` on CUDA).
+        resident_key: names the resident state (checkpoint hash, adaptation hash, device).
+    """
+
+    resources: dict[str, float]
+    resident_key: str
+
+    def resident_payload(self) -> bytes | None:
+        """Bytes each worker needs once (adaptation weights), or ``None``."""
+        ...
+
+    def make_resident(self, payload: bytes | None) -> None:
+        """Install ``payload`` and load the heavy state in the calling process."""
+        ...
+
+
+def task_resources(fuser: Fuser) -> dict[str, float]:
+    """Worker resources each fusion task of ``fuser`` requests (none for classical methods)."""
+    return dict(fuser.resources) if isinstance(fuser, ResidentState) else {}
+
+
 FitFn = Callable[..., Fuser]
 """``fit(stats, ratio, sensor, **options) -> Fuser``."""
 

@@ -1,8 +1,12 @@
-"""The end-to-end run: validate, ingest, fit, fuse tile by tile, write the COG.
+"""The end-to-end run: validate, ingest, fit, adapt, fuse tile by tile, write the COG.
 
-Nothing is left behind on failure: the output appears only when complete, and
-the tile store and output store are removed unless the caller named a work
-folder to keep them in (they are still removed when the run fails).
+Nothing is left behind on failure: the output appears only when complete.
+Without a named work folder, the tile store and output store live in a
+temporary folder beside the output, removed at the end. In a named work
+folder they are kept, with the adaptation weights, so that a run that was
+interrupted (a killed client, a lost cluster) continues with ``resume=True``:
+the tile store and the adaptation are reused, and only the blocks the output
+ledger does not list are computed.
 """
 
 from __future__ import annotations
@@ -15,16 +19,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rasterio.errors import RasterioIOError
-
-from .adapt.fit import MODES, AdaptReport, fit_adaptation
+from .adapt.fit import MODES, AdaptOptions, AdaptReport, fit_adaptation
 from .cluster import connect
-from .errors import CorruptInputError, InvalidParameterError
-from .export import check_output, write_cog
+from .errors import InvalidParameterError, StoreError
+from .export import check_output, cog_options, write_cog
 from .infer import fit, pansharpen, tile_grid
 from .methods import is_network
 from .scene import Scene, open_scene
-from .store import block_size, ingest, write_output
+from .store import TASK_MEGAPIXELS, block_size, ingest, open_store, store_meta, write_output
 
 PhaseProgress = Callable[[str, int, int], None]
 """``callback(phase, done, total)``; phases are ``ingest``, ``adapt``, ``fuse`` and ``cog``."""
@@ -45,6 +47,8 @@ class RunReport:
     ratio: int
     sensor: str | None
     crs: str | None
+    blocks: int
+    computed_blocks: int
     adaptation: dict | None = None
 
     def to_dict(self) -> dict:
@@ -67,11 +71,11 @@ def _work_folder(out: Path, work_dir: str | Path | None) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def _client(client, scheduler: str, workers: int | None):
+def _client(client, scheduler: str, workers: int | None, tls_config: str | Path | None = None):
     if client is not None:
         yield client
     else:
-        with connect(scheduler, workers) as made:
+        with connect(scheduler, workers, tls_config) as made:
             yield made
 
 
@@ -83,59 +87,62 @@ def run(
     method: str = "brovey",
     sensor: str | None = None,
     tile: int = 512,
+    task_megapixels: float = TASK_MEGAPIXELS,
     patch: int | None = None,
     weights: tuple[float, ...] | None = None,
     device: str | None = None,
     adapt: str | None = None,
+    adapt_options: AdaptOptions | None = None,
     client=None,
     scheduler: str = "local",
     workers: int | None = None,
+    tls_config: str | Path | None = None,
     work_dir: str | Path | None = None,
+    resume: bool = False,
+    compress: str = "ZSTD",
     overwrite: bool = False,
     progress: PhaseProgress | None = None,
 ) -> RunReport:
     """Pansharpen a PAN + MS pair into a COG at ``out``.
 
     Args mirror the CLI's ``run`` options; ``client`` reuses an existing Dask
-    client instead of connecting to ``scheduler``.
+    client instead of connecting to ``scheduler``. ``resume`` continues an
+    interrupted run whose stores are in ``work_dir``.
 
     Raises:
         PansharpError: bad input or output (nothing is written).
     """
     start = time.perf_counter()
+    if resume and work_dir is None:
+        raise InvalidParameterError("--resume needs the --work-dir of the interrupted run")
     out = check_output(out, overwrite)
+    cog_options("uint8", 0, compress)  # refuse an unknown compression before any work
     scene = open_scene(pan, ms, sensor, patch=patch)
     options = _options(method, weights, device)
     adapt = _adapt_mode(method, adapt)
-    with _work_folder(out, work_dir) as folder, _client(client, scheduler, workers) as cl:
+    block = block_size(tile, task_megapixels)
+    with _work_folder(out, work_dir) as folder, _client(client, scheduler, workers, tls_config) as cl:
         tiles_path = folder / f"{out.stem}.tiles.zarr"
         hrms_path = folder / f"{out.stem}.hrms.zarr"
-        for stale in (tiles_path, hrms_path):
-            shutil.rmtree(stale, ignore_errors=True)
-        succeeded = False
-        try:
-            stored = _ingest(scene, tiles_path, tile, cl, progress)
-            fuser = fit(stored, method, cl, **options)
-            adaptation = None
-            if adapt != "none":
-                if progress:
-                    progress("adapt", 0, 1)
-                fuser, adapt_report = fit_adaptation(stored, fuser, adapt)
-                adaptation = _adaptation_summary(adapt_report)
-                if progress:
-                    progress("adapt", 1, 1)
-            hrms = pansharpen(stored, fuser, tile=tile)
-            write_output(hrms, hrms_path, cl, _phase(progress, "fuse"))
-            if progress:
-                progress("cog", 0, 1)
-            cl.submit(write_cog, str(hrms_path), str(out), overwrite=overwrite, pure=False).result()
-            if progress:
-                progress("cog", 1, 1)
-            succeeded = True
-        finally:
-            if not (succeeded and work_dir is not None):
-                for path in (tiles_path, hrms_path):
-                    shutil.rmtree(path, ignore_errors=True)
+        adapt_path = folder / f"{out.stem}.{method.lower()}.{adapt}.safetensors"
+        if not resume:
+            for stale in (tiles_path, hrms_path):
+                shutil.rmtree(stale, ignore_errors=True)
+            adapt_path.unlink(missing_ok=True)
+        stored = _reuse_store(tiles_path, scene, tile, block) if resume else None
+        if stored is None:
+            stored = ingest(scene, tiles_path, tile=tile, block=block, client=cl, progress=_phase(progress, "ingest"))
+        fuser = fit(stored, method, cl, **options)
+        adaptation = None
+        if adapt != "none":
+            fuser, adaptation = _adapt(stored, fuser, adapt, adapt_options or AdaptOptions(), adapt_path, progress)
+        hrms = pansharpen(stored, fuser, cl, tile=tile, block=block)
+        written = write_output(hrms, hrms_path, cl, _phase(progress, "fuse"), resume=resume)
+        if progress:
+            progress("cog", 0, 1)
+        cl.submit(write_cog, str(hrms_path), str(out), overwrite=overwrite, compress=compress, pure=False).result()
+        if progress:
+            progress("cog", 1, 1)
     return RunReport(
         output=str(out),
         bytes=out.stat().st_size,
@@ -148,8 +155,44 @@ def run(
         ratio=stored.ratio,
         sensor=stored.sensor,
         crs=stored.crs.to_string() if stored.crs is not None else None,
+        blocks=written.blocks,
+        computed_blocks=written.computed,
         adaptation=adaptation,
     )
+
+
+def _reuse_store(path: Path, scene: Scene, tile: int, block: int) -> Scene | None:
+    """The tile store an interrupted run left at ``path``, or ``None`` when it must be ingested again.
+
+    Raises:
+        StoreError: the store holds another scene or another tiling.
+    """
+    try:
+        meta = store_meta(path)
+    except StoreError:  # missing, or its ingest did not finish
+        shutil.rmtree(path, ignore_errors=True)
+        return None
+    if (meta["name"], meta["tile"], meta["block"]) != (scene.name, tile, block):
+        raise StoreError(
+            f"{path} holds {meta['name']} tiled {meta['tile']}/{meta['block']}, not {scene.name} tiled "
+            f"{tile}/{block}; rerun without --resume or with the interrupted run's --tile and --task-mp"
+        )
+    return open_store(path)
+
+
+def _adapt(stored: Scene, fuser, mode: str, options: AdaptOptions, path: Path, progress: PhaseProgress | None):
+    """Adapt ``fuser`` to the scene, or reuse the adaptation a previous attempt saved at ``path``."""
+    if path.exists():
+        return fuser.adapted(mode, path.read_bytes()), {"mode": mode, "reused": str(path)}
+    if progress:
+        progress("adapt", 0, 1)
+    fuser, report = fit_adaptation(stored, fuser, mode, options)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(fuser.weights)
+    tmp.replace(path)
+    if progress:
+        progress("adapt", 1, 1)
+    return fuser, _adaptation_summary(report)
 
 
 def _adapt_mode(method: str, adapt: str | None) -> str:
@@ -190,17 +233,6 @@ def _phase(progress: PhaseProgress | None, name: str):
     return (lambda done, total: progress(name, done, total)) if progress else None
 
 
-def _ingest(scene: Scene, path: Path, tile: int, client, progress: PhaseProgress | None) -> Scene:
-    """Ingest, turning read failures on the workers into a clear input error."""
-    try:
-        return ingest(scene, path, tile=tile, block=block_size(tile), client=client, progress=_phase(progress, "ingest"))
-    except RasterioIOError as exc:
-        raise CorruptInputError(
-            f"reading the input of {scene.name} failed ({str(exc).splitlines()[0]}); "
-            "the file is damaged or truncated: re-download or re-export it"
-        ) from None
-
-
 def ingest_scene(
     pan: str | Path,
     ms: str | Path,
@@ -208,17 +240,20 @@ def ingest_scene(
     *,
     sensor: str | None = None,
     tile: int = 512,
+    task_megapixels: float = TASK_MEGAPIXELS,
     patch: int | None = None,
     client=None,
     scheduler: str = "local",
     workers: int | None = None,
+    tls_config: str | Path | None = None,
     overwrite: bool = False,
     progress: PhaseProgress | None = None,
 ) -> Scene:
     """Open a PAN + MS pair and write its Zarr tile store at ``out``."""
     out = check_output(out, overwrite)
     scene = open_scene(pan, ms, sensor, patch=patch)
-    with _client(client, scheduler, workers) as cl:
+    block = block_size(tile, task_megapixels)
+    with _client(client, scheduler, workers, tls_config) as cl:
         if out.exists():
             shutil.rmtree(out)
-        return _ingest(scene, out, tile, cl, progress)
+        return ingest(scene, out, tile=tile, block=block, client=cl, progress=_phase(progress, "ingest"))

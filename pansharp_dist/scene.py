@@ -234,11 +234,71 @@ def _read_raster(text: str, role: str) -> _Raster:
         ) from None
     if crs is None and transform == Affine.identity():
         transform = None
-    data = rioxarray.open_rasterio(target, chunks={"band": -1, "y": 2048, "x": 2048},
-                                   lock=False, cache=False, **open_kwargs)
+    data = rioxarray.open_rasterio(target, lock=False, cache=False, **open_kwargs)
+    reader = WindowReader(target, role, data.shape, str(data.dtype), open_kwargs)
+    data = data.copy(data=da.from_array(reader, chunks=(-1, READ_CHUNK, READ_CHUNK), meta=np.empty((0, 0, 0), data.dtype)))
     if nodata is None:
         nodata = 0.0
     return _Raster(data, transform, crs, float(nodata), _sensor_from_tags(tags), text)
+
+
+READ_CHUNK = 2048  # PAN or MS pixels per side of one read
+
+
+@dataclass(frozen=True)
+class WindowReader:
+    """Windows of a raster for dask (``reader[bands, rows, cols]``), each read on the worker that needs it.
+
+    A window that cannot be decoded raises :class:`CorruptInputError` naming the
+    file and the file's own block (tile or strip) that is damaged.
+    """
+
+    target: str
+    role: str
+    shape: tuple[int, int, int]
+    dtype: str
+    open_kwargs: dict
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    def __getitem__(self, key: tuple[slice | int, ...]) -> np.ndarray:
+        key = tuple(key) + (slice(None),) * (3 - len(key))
+        squeeze = tuple(axis for axis, k in enumerate(key) if isinstance(k, (int, np.integer)))
+        bands, rows, cols = (
+            range(*k.indices(n)) if isinstance(k, slice) else range(int(k), int(k) + 1)
+            for k, n in zip(key, self.shape)
+        )
+        if rows.step != 1 or cols.step != 1:
+            raise IndexError(f"strided reads are not supported: {key}")
+        window = ((rows.start, rows.stop), (cols.start, cols.stop))
+        indexes = [b + 1 for b in bands]
+        with rasterio.open(self.target, **self.open_kwargs) as src:
+            try:
+                return src.read(indexes, window=window).squeeze(axis=squeeze)
+            except RasterioIOError as exc:
+                detail, where = _first_line(exc.__cause__ or exc), _damaged_block(src, indexes, window)
+        # raised outside the handler: a chained GDAL error would not unpickle on the Dask client
+        raise CorruptInputError(
+            f"{self.role} {self.target}: {where} cannot be read ({detail}); "
+            "the file is damaged: re-download or re-export it"
+        )
+
+
+def _damaged_block(src: rasterio.DatasetReader, indexes: list[int], window) -> str:
+    """Which of the file's own blocks inside ``window`` fails to decode, in words."""
+    (r0, r1), (c0, c1) = window
+    for _, block in src.block_windows(1):
+        if block.row_off + block.height <= r0 or block.row_off >= r1 or block.col_off + block.width <= c0 \
+                or block.col_off >= c1:
+            continue
+        try:
+            src.read(indexes, window=block)
+        except RasterioIOError:
+            return (f"the block at rows {block.row_off}:{block.row_off + block.height}, "
+                    f"columns {block.col_off}:{block.col_off + block.width}")
+    return f"the window at rows {r0}:{r1}, columns {c0}:{c1}"
 
 
 def _check_dtype(dtype: str, role: str, source: str) -> None:

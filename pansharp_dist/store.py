@@ -15,13 +15,19 @@ data). ``xr.open_zarr(store).rio.crs`` / ``.rio.transform()`` give the PAN grid.
 Output store (Zarr v2 so that GDAL, which converts it to a COG, can read it;
 GDAL 3.10 does not read zarr-python's v3 codecs): ``hrms[band, y, x]`` in
 chunks of ``(1, 512, 512)`` (one band per chunk: GDAL's Zarr reader decodes a
-multi-band chunk once per band), written block by block by the workers.
+multi-band chunk once per band), written block by block by the workers. Its
+ledger (``ledger/`` inside the store) gets one empty file per finished block,
+created by the worker after the block's pixels are written; a resumed run
+computes only the blocks the ledger does not list. The store's
+``fingerprint`` attribute (the fuser, tile grid and scene) refuses a resume
+with different settings.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import dask
@@ -38,12 +44,20 @@ from .stats import BlockStats, SceneStats, block_stats, valid_mask
 LAYOUT_VERSION = 2  # 2: statistics record the MS dtype (network radiometry)
 ATTR = "pansharp_dist"
 OUTPUT_CHUNK = 512
+TASK_MEGAPIXELS = 4.0  # PAN megapixels per task by default: 2048 x 2048 blocks of 512 tiles
+LEDGER = "ledger"
 _CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
 
 
-def block_size(tile: int, tiles_per_block: int = 4) -> int:
-    """PAN pixels per block (one task, one shard): ``tile * tiles_per_block``, 512-aligned."""
-    size = tile * tiles_per_block
+def block_size(tile: int, task_megapixels: float = TASK_MEGAPIXELS) -> int:
+    """PAN pixels along each side of a block (one task, one shard) of about ``task_megapixels``.
+
+    A whole number of tiles, rounded up to a multiple of 512 (the output chunk)
+    when larger than 512. A 4-gigapixel scene at the default 4 MP is about 1,000 tasks.
+    """
+    if task_megapixels <= 0:
+        raise InvalidParameterError(f"megapixels per task must be positive, got {task_megapixels}")
+    size = tile * max(1, round(math.sqrt(task_megapixels * 1e6) / tile))
     if size > OUTPUT_CHUNK and size % OUTPUT_CHUNK:
         size = -(-size // OUTPUT_CHUNK) * OUTPUT_CHUNK
     return size
@@ -147,13 +161,13 @@ def _scene_pass(scene: Scene, fn, args: tuple, client, progress) -> SceneStats:
     from .cluster import run_tasks
 
     pan_blocks, ms_blocks = scene.pan.data.to_delayed(), scene.ms.data.to_delayed()
-    tasks = [
-        dask.delayed(fn, pure=True)(pan_blocks[i, j], ms_blocks[0, i, j], y0, x0, *args)
-        for i, y0 in enumerate(_starts(scene.pan.chunks[0]))
-        for j, x0 in enumerate(_starts(scene.pan.chunks[1]))
-    ]
+    tasks, labels = [], []
+    for i, (y0, h) in enumerate(zip(_starts(scene.pan.chunks[0]), scene.pan.chunks[0])):
+        for j, (x0, w) in enumerate(zip(_starts(scene.pan.chunks[1]), scene.pan.chunks[1])):
+            tasks.append(dask.delayed(fn, pure=True)(pan_blocks[i, j], ms_blocks[0, i, j], y0, x0, *args))
+            labels.append(f"block at PAN rows {y0}:{y0 + h}, columns {x0}:{x0 + w} of {scene.name}")
     total = BlockStats(scene.bands)
-    for part in run_tasks(client, tasks, progress):
+    for part in run_tasks(client, tasks, progress, labels):
         total = total.merge(part)
     stats = SceneStats.from_blocks(total, scene.ms.dtype)
     if stats.empty:
@@ -249,7 +263,7 @@ def output_chunk(chunks: tuple[tuple[int, ...], ...]) -> int:
 
 
 def create_output(hrms: xr.DataArray, path: str | Path) -> None:
-    """Create the Zarr v2 output store for ``hrms`` (metadata and coordinates only)."""
+    """Create the Zarr v2 output store for ``hrms`` (metadata, coordinates and an empty ledger)."""
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
@@ -259,38 +273,91 @@ def create_output(hrms: xr.DataArray, path: str | Path) -> None:
     crs = hrms.rio.crs
     attrs = {"_CRS": {"wkt": crs.to_wkt()}} if crs is not None else {}
     ds["hrms"].attrs = {**attrs, "_FillValue": hrms.attrs.get("_FillValue", 0)}
+    ds.attrs = {"fingerprint": hrms.attrs.get("fingerprint")}
     ds = ds.drop_vars("spatial_ref", errors="ignore")
     import numcodecs
 
     chunk = output_chunk(hrms.data.chunks)
     encoding = {"hrms": {"chunks": (1, chunk, chunk), "compressors": [numcodecs.Zstd(level=1)]}}
     ds.to_zarr(str(path), mode="w-", zarr_format=2, encoding=encoding, compute=False, consolidated=False)
+    (path / LEDGER).mkdir()
 
 
 def write_output_block(block: np.ndarray, path: str, y0: int, x0: int) -> int:
-    """Write one ``(B, h, w)`` block of the output store at ``(y0, x0)``; returns bytes written."""
+    """Write one ``(B, h, w)`` block of the output store at ``(y0, x0)`` and enter it in the ledger.
+
+    Returns the bytes written. The ledger entry is made only after the pixels are written.
+    """
     arr = zarr.open_array(str(Path(path) / "hrms"), mode="r+", zarr_format=2)
     _, h, w = block.shape
     arr[:, y0 : y0 + h, x0 : x0 + w] = block
+    (Path(path) / LEDGER / f"{y0}_{x0}").touch()
     return int(block.nbytes)
 
 
-def write_output(hrms: xr.DataArray, path: str | Path, client=None, progress=None) -> Path:
-    """Compute ``hrms`` block by block into a Zarr v2 store; each worker writes its own blocks."""
+def finished_blocks(path: str | Path) -> set[tuple[int, int]]:
+    """``(y0, x0)`` of the blocks the output store's ledger lists as written."""
+    folder = Path(path) / LEDGER
+    if not folder.is_dir():
+        return set()
+    return {tuple(int(v) for v in entry.name.split("_")) for entry in folder.iterdir()}
+
+
+@dataclass(frozen=True)
+class WriteReport:
+    """What :func:`write_output` did: blocks in the output, blocks computed now, blocks a resume skipped."""
+
+    blocks: int
+    computed: int
+    skipped: int
+
+
+def write_output(
+    hrms: xr.DataArray, path: str | Path, client=None, progress=None, *, resume: bool = False
+) -> WriteReport:
+    """Compute ``hrms`` block by block into a Zarr v2 store; each worker writes its own blocks.
+
+    The tasks request the worker resources in ``hrms.attrs["resources"]`` (a GPU for a network on CUDA).
+
+    Args:
+        hrms: the lazy output (:func:`~pansharp_dist.infer.pansharpen`).
+        path: the output store.
+        client: a ``distributed.Client``, or ``None`` for dask's current scheduler.
+        progress: ``callback(done, total)`` over the blocks computed now.
+        resume: keep an existing store of the same fingerprint and compute only
+            the blocks its ledger does not list.
+
+    Raises:
+        StoreError: ``resume`` and the store holds the output of different settings.
+    """
     from .cluster import run_tasks
 
-    create_output(hrms, path)
+    path = Path(path)
+    finished: set[tuple[int, int]] = set()
+    if resume and path.exists():
+        stored = zarr.open_group(str(path), mode="r", zarr_format=2).attrs.get("fingerprint")
+        if stored != hrms.attrs.get("fingerprint"):
+            raise StoreError(
+                f"{path} holds the output of a run with other settings (method, adaptation, tile size or "
+                "scene); rerun without --resume to start again"
+            )
+        finished = finished_blocks(path)
+    else:
+        create_output(hrms, path)
     data = hrms.data
     chunk = output_chunk(data.chunks)
     for size in data.chunks[1][:-1] + data.chunks[2][:-1]:
         if size % chunk:
             raise InvalidParameterError(f"output blocks must be multiples of {chunk} pixels, got {size}")
     blocks = data.to_delayed()
-    tasks = [
-        dask.delayed(write_output_block, pure=False)(blocks[0, i, j], str(path), y0, x0)
-        for i, y0 in enumerate(_starts(data.chunks[1]))
-        for j, x0 in enumerate(_starts(data.chunks[2]))
-    ]
-    for _ in run_tasks(client, tasks, progress):
+    tasks, labels = [], []
+    for i, (y0, h) in enumerate(zip(_starts(data.chunks[1]), data.chunks[1])):
+        for j, (x0, w) in enumerate(zip(_starts(data.chunks[2]), data.chunks[2])):
+            if (y0, x0) in finished:
+                continue
+            tasks.append(dask.delayed(write_output_block, pure=False)(blocks[0, i, j], str(path), y0, x0))
+            labels.append(f"output block at PAN rows {y0}:{y0 + h}, columns {x0}:{x0 + w}")
+    for _ in run_tasks(client, tasks, progress, labels, resources=hrms.attrs.get("resources")):
         pass
-    return Path(path)
+    total = len(data.chunks[1]) * len(data.chunks[2])
+    return WriteReport(blocks=total, computed=len(tasks), skipped=total - len(tasks))

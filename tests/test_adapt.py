@@ -129,6 +129,16 @@ def test_tailor_fit_lowers_the_loss_and_keeps_to_its_budgets(wv2_scene):
     assert none == base and nothing.steps == 0
 
 
+def test_the_fit_is_reproducible_whether_or_not_the_backbone_was_loaded_before(wv2_scene):
+    from pansharp_dist.models.network import resident
+
+    resident.cache_clear()  # the first fit loads the backbone, which draws from torch's generator
+    base = fit(wv2_scene, "pannet-wv3")
+    first = fit_adaptation(wv2_scene, base, "tailor", AdaptOptions(k=4, patch=64, steps=5))[1]
+    again = fit_adaptation(wv2_scene, base, "tailor", AdaptOptions(k=4, patch=64, steps=5))[1]
+    assert first.losses == again.losses and first.tiles == again.tiles
+
+
 def test_tailor_improves_cross_sensor_transfer_on_degraded_imgwv2(wv2_scene):
     reduced = degrade(wv2_scene)
     truth = wv2_scene.ms.values[:, : reduced.shape[0], : reduced.shape[1]].astype(np.float64)

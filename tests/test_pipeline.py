@@ -130,3 +130,17 @@ def test_demo_writes_cog_quicklook_and_summary(tmp_path):
     with rasterio.open(tmp_path / "demo.png") as png:
         rgb = png.read()
     assert png.count == 3 and rgb.std() > 10
+
+
+def test_uncompressed_cog_has_the_same_pixels_and_unknown_compressions_are_refused(tmp_path, client):
+    zstd, raw = tmp_path / "zstd.tif", tmp_path / "raw.tif"
+    run(*GDAL_HPF, zstd, method="brovey", tile=128, client=client)
+    run(*GDAL_HPF, raw, method="brovey", tile=128, client=client, compress="NONE")
+    assert cog_valid(raw)
+    with rasterio.open(raw) as a, rasterio.open(zstd) as b:
+        assert a.compression is None and b.compression.name == "zstd"
+        np.testing.assert_array_equal(a.read(), b.read())
+    result = cli("run", "--pan", str(GDAL_HPF[0]), "--ms", str(GDAL_HPF[1]), "--out", str(tmp_path / "x.tif"),
+                 "--compress", "LZMA9")
+    assert result.returncode == 2 and "--compress must be one of" in result.stderr
+    assert not (tmp_path / "x.tif").exists()

@@ -88,7 +88,6 @@ def fit_adaptation(
     grid = adaptation_grid(scene, options.patch)
     report.tiles, pan_np, ms_np = sample_valid_tiles(scene, grid, options.k, options.strategy, options.seed)
     dev = fuser.device
-    torch.manual_seed(options.seed)
     backbone = resident(model_id, dev)
     pan, ms = torch.from_numpy(pan_np[:, None]).to(dev), torch.from_numpy(ms_np).to(dev)
     ms_scale = torch.tensor(fuser.ms_scale, device=dev).view(1, -1, 1, 1)
@@ -98,6 +97,7 @@ def fit_adaptation(
         feats = backbone.features(x)
         reference = backbone.head(feats, x)
         rho_ref = loss_fn.reference_correlation(x.pan, x.lms)
+    torch.manual_seed(options.seed)  # here: loading the backbone the first time draws from the generator
     if mode == "tailor":
         module = Tailor(TailorSpec(feats.shape[1], options.spec_width, options.spec_depth, options.spec_kernel)).to(dev)
         forward = lambda: backbone.head(module(feats), x)  # noqa: E731

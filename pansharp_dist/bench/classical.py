@@ -23,10 +23,9 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from ..cluster import connect
 from ..errors import InvalidParameterError, PansharpError
 from ..export import cog_options
-from ..pipeline import run
+from .measured import measured_run
 from .memory import PeakMemory
 from .mosaic import mosaic_pair
 
@@ -85,22 +84,8 @@ def _pixels(path: Path) -> int:
 
 
 def _ours(pan: Path, ms: Path, out: Path, workers: int | None) -> tuple[float, dict[str, float], int, int]:
-    phases: dict[str, float] = {}
-    start = time.perf_counter()
-
-    def progress(phase: str, done: int, total: int) -> None:
-        if done == total:
-            phases[phase] = time.perf_counter() - start
-
-    with connect("local", workers) as client:
-        worker_pids = client.run(os.getpid)
-        pids = {"client": os.getpid(), **{f"worker{i}": p for i, p in enumerate(worker_pids.values())}}
-        start = time.perf_counter()
-        with PeakMemory(lambda: pids) as mem:
-            run(pan, ms, out, method="brovey", client=client, overwrite=True, progress=progress)
-        seconds = time.perf_counter() - start
-    worker_peak = max(v for k, v in mem.peaks.items() if k.startswith("worker"))
-    return seconds, phases, mem.peaks["client"], worker_peak
+    measured = measured_run(pan, ms, out, workers, method="brovey")
+    return measured.seconds, measured.phases, measured.client_peak, measured.worker_peak
 
 
 def _mad_percent(a: Path, b: Path, size: int) -> float:

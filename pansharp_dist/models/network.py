@@ -1,24 +1,28 @@
 """A pretrained backbone on the method interface (a :class:`~pansharp_dist.methods.Fuser`).
 
-The fitted fuser is a few numbers and the model id; the backbone itself is
+The fitted fuser is a few numbers, the model id and the SHA-256 of its
+adaptation weights; it pickles to well under a kilobyte. The backbone is
 loaded once per process (a Dask worker keeps it resident) and moved to the
-device there. Inference runs under ``torch.inference_mode()``, channels-last,
+device there; adaptation weights are installed once per process by hash
+(:func:`install_weights`; on a cluster, :class:`~pansharp_dist.cluster.ResidentFuser`
+does it on every worker, present and future). Inference runs under ``torch.inference_mode()``, channels-last,
 on batches of tiles; on CUDA under float16 autocast unless ``half=False``.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache, partial
 
 import numpy as np
 import torch
 from safetensors.torch import load as safetensors_load
 
-from ..errors import BandCountError, InvalidParameterError
+from ..errors import BandCountError, ClusterError, InvalidParameterError
 from ..sensors import Sensor
 from ..stats import SceneStats
 from .backbones import Backbone
@@ -46,9 +50,36 @@ def resident(model_id: str, device: str) -> Backbone:
     return load(model_id).to(device=device, memory_format=torch.channels_last)
 
 
+_WEIGHTS: dict[str, bytes] = {}
+"""Adaptation weights installed in this process, by SHA-256 hex digest."""
+
+
+def install_weights(data: bytes) -> str:
+    """Keep adaptation weights (safetensors bytes) in this process; returns their SHA-256 hex digest."""
+    sha = hashlib.sha256(data).hexdigest()
+    _WEIGHTS.setdefault(sha, data)
+    return sha
+
+
+def installed_weights(sha: str) -> bytes:
+    """The adaptation weights of digest ``sha`` installed in this process.
+
+    Raises:
+        ClusterError: they were never installed here (a worker that did not get the fuser's plugin).
+    """
+    try:
+        return _WEIGHTS[sha]
+    except KeyError:
+        raise ClusterError(
+            f"adaptation weights {sha[:12]} are not installed in this process; on a Dask cluster install the "
+            "fuser on the workers first: pansharp_dist.cluster.install_fuser(client, fuser)"
+        ) from None
+
+
 @lru_cache(maxsize=8)
-def adapted_model(model_id: str, device: str, mode: str, weights: bytes) -> torch.nn.Module:
+def adapted_model(model_id: str, device: str, mode: str, sha: str) -> torch.nn.Module:
     """The backbone with a tailor (``mode="tailor"``) or fine-tuned weights (``"full"``), once per process."""
+    weights = installed_weights(sha)
     if mode == "tailor":
         tailor, _ = tailor_from_bytes(weights)
         return Tailored(resident(model_id, device), tailor.to(device=device, memory_format=torch.channels_last)).eval()
@@ -77,7 +108,10 @@ class NetworkFuser:
         half: float16 autocast (CUDA only).
         batch: tiles per forward pass.
         adaptation: ``"none"`` (direct transfer), ``"tailor"`` or ``"full"``.
-        weights: the tailor (kilobytes) or the fine-tuned network, safetensors bytes; ``None`` for ``"none"``.
+        weights_sha: SHA-256 of the adaptation weights (the tailor, kilobytes, or the fine-tuned
+            network), installed in this process; ``None`` for ``"none"``.
+        worker_resources: ``(name, amount)`` pairs of Dask worker resources each task needs
+            (``(("GPU", 1),)`` on CUDA by default).
     """
 
     name: str
@@ -90,13 +124,44 @@ class NetworkFuser:
     half: bool
     batch: int
     adaptation: str = "none"
-    weights: bytes | None = field(default=None, repr=False)
+    weights_sha: str | None = None
+    worker_resources: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def weights(self) -> bytes | None:
+        """The adaptation weights (safetensors bytes), ``None`` for direct transfer."""
+        return None if self.weights_sha is None else installed_weights(self.weights_sha)
+
+    @property
+    def resources(self) -> dict[str, float]:
+        """Dask worker resources each task of this fuser needs."""
+        return dict(self.worker_resources)
 
     def adapted(self, mode: str, weights: bytes) -> "NetworkFuser":
-        """This fuser with an adaptation; the halo grows by the tailor's own receptive field."""
+        """This fuser with an adaptation (installed in this process); the halo grows by the tailor's receptive field."""
         extra = tailor_from_bytes(weights)[0].spec.radius if mode == "tailor" else 0
         halo = _halo(card(self.name).receptive_radius + extra, self.ratio)
-        return replace(self, adaptation=mode, weights=weights, halo=halo)
+        return replace(self, adaptation=mode, weights_sha=install_weights(weights), halo=halo)
+
+    @property
+    def resident_key(self) -> str:
+        """Checkpoint hash, adaptation hash and device: what a worker keeps resident for this fuser."""
+        return f"{card(self.name).sha256[:16]}-{(self.weights_sha or 'none')[:16]}-{self.device}"
+
+    def resident_payload(self) -> bytes | None:
+        """What a worker needs besides this object: the adaptation weights (kilobytes for a tailor)."""
+        return self.weights
+
+    def make_resident(self, payload: bytes | None) -> None:
+        """Install ``payload`` and load the model in this process, so that tasks find them ready."""
+        if payload is not None:
+            install_weights(payload)
+        self._model()
+
+    def _model(self) -> torch.nn.Module:
+        if self.weights_sha is None:
+            return resident(self.name, self.device)
+        return adapted_model(self.name, self.device, self.adaptation, self.weights_sha)
 
     def fuse(self, pan: np.ndarray, ms: np.ndarray) -> np.ndarray:
         """``pan (N, H, W)``, ``ms (N, B, H/r, W/r)`` float32 scene units to ``(N, B, H, W)`` float32.
@@ -105,10 +170,7 @@ class NetworkFuser:
         shape, then to the returned array: device-to-host copies straight into
         pageable memory ran at a fifth of the speed.
         """
-        if self.weights is None:
-            model = resident(self.name, self.device)
-        else:
-            model = adapted_model(self.name, self.device, self.adaptation, self.weights)
+        model = self._model()
         cuda = self.device.startswith("cuda")
         shape = (pan.shape[0], ms.shape[1], *pan.shape[1:])
         out = _pinned(shape, threading.get_ident()) if cuda else torch.empty(shape)
@@ -137,8 +199,12 @@ def fit_network(
     device: str | None = None,
     half: bool = True,
     batch: int | None = None,
+    resources: dict[str, float] | None = None,
 ) -> NetworkFuser:
-    """Fit the backbone ``model_id`` to a scene: check bands and ratio, choose the radiometry."""
+    """Fit the backbone ``model_id`` to a scene: check bands and ratio, choose the radiometry.
+
+    ``resources`` are the Dask worker resources its tasks request (default: ``{"GPU": 1}`` on CUDA, none on CPU).
+    """
     meta = card(model_id)
     if stats.bands != len(meta.bands):
         raise BandCountError(
@@ -162,6 +228,7 @@ def fit_network(
         device=device,
         half=half and cuda,
         batch=batch or (GPU_BATCH if cuda else CPU_BATCH),
+        worker_resources=tuple(sorted((resources if resources is not None else {"GPU": 1} if cuda else {}).items())),
     )
 
 

@@ -1,0 +1,350 @@
+"""Clusters, resident networks, coarse tasks and fault tolerance, on real Dask processes.
+
+The fault-tolerance tests start a ``dask scheduler`` and two ``dask worker``
+processes on 127.0.0.1, run a network (FusionNet QuickBird with a tailor) on a
+2048 x 2048 scene mosaicked from the embedded sample, and disturb the run: a
+worker SIGKILLed, the client SIGKILLed then resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import yaml
+import zarr
+from distributed import Client, LocalCluster, Scheduler, Security, SpecCluster, Worker, get_task_stream
+
+import pansharp_dist
+from pansharp_dist.adapt.fit import AdaptOptions, fit_adaptation
+from pansharp_dist.bench.mosaic import mosaic_pair
+from pansharp_dist.cluster import connect, install_fuser, task_spec_bytes
+from pansharp_dist.errors import ClusterError, CorruptInputError
+from pansharp_dist.infer import fit, pansharpen
+from pansharp_dist.pipeline import ingest_scene, run
+from pansharp_dist.store import block_size, finished_blocks, write_output
+
+SAMPLE = Path(pansharp_dist.__file__).parent / "sample"
+NETWORK = {"method": "fusionnet-qb", "device": "cpu", "adapt": "tailor", "tile": 128, "task_megapixels": 0.07}
+ADAPT_STEPS = 20
+
+
+@pytest.fixture(scope="module")
+def mosaic(tmp_path_factory) -> tuple[Path, Path]:
+    """A 2048 x 2048 PAN scene mosaicked from the embedded sample (64 blocks of 256 x 256)."""
+    return mosaic_pair(SAMPLE / "pan.tif", SAMPLE / "ms.tif", 2048, tmp_path_factory.mktemp("mosaic"))
+
+
+@pytest.fixture(scope="module")
+def sample_store(tmp_path_factory, client):
+    path = tmp_path_factory.mktemp("cluster") / "sample.zarr"
+    return ingest_scene(SAMPLE / "pan.tif", SAMPLE / "ms.tif", path, tile=128, task_megapixels=0.07, client=client)
+
+
+class DaskProcesses:
+    """A ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1 (single-threaded, no nanny)."""
+
+    def __init__(self, folder: Path, workers: int = 2) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        file = folder / "scheduler.json"
+        self.scheduler = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+             "--no-dashboard", "--scheduler-file", str(file)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 60
+        while not file.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        self.address = json.loads(file.read_text())["address"]
+        self.workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--nthreads", "1",
+                 "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            for _ in range(workers)
+        ]
+        with Client(self.address, timeout="30s") as client:
+            client.wait_for_workers(workers, timeout=60)
+
+    def alive_workers(self) -> int:
+        with Client(self.address, timeout="30s") as client:
+            return len(client.scheduler_info(n_workers=-1)["workers"])
+
+    def idle(self) -> bool:
+        """No task is held by the scheduler (a dead client's work has drained)."""
+        with Client(self.address, timeout="30s") as client:
+            return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) == 0
+
+    def close(self) -> None:
+        for proc in [*self.workers, self.scheduler]:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in [*self.workers, self.scheduler]:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture()
+def processes(tmp_path):
+    procs = DaskProcesses(tmp_path)
+    yield procs
+    procs.close()
+
+
+def pixels_sha(cog: Path) -> str:
+    with rasterio.open(cog) as src:
+        return hashlib.sha256(src.read().tobytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def reference_sha(mosaic, tmp_path_factory, client) -> str:
+    """The pixels of an undisturbed network run on the mosaic."""
+    out = tmp_path_factory.mktemp("reference") / "ref.tif"
+    run(*mosaic, out, client=client, adapt_options=AdaptOptions(steps=ADAPT_STEPS), **NETWORK)
+    return pixels_sha(out)
+
+
+# --------------------------------------------------------------------------- cluster specs
+
+
+def test_cluster_specs_that_cannot_work_say_what_to_do(tmp_path):
+    with pytest.raises(ClusterError, match="dask-cuda"):
+        with connect("cuda"):
+            pass
+    with pytest.raises(ClusterError, match="unknown cluster"):
+        with connect("udp://127.0.0.1:1"):
+            pass
+    with pytest.raises(ClusterError, match="needs certificates"):
+        with connect("tls://127.0.0.1:1"):
+            pass
+    with pytest.raises(ClusterError, match="--workers applies"):
+        with connect("tcp://127.0.0.1:1", workers=2):
+            pass
+    bad = tmp_path / "tls.yaml"
+    bad.write_text("distributed: [unclosed")
+    with pytest.raises(ClusterError, match="cannot read the TLS config"):
+        with connect("tls://127.0.0.1:1", tls_config=bad):
+            pass
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A key and a self-signed certificate for 127.0.0.1 (it is its own CA)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pansharp-test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = folder / "key.pem", folder / "cert.pem"
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+def test_a_tls_scheduler_is_joined_with_a_dask_config_file(tmp_path):
+    key, cert = _self_signed(tmp_path)
+    files = {"tls_ca_file": str(cert), "tls_key": str(key), "tls_cert": str(cert)}
+    server = Security(
+        require_encryption=True, tls_ca_file=str(cert),
+        tls_scheduler_key=str(key), tls_scheduler_cert=str(cert),
+        tls_worker_key=str(key), tls_worker_cert=str(cert),
+        tls_client_key=str(key), tls_client_cert=str(cert),
+    )
+    config = tmp_path / "tls.yaml"
+    config.write_text(yaml.safe_dump({"distributed": {"comm": {"tls": {
+        "ca-file": files["tls_ca_file"], "client": {"key": files["tls_key"], "cert": files["tls_cert"]},
+    }}}}))
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tls://", security=server,
+                      host="127.0.0.1", dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tls://")
+        with connect(cluster.scheduler_address, tls_config=config) as client:
+            assert client.submit(sum, [1, 2, 3]).result() == 6
+        with pytest.raises(ClusterError, match="needs certificates"):
+            with connect(cluster.scheduler_address):
+                pass
+
+
+# --------------------------------------------------------------------------- resident networks, GPU resource
+
+
+@pytest.mark.parametrize("model", ["fusionnet-qb", "pannet-qb", "dicnn-qb", "pnn-qb"])
+def test_tasks_carry_under_100_kb_whatever_the_model_and_adaptation(sample_store, model):
+    options = AdaptOptions(steps=2, k=2, patch=32)
+    base = fit(sample_store, model, device="cpu")
+    for mode in ("none", "tailor", "full"):
+        fuser = base if mode == "none" else fit_adaptation(sample_store, base, mode, options)[0]
+        hrms = pansharpen(sample_store, fuser, None, tile=128, block=256)
+        size = task_spec_bytes(hrms.data)
+        assert size < 100_000, (model, mode, size)
+        if mode == "full":  # the fine-tuned network (hundreds of KB) stays out of the tasks
+            assert len(fuser.weights) > 100_000
+
+
+def test_an_adapted_network_runs_on_workers_that_got_it_by_plugin(sample_store, client):
+    base = fit(sample_store, "dicnn-qb", device="cpu")
+    fuser, _ = fit_adaptation(sample_store, base, "tailor", AdaptOptions(steps=3, k=2, patch=32))
+    local = pansharpen(sample_store, fuser, None, tile=128, block=256).data.compute(scheduler="threads")
+    distributed = pansharpen(sample_store, fuser, client, tile=128, block=256).data.compute()
+    np.testing.assert_array_equal(distributed, local)
+    loaded = client.run(lambda: sorted(__import__("pansharp_dist.models.network", fromlist=["x"])._WEIGHTS))
+    assert all(fuser.weights_sha in shas for shas in loaded.values())
+
+
+def test_gpu_tasks_run_only_on_workers_that_advertise_a_gpu(sample_store, tmp_path):
+    workers = {
+        "gpu": {"cls": Worker, "options": {"nthreads": 1, "resources": {"GPU": 1}}},
+        "cpu": {"cls": Worker, "options": {"nthreads": 1}},
+    }
+    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None}}
+    with SpecCluster(workers=workers, scheduler=scheduler) as cluster, Client(cluster) as client:
+        client.wait_for_workers(2)
+        gpu_worker = cluster.workers["gpu"].address
+        fuser = fit(sample_store, "pnn-qb", device="cpu", resources={"GPU": 1})
+        with get_task_stream(client) as stream:
+            write_output(pansharpen(sample_store, fuser, client, tile=128, block=256), tmp_path / "o.zarr", client)
+        fused = [t for t in stream.data if "fuse_block" in str(t["key"])]
+        assert fused and {t["worker"] for t in stream.data} == {gpu_worker}
+        out = zarr.open_array(str(tmp_path / "o.zarr" / "hrms"), mode="r")[:]
+        expected = pansharpen(sample_store, replace(fuser, worker_resources=()), None, tile=128, block=256)
+        np.testing.assert_array_equal(out, expected.data.compute(scheduler="threads"))
+
+
+def test_a_gpu_fuser_on_a_cluster_without_gpu_workers_is_refused(sample_store, client):
+    fuser = replace(fit(sample_store, "pnn-qb", device="cpu"), device="cuda", worker_resources=(("GPU", 1),))
+    with pytest.raises(ClusterError, match="needs workers with resources"):
+        install_fuser(client, fuser)
+
+
+# --------------------------------------------------------------------------- coarse tasks
+
+
+def test_tasks_are_coarse_blocks_of_tiles_sized_by_megapixels():
+    assert block_size(512) == 2048  # the default 4 MP: 16 tiles per task
+    assert block_size(512, 16) == 4096
+    assert block_size(128, 0.07) == 256
+    side = 65536  # a 4.3-gigapixel scene
+    assert (side // block_size(512)) ** 2 == 1024  # about a thousand tasks, not millions of tiles
+
+
+def test_task_graph_of_a_gigapixel_scene_has_thousands_of_tasks(sample_store):
+    import dask.array as da
+    import xarray as xr
+
+    from pansharp_dist.scene import Scene
+
+    fuser = fit(sample_store, "brovey")
+    side, r = 32768, sample_store.ratio
+    pan = xr.DataArray(da.ones((side, side), "uint16", chunks=4096), dims=("y", "x"),
+                       coords={"y": np.arange(side) + 0.5, "x": np.arange(side) + 0.5})
+    ms = xr.DataArray(da.ones((sample_store.bands, side // r, side // r), "uint16", chunks=(-1, 1024, 1024)),
+                      dims=("band", "y", "x"),
+                      coords={"y": (np.arange(side // r) + 0.5) * r, "x": (np.arange(side // r) + 0.5) * r})
+    scene = Scene(pan=pan, ms=ms, ratio=r, sensor=None, pan_nodata=None, ms_nodata=None, name="big",
+                  stats=sample_store.stats)
+    hrms = pansharpen(scene, fuser, None, block=block_size(512))
+    blocks = (side // block_size(512)) ** 2
+    assert hrms.data.npartitions == blocks == 256
+    assert len(hrms.data.__dask_graph__()) < 40 * blocks  # reads, halos and fusion: tens of tasks per block
+
+
+# --------------------------------------------------------------------------- fault tolerance
+
+
+def test_a_worker_killed_mid_run_changes_no_pixel(mosaic, tmp_path, processes, reference_sha):
+    work = tmp_path / "work"
+    killed: dict[str, int] = {}
+
+    def kill_second_worker(phase: str, done: int, total: int) -> None:
+        if phase == "fuse" and done == 2 and not killed:
+            processes.workers[1].send_signal(signal.SIGKILL)
+            killed["finished"] = len(finished_blocks(work / "out.hrms.zarr"))
+            killed["total"] = total
+
+    report = run(*mosaic, tmp_path / "out.tif", scheduler=processes.address, work_dir=work,
+                 adapt_options=AdaptOptions(steps=ADAPT_STEPS), progress=kill_second_worker, **NETWORK)
+    assert killed and killed["finished"] < killed["total"] == report.blocks == 64
+    assert processes.workers[1].wait(timeout=10) == -signal.SIGKILL
+    assert processes.alive_workers() == 1
+    assert pixels_sha(tmp_path / "out.tif") == reference_sha
+
+
+def test_a_killed_client_resumes_with_only_the_unfinished_blocks(mosaic, tmp_path, processes, reference_sha):
+    work, out = tmp_path / "work", tmp_path / "out.tif"
+    ledger = work / "out.hrms.zarr"
+    args = [sys.executable, "-m", "pansharp_dist.cli", "run", "--pan", str(mosaic[0]), "--ms", str(mosaic[1]),
+            "--out", str(out), "--method", NETWORK["method"], "--device", "cpu", "--tile", "128",
+            "--task-mp", str(NETWORK["task_megapixels"]), "--adapt-steps", str(ADAPT_STEPS),
+            "--scheduler", processes.address, "--work-dir", str(work), "--json"]
+    client = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while len(finished_blocks(ledger)) < 2 and time.time() < deadline and client.poll() is None:
+        time.sleep(0.02)
+    client.send_signal(signal.SIGKILL)
+    assert client.wait(timeout=10) == -signal.SIGKILL
+    while not processes.idle() and time.time() < deadline:  # tasks running when the client died finish
+        time.sleep(0.2)
+    before = len(finished_blocks(ledger))
+    assert 0 < before < 64 and not out.exists()
+
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["blocks"] == 64 and report["computed_blocks"] == 64 - before
+    assert report["adaptation"]["reused"].endswith(".safetensors")
+    assert len(finished_blocks(ledger)) == 64
+    assert pixels_sha(out) == reference_sha
+
+
+def test_a_corrupt_input_tile_names_the_block_and_file_and_writes_no_cog(mosaic, tmp_path, client):
+    pan = tmp_path / "pan_corrupt.tif"
+    with rasterio.open(mosaic[0]) as src:
+        profile = src.profile | {"tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate"}
+        with rasterio.open(pan, "w", **profile) as dst:
+            dst.write(src.read())
+    with rasterio.open(pan) as src:  # garble the middle of one compressed tile, headers intact
+        offset = int(src.get_tag_item("BLOCK_OFFSET_5_3", "TIFF", bidx=1))
+        size = int(src.get_tag_item("BLOCK_SIZE_5_3", "TIFF", bidx=1))
+    with open(pan, "r+b") as f:
+        f.seek(offset + size // 4)
+        f.write(bytes(range(256)) * (size // 512))
+    out = tmp_path / "out.tif"
+    with pytest.raises(CorruptInputError) as caught:
+        run(pan, mosaic[1], out, method="brovey", tile=128, task_megapixels=0.07, client=client)
+    message = str(caught.value)
+    assert f"PAN {pan}: the block at rows 768:1024, columns 1280:1536 cannot be read" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pan_corrupt.tif"]
+
+
+def test_deploy_recipes_parse():
+    root = Path(__file__).resolve().parent.parent / "deploy"
+    kinds = [doc["kind"] for doc in yaml.safe_load_all((root / "kubernetes" / "daskcluster.yaml").read_text())]
+    assert kinds == ["DaskCluster", "DaskWorkerGroup"]
+    compile((root / "slurm" / "cluster.py").read_text(), "cluster.py", "exec")
