@@ -8,7 +8,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e '.[test,flows]'
 	touch $@
 
 # Debian's gdal-bin + python3-gdal provide gdal_pansharpen.py, the reference Brovey implementation.

@@ -77,3 +77,7 @@ class ClusterError(PansharpError, ConnectionError):
 
 class StoreError(PansharpError, OSError):
     """A Zarr tile store is missing, incomplete or of another layout."""
+
+
+class HrefRefusedError(PansharpError, PermissionError):
+    """A catalogue href points outside the allowed roots or schemes."""

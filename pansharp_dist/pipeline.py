@@ -119,7 +119,7 @@ def run(
     cog_options("uint8", 0, compress)  # refuse an unknown compression before any work
     scene = open_scene(pan, ms, sensor, patch=patch)
     options = _options(method, weights, device)
-    adapt = _adapt_mode(method, adapt)
+    adapt = adapt_mode_for(method, adapt)
     block = block_size(tile, task_megapixels)
     with _work_folder(out, work_dir) as folder, _client(client, scheduler, workers, tls_config) as cl:
         tiles_path = folder / f"{out.stem}.tiles.zarr"
@@ -135,7 +135,7 @@ def run(
         fuser = fit(stored, method, cl, **options)
         adaptation = None
         if adapt != "none":
-            fuser, adaptation = _adapt(stored, fuser, adapt, adapt_options or AdaptOptions(), adapt_path, progress)
+            fuser, adaptation = adapt_or_reuse(stored, fuser, adapt, adapt_path, adapt_options, progress)
         hrms = pansharpen(stored, fuser, cl, tile=tile, block=block)
         written = write_output(hrms, hrms_path, cl, _phase(progress, "fuse"), resume=resume)
         if progress:
@@ -180,13 +180,20 @@ def _reuse_store(path: Path, scene: Scene, tile: int, block: int) -> Scene | Non
     return open_store(path)
 
 
-def _adapt(stored: Scene, fuser, mode: str, options: AdaptOptions, path: Path, progress: PhaseProgress | None):
-    """Adapt ``fuser`` to the scene, or reuse the adaptation a previous attempt saved at ``path``."""
+def adapt_or_reuse(
+    stored: Scene, fuser, mode: str, path: str | Path, options: AdaptOptions | None = None,
+    progress: PhaseProgress | None = None,
+):
+    """Adapt ``fuser`` to the scene and save the weights at ``path``, or reuse those a previous attempt saved there.
+
+    Returns the adapted fuser and a summary (the :class:`AdaptReport` in short, or ``{"reused": path}``).
+    """
+    path = Path(path)
     if path.exists():
         return fuser.adapted(mode, path.read_bytes()), {"mode": mode, "reused": str(path)}
     if progress:
         progress("adapt", 0, 1)
-    fuser, report = fit_adaptation(stored, fuser, mode, options)
+    fuser, report = fit_adaptation(stored, fuser, mode, options or AdaptOptions())
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(fuser.weights)
     tmp.replace(path)
@@ -195,7 +202,7 @@ def _adapt(stored: Scene, fuser, mode: str, options: AdaptOptions, path: Path, p
     return fuser, _adaptation_summary(report)
 
 
-def _adapt_mode(method: str, adapt: str | None) -> str:
+def adapt_mode_for(method: str, adapt: str | None) -> str:
     """The adaptation of a run: ``tailor`` by default for networks; classical methods take none."""
     network = is_network(method)
     if adapt is None:

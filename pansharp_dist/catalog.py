@@ -1,0 +1,172 @@
+"""Catalogue-driven reprocessing: which STAC items need a run, under which roots hrefs may point, and a ledger.
+
+* :class:`HrefPolicy`: hrefs are resolved only under configured roots (local
+  folders, or URL prefixes such as ``s3://bucket/scenes/``); anything else,
+  ``..`` escapes included, is refused.
+* :func:`scan_catalog`: the items of a static STAC catalogue (``catalog.json``,
+  read with pystac) that carry a PAN and an MS asset.
+* :class:`Ledger`: one JSON record per item id (``updated``, input checksums,
+  pipeline and model versions, status, outputs). An item needs a run when it
+  has no record, or when any of those changed; an item that failed is not
+  retried until it changes (or its record is deleted), so a damaged scene does
+  not fail again on every scheduled scan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pystac
+
+from . import __version__
+from .errors import HrefRefusedError, InputNotFoundError, InvalidParameterError
+from .stac import SceneAssets, scene_assets
+
+
+@dataclass(frozen=True)
+class HrefPolicy:
+    """Where catalogue hrefs may point: local folders and URL prefixes."""
+
+    roots: tuple[str, ...]
+
+    def check(self, href: str) -> str:
+        """``href`` itself when it lies under a root.
+
+        Raises:
+            HrefRefusedError: it does not (the message names the roots).
+        """
+        parsed = urlparse(href)
+        scheme = parsed.scheme if len(parsed.scheme) > 1 else "file"
+        for root in self.roots:
+            root_scheme = urlparse(root).scheme if len(urlparse(root).scheme) > 1 else "file"
+            if root_scheme != scheme:
+                continue
+            if scheme == "file":
+                path = Path(parsed.path if parsed.scheme == "file" else href).resolve()
+                base = Path(urlparse(root).path if root.startswith("file:") else root).resolve()
+                if path.is_relative_to(base):
+                    return href
+            elif href.startswith(root.rstrip("/") + "/") and "/../" not in href:
+                return href
+        raise HrefRefusedError(
+            f"{href} is outside the allowed roots ({', '.join(self.roots)}); add its folder or URL prefix "
+            "to the allowed roots if it is trusted"
+        )
+
+
+def scan_catalog(href: str, policy: HrefPolicy) -> tuple[list[SceneAssets], list[str]]:
+    """Items of the static catalogue at ``href`` with PAN and MS assets, and one line per item skipped.
+
+    Raises:
+        InputNotFoundError: the catalogue cannot be read.
+        HrefRefusedError: the catalogue itself lies outside the roots.
+    """
+    policy.check(href)
+    try:
+        catalog = pystac.Catalog.from_file(href)
+    except (OSError, pystac.STACError) as exc:
+        raise InputNotFoundError(f"cannot read the STAC catalogue {href} ({exc})") from None
+    scenes, skipped = [], []
+    for item in catalog.get_items(recursive=True):
+        try:
+            scenes.append(scene_assets(item))
+        except InvalidParameterError as exc:
+            skipped.append(str(exc))
+    return scenes, skipped
+
+
+@dataclass
+class LedgerRecord:
+    """What the ledger knows of one item."""
+
+    item_id: str
+    updated: str | None
+    checksums: dict[str, str]
+    pipeline_version: str
+    model_version: str
+    status: str = "pending"
+    outputs: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    def same_inputs(self, other: "LedgerRecord") -> bool:
+        keys = ("updated", "checksums", "pipeline_version", "model_version")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+
+class Ledger:
+    """A folder of ``<item id>.json`` records, each written atomically."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._hashes_path = self.folder / ".checksums.json"
+
+    def _path(self, item_id: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in item_id)
+        return self.folder / f"{safe}.json"
+
+    def get(self, item_id: str) -> LedgerRecord | None:
+        path = self._path(item_id)
+        return LedgerRecord(**json.loads(path.read_text())) if path.exists() else None
+
+    def put(self, record: LedgerRecord) -> None:
+        _write_json(self._path(record.item_id), asdict(record))
+
+    def records(self) -> list[LedgerRecord]:
+        return [LedgerRecord(**json.loads(p.read_text())) for p in sorted(self.folder.glob("*.json"))]
+
+    def expected(self, scene: SceneAssets, method: str) -> LedgerRecord:
+        """The record a run of ``scene`` with ``method`` would have now (checksums of the inputs included)."""
+        return LedgerRecord(
+            item_id=scene.item_id, updated=scene.updated,
+            checksums={"pan": self.checksum(scene.pan), "ms": self.checksum(scene.ms)},
+            pipeline_version=__version__, model_version=model_version(method),
+        )
+
+    def needs_run(self, expected: LedgerRecord) -> bool:
+        """True when the item was never run, or its inputs, ``updated`` or versions changed since."""
+        seen = self.get(expected.item_id)
+        return seen is None or not seen.same_inputs(expected)
+
+    def checksum(self, href: str) -> str:
+        """``sha256:<hex>`` of a local input (cached by size and modification time), or ``href:<href>`` for URLs."""
+        parsed = urlparse(href)
+        if len(parsed.scheme) > 1 and parsed.scheme != "file":
+            return f"href:{href}"
+        path = Path(parsed.path if parsed.scheme == "file" else href)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return "missing"
+        cache = json.loads(self._hashes_path.read_text()) if self._hashes_path.exists() else {}
+        key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        if key not in cache:
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 22), b""):
+                    digest.update(chunk)
+            cache[key] = f"sha256:{digest.hexdigest()}"
+            _write_json(self._hashes_path, cache)
+        return cache[key]
+
+
+def model_version(method: str) -> str:
+    """A network's checkpoint hash (``fusionnet-wv3@sha256:...``), or the method name for classical methods."""
+    from .methods import is_network
+
+    if is_network(method):
+        from .models import card
+
+        return f"{method.lower()}@sha256:{card(method).sha256}"
+    return method.lower()
+
+
+def _write_json(path: Path, obj: object) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+    tmp.replace(path)

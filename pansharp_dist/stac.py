@@ -1,0 +1,122 @@
+"""STAC in and out: the PAN and MS hrefs of an input item, and the item describing a pansharpened COG.
+
+An input item names its PAN and MS assets by key (``pan``/``ms``, any case) or
+by a role or band name (``pan``/``panchromatic``, ``ms``/``multispectral``).
+The output item has the COG (and quicklook) as assets, ``derived_from`` links
+to the input item(s), and the projection, raster and processing extension fields.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import pystac
+import rasterio
+from pystac.extensions.projection import ProjectionExtension
+from pystac.extensions.raster import DataType, RasterBand, RasterExtension
+from rasterio.warp import transform_bounds
+
+from .errors import InvalidParameterError
+
+PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
+_PAN_NAMES = {"pan", "panchromatic"}
+_MS_NAMES = {"ms", "multispectral", "mul"}
+
+
+@dataclass(frozen=True)
+class SceneAssets:
+    """The hrefs (absolute) of an input item's PAN and MS assets, and the item's identity."""
+
+    item_id: str
+    pan: str
+    ms: str
+    updated: str | None
+    self_href: str | None
+    sensor: str | None = None
+
+
+def scene_assets(item: pystac.Item) -> SceneAssets:
+    """Find the PAN and MS assets of ``item``.
+
+    Raises:
+        InvalidParameterError: the item has no recognisable PAN or MS asset.
+    """
+    pan = ms = None
+    for key, asset in item.assets.items():
+        names = {key.lower(), *(r.lower() for r in asset.roles or [])}
+        if names & _PAN_NAMES and pan is None:
+            pan = asset.get_absolute_href()
+        elif names & _MS_NAMES and ms is None:
+            ms = asset.get_absolute_href()
+    if pan is None or ms is None:
+        raise InvalidParameterError(
+            f"STAC item {item.id} needs a PAN and an MS asset (keys or roles 'pan' and 'ms'); it has "
+            f"{', '.join(item.assets) or 'no assets'}"
+        )
+    updated = item.properties.get("updated") or item.properties.get("datetime")
+    return SceneAssets(item.id, pan, ms, updated, item.get_self_href(), item.properties.get("pansharp:sensor"))
+
+
+def output_item(
+    cog: str | Path,
+    *,
+    item_id: str,
+    sources: list[str],
+    method: str,
+    adaptation: str | None,
+    software_version: str,
+    quicklook: str | Path | None = None,
+    datetime: dt.datetime | None = None,
+    properties: dict | None = None,
+) -> pystac.Item:
+    """The STAC item of a pansharpened COG (projection, raster and processing fields; ``derived_from`` links).
+
+    ``sources`` are the hrefs of the input items (or of the input files when the run did not start from STAC).
+    """
+    cog = Path(cog)
+    with rasterio.open(cog) as src:
+        crs, transform, shape, count = src.crs, src.transform, (src.height, src.width), src.count
+        dtype, nodata, bounds = src.dtypes[0], src.nodata, src.bounds
+    lon_lat = transform_bounds(crs, "EPSG:4326", *bounds) if crs is not None else tuple(bounds)
+    west, south, east, north = lon_lat
+    geometry = {"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north], [west, north],
+                                                    [west, south]]]}
+    item = pystac.Item(
+        id=item_id, geometry=geometry, bbox=list(lon_lat),
+        datetime=datetime or dt.datetime.now(dt.timezone.utc),
+        properties={
+            "processing:software": {"pansharp-dist": software_version},
+            "processing:lineage": f"pansharpened with {method}" + (f", adaptation {adaptation}" if adaptation else ""),
+            "processing:level": "L2",
+            **(properties or {}),
+        },
+    )
+    item.stac_extensions.append(PROCESSING_SCHEMA)
+    asset = pystac.Asset(href=str(cog.resolve()), media_type=pystac.MediaType.COG, roles=["data"],
+                         title=f"pansharpened ({method})")
+    item.add_asset("hrms", asset)
+    proj = ProjectionExtension.ext(item, add_if_missing=True)
+    if crs is not None:
+        proj.code = crs.to_string()
+    proj.shape = list(shape)
+    proj.transform = list(transform)[:6]
+    raster = RasterExtension.ext(asset, add_if_missing=True)
+    raster.bands = [RasterBand.create(nodata=nodata, data_type=DataType(dtype)) for _ in range(count)]
+    if quicklook is not None:
+        item.add_asset("thumbnail", pystac.Asset(href=str(Path(quicklook).resolve()), media_type=pystac.MediaType.PNG,
+                                                 roles=["thumbnail"]))
+    for source in sources:
+        item.add_link(pystac.Link("derived_from", source))
+    return item
+
+
+def write_item(item: pystac.Item, path: str | Path) -> Path:
+    """Save ``item`` as JSON at ``path`` (temporary name, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    item.set_self_href(str(path.resolve()))
+    item.save_object(include_self_link=True, dest_href=str(tmp))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,139 @@
+"""The Prefect flows against a real temporary Prefect server (``prefect_test_harness``) and a real LocalCluster."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pystac
+import pytest
+import rasterio
+from conftest import GDAL_HPF, REPO, VHR
+from test_pipeline import cog_valid
+
+prefect = pytest.importorskip("prefect")
+from prefect.client.orchestration import get_client  # noqa: E402
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+from flows.pansharpen_scene import is_transient, pansharpen_scene  # noqa: E402
+from flows.reprocess_catalog import reprocess_catalog  # noqa: E402
+from pansharp_dist.catalog import HrefPolicy, Ledger  # noqa: E402
+from pansharp_dist.errors import CorruptInputError, HrefRefusedError  # noqa: E402
+
+SAMPLE = REPO / "pansharp_dist" / "sample"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_server():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def scheduler(client) -> str:
+    return client.scheduler.address
+
+
+async def _artifacts() -> dict[str, object]:
+    async with get_client() as api:
+        return {a.key: a for a in await api.read_artifacts() if a.key}
+
+
+def test_scene_flow_writes_cog_stac_item_quicklook_and_artifacts(tmp_path, scheduler):
+    import asyncio
+
+    result = pansharpen_scene(out_dir=str(tmp_path), pan=str(SAMPLE / "pan.tif"), ms=str(SAMPLE / "ms.tif"),
+                              method="mtf-glp-hpm", scheduler=scheduler, tile=256, name="sample")
+    cog = Path(result["cog"])
+    assert cog_valid(cog) and Path(result["quicklook"]).exists()
+    item = pystac.Item.from_file(result["stac"])
+    with rasterio.open(cog) as src:
+        assert item.properties["proj:shape"] == [src.height, src.width]
+        assert item.properties["proj:code"] == src.crs.to_string()
+        assert item.assets["hrms"].extra_fields["raster:bands"][0]["data_type"] == src.dtypes[0]
+    assert "pansharp-dist" in item.properties["processing:software"]
+    assert [link.href for link in item.links if link.rel == "derived_from"] == [
+        str(SAMPLE / "pan.tif"), str(SAMPLE / "ms.tif")]
+    assert 0 < result["metrics"]["HQNR"] <= 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sample.json", "sample.png", "sample.tif"]
+    artifacts = asyncio.run(_artifacts())
+    assert {"pansharpen-quality", "pansharpen-cog", "pansharpen-stac", "pansharpen-blocks"} <= set(artifacts)
+    table = json.loads(artifacts["pansharpen-quality"].data)
+    assert {row["measure"] for row in table} >= {"HQNR", "seconds infer", "seconds total"}
+    assert artifacts["pansharpen-blocks"].data == 100.0
+
+
+def _item(root: Path, item_id: str, pan: Path, ms: Path, updated: str) -> pystac.Item:
+    item = pystac.Item(item_id, geometry=None, bbox=None, datetime=None,
+                       properties={"start_datetime": "2020-01-01T00:00:00Z", "end_datetime": "2020-01-01T00:00:00Z",
+                                   "updated": updated})
+    item.add_asset("pan", pystac.Asset(str(pan), media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
+    item.add_asset("ms", pystac.Asset(str(ms), media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
+    return item
+
+
+def _catalog(root: Path, items: list[pystac.Item]) -> str:
+    catalog = pystac.Catalog("scenes", "test scenes from real pairs")
+    for item in items:
+        catalog.add_item(item)
+    catalog.normalize_and_save(str(root / "catalog"), catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    return str(root / "catalog" / "catalog.json")
+
+
+def _copy_pair(pair: tuple[Path, Path], folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return tuple(Path(shutil.copy(p, folder / p.name)) for p in pair)
+
+
+def test_catalog_flow_processes_each_item_once_then_only_the_changed_one(tmp_path, scheduler):
+    data = tmp_path / "data"
+    items = [
+        _item(data, "sample", *_copy_pair((SAMPLE / "pan.tif", SAMPLE / "ms.tif"), data / "sample"), "2024-01-01"),
+        _item(data, "hpf", *_copy_pair(GDAL_HPF, data / "hpf"), "2024-01-01"),
+    ]
+    href = _catalog(tmp_path, items)
+    args = {"catalog_href": href, "out_dir": str(tmp_path / "out"), "ledger_dir": str(tmp_path / "ledger"),
+            "allowed_roots": [str(tmp_path)], "scheduler": scheduler, "concurrency": 2}
+    assert reprocess_catalog(**args) == {"done": ["sample", "hpf"], "failed": []}
+    for item_id in ("sample", "hpf"):
+        assert cog_valid(tmp_path / "out" / item_id / f"{item_id}.tif")
+        out_item = pystac.Item.from_file(str(tmp_path / "out" / item_id / f"{item_id}.json"))
+        assert [link.rel for link in out_item.links].count("derived_from") == 1
+    assert reprocess_catalog(**args) == {"done": [], "failed": []}
+
+    catalog = pystac.Catalog.from_file(href)
+    changed = next(i for i in catalog.get_items(recursive=True) if i.id == "hpf")
+    changed.properties["updated"] = "2024-06-01"
+    changed.save_object()
+    assert reprocess_catalog(**args) == {"done": ["hpf"], "failed": []}
+    assert Ledger(tmp_path / "ledger").get("hpf").updated == "2024-06-01"
+
+
+def test_a_corrupt_item_fails_alone_and_outside_hrefs_are_refused(tmp_path, scheduler):
+    data = tmp_path / "data"
+    good = _copy_pair(VHR, data / "good")
+    bad_pan, bad_ms = _copy_pair(VHR, data / "bad")
+    bad_pan.write_bytes(bad_pan.read_bytes()[: bad_pan.stat().st_size // 3])  # truncated
+    outside = _item(data, "outside", SAMPLE / "pan.tif", SAMPLE / "ms.tif", "2024-01-01")  # not under the root
+    href = _catalog(tmp_path, [_item(data, "good", *good, "2024-01-01"), _item(data, "bad", bad_pan, bad_ms, "2024-01-01"),
+                               outside])
+    result = reprocess_catalog(catalog_href=href, out_dir=str(tmp_path / "out"), ledger_dir=str(tmp_path / "ledger"),
+                               allowed_roots=[str(data), str(tmp_path / "catalog")], scheduler=scheduler,
+                               concurrency=1)
+    assert result == {"done": ["good"], "failed": ["bad"]}
+    ledger = Ledger(tmp_path / "ledger")
+    assert "CorruptInputError" in ledger.get("bad").error
+    assert ledger.get("outside").status == "failed" and "outside the allowed roots" in ledger.get("outside").error
+    assert not (tmp_path / "out" / "outside").exists()
+
+
+def test_href_policy_and_transient_errors():
+    policy = HrefPolicy(("/data/scenes", "s3://bucket/scenes/"))
+    assert policy.check("/data/scenes/a/pan.tif") and policy.check("s3://bucket/scenes/x.tif")
+    for href in ("/data/scenes/../secret.tif", "/etc/passwd", "s3://bucket/other/x.tif",
+                 "s3://bucket/scenes/../x.tif", "https://evil.example/x.tif", "file:///etc/passwd"):
+        with pytest.raises(HrefRefusedError):
+            policy.check(href)
+    assert is_transient(ConnectionResetError()) and is_transient(TimeoutError())
+    assert not is_transient(CorruptInputError("damaged")) and not is_transient(FileNotFoundError())
