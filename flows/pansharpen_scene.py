@@ -1,5 +1,8 @@
 """Prefect flow: one scene from PAN + MS hrefs (or a STAC item) to a COG, a STAC item, a quicklook and metrics.
 
+Hrefs that reach the STAC item, the artifacts or the logs are stripped of
+credentials (user, password, signed-URL query strings) first.
+
 Thin by design: each task is one coarse step calling :mod:`pansharp_dist`
 (ingest, adapt, infer, export, evaluate), passes paths and ids, never arrays,
 and the pixel work runs on the Dask cluster named by ``scheduler``. Tasks retry
@@ -28,7 +31,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 
 import pansharp_dist
-from pansharp_dist.catalog import HrefPolicy
+from pansharp_dist.catalog import HrefPolicy, redact_href
 from pansharp_dist.cluster import connect
 from pansharp_dist.errors import PansharpError
 from pansharp_dist.export import write_cog, write_quicklook
@@ -162,7 +165,7 @@ def pansharpen_scene(
         pan, ms = policy.check(assets.pan), policy.check(assets.ms)
         sensor = sensor or assets.sensor
         name = name or assets.item_id
-        sources = [item_href]
+        sources = [redact_href(item_href)]
     else:
         if pan is None or ms is None:
             raise PansharpError("give pan and ms hrefs, or item_href")
@@ -170,7 +173,7 @@ def pansharpen_scene(
             policy = HrefPolicy(tuple(allowed_roots))
             pan, ms = policy.check(pan), policy.check(ms)
         name = name or Path(pan).stem
-        sources = [pan, ms]
+        sources = [redact_href(pan), redact_href(ms)]
     mode = adapt_mode_for(method, adapt_mode)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from pansharp_dist.catalog import HrefPolicy, Ledger, LedgerRecord, scan_catalog
+from pansharp_dist.catalog import HrefPolicy, Ledger, LedgerRecord, redact_text, scan_catalog
 from pansharp_dist.errors import HrefRefusedError
 
 try:
@@ -34,7 +34,7 @@ def plan(catalog_href: str, allowed_roots: list[str], ledger_dir: str, method: s
     policy = HrefPolicy(tuple(allowed_roots))
     scenes, skipped = scan_catalog(catalog_href, policy)
     for line in skipped:
-        logger.warning("skipped: %s", line)
+        logger.warning("skipped: %s", redact_text(line))
     ledger = Ledger(ledger_dir)
     todo = []
     for scene in scenes:
@@ -67,7 +67,7 @@ def process(
         )
         record.status, record.outputs, record.error = "done", {k: result[k] for k in ("cog", "stac", "quicklook")}, None
     except Exception as exc:  # noqa: BLE001  (one bad item must not stop the catalogue)
-        record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
+        record.status, record.error = "failed", redact_text(f"{type(exc).__name__}: {exc}")
         get_run_logger().error("%s failed: %s", record.item_id, record.error)
     Ledger(ledger_dir).put(record)
     return asdict(record)

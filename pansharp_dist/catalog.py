@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -54,9 +55,28 @@ class HrefPolicy:
             elif href.startswith(root.rstrip("/") + "/") and "/../" not in href:
                 return href
         raise HrefRefusedError(
-            f"{href} is outside the allowed roots ({', '.join(self.roots)}); add its folder or URL prefix "
+            f"{redact_href(href)} is outside the allowed roots ({', '.join(self.roots)}); add its folder or URL prefix "
             "to the allowed roots if it is trusted"
         )
+
+
+def redact_href(href: str) -> str:
+    """``href`` without credentials: user and password, and the query string (signed-URL tokens), removed."""
+    parsed = urlparse(href)
+    if len(parsed.scheme) <= 1 or parsed.scheme == "file":
+        return href
+    netloc = parsed.hostname or ""
+    if parsed.port:
+        netloc += f":{parsed.port}"
+    return parsed._replace(netloc=netloc, query="", fragment="").geturl()
+
+
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"),;]+")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every URL in it passed through :func:`redact_href` (for logs, ledgers and artifacts)."""
+    return _URL.sub(lambda m: redact_href(m.group()), text)
 
 
 def scan_catalog(href: str, policy: HrefPolicy) -> tuple[list[SceneAssets], list[str]]:

@@ -342,9 +342,3 @@ def test_a_corrupt_input_tile_names_the_block_and_file_and_writes_no_cog(mosaic,
     assert f"PAN {pan}: the block at rows 768:1024, columns 1280:1536 cannot be read" in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pan_corrupt.tif"]
 
-
-def test_deploy_recipes_parse():
-    root = Path(__file__).resolve().parent.parent / "deploy"
-    kinds = [doc["kind"] for doc in yaml.safe_load_all((root / "kubernetes" / "daskcluster.yaml").read_text())]
-    assert kinds == ["DaskCluster", "DaskWorkerGroup"]
-    compile((root / "slurm" / "cluster.py").read_text(), "cluster.py", "exec")

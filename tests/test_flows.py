@@ -18,7 +18,7 @@ from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 from flows.pansharpen_scene import is_transient, pansharpen_scene  # noqa: E402
 from flows.reprocess_catalog import reprocess_catalog  # noqa: E402
-from pansharp_dist.catalog import HrefPolicy, Ledger  # noqa: E402
+from pansharp_dist.catalog import HrefPolicy, Ledger, redact_href, redact_text  # noqa: E402
 from pansharp_dist.errors import CorruptInputError, HrefRefusedError  # noqa: E402
 
 SAMPLE = REPO / "pansharp_dist" / "sample"
@@ -135,5 +135,63 @@ def test_href_policy_and_transient_errors():
                  "s3://bucket/scenes/../x.tif", "https://evil.example/x.tif", "file:///etc/passwd"):
         with pytest.raises(HrefRefusedError):
             policy.check(href)
+    assert redact_href("https://user:secret@host.example:8443/a/b.tif?X-Amz-Signature=abc") == \
+        "https://host.example:8443/a/b.tif"
+    assert redact_href("/data/scenes/a.tif") == "/data/scenes/a.tif"
+    assert redact_text("PAN s3://k:s@b/x.tif?token=1 is damaged") == "PAN s3://b/x.tif is damaged"
     assert is_transient(ConnectionResetError()) and is_transient(TimeoutError())
     assert not is_transient(CorruptInputError("damaged")) and not is_transient(FileNotFoundError())
+
+
+def test_deployments_from_prefect_yaml_run_the_scene_flow_on_an_event(tmp_path, scheduler):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.events import emit_event
+    from prefect.settings import PREFECT_API_URL
+
+    data = tmp_path / "data"
+    pan, ms = _copy_pair((SAMPLE / "pan.tif", SAMPLE / "ms.tif"), data / "sample")
+    item = _item(data, "sample", pan, ms, "2024-01-01")
+    item.save_object(dest_href=str(data / "sample.json"), include_self_link=False)
+    exe = Path(sys.executable).parent / "prefect"
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PANSHARP_HOME": str(REPO),
+           "PANSHARP_CATALOG": str(data / "catalog.json"), "PANSHARP_OUT": str(tmp_path / "out"),
+           "PANSHARP_LEDGER": str(tmp_path / "ledger"), "PANSHARP_ROOTS": str(data), "PANSHARP_DASK": scheduler}
+    for args in (["work-pool", "create", "pansharp", "--type", "process"],
+                 ["--no-prompt", "deploy", "--all", "--prefect-file", "deploy/prefect.yaml"]):
+        done = subprocess.run([str(exe), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    worker = subprocess.Popen([str(exe), "worker", "start", "--pool", "pansharp", "--type", "process"], cwd=REPO,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    async def scene_runs():
+        async with get_client() as api:
+            names = {d.name: d.id for d in await api.read_deployments(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["pansharpen-scene", "reprocess-catalog"])))}
+            runs = await api.read_flow_runs()
+            return names, [r for r in runs if r.deployment_id == names.get("pansharpen-scene")]
+
+    import asyncio
+
+    try:
+        names, _ = asyncio.run(scene_runs())
+        assert set(names) == {"pansharpen-scene", "reprocess-catalog"}
+        time.sleep(5)  # the trigger is registered with the deployment; give the server's automations a moment
+        emit_event(event="pansharp.scene.ready", resource={"prefect.resource.id": "pansharp.scene.sample"},
+                   payload={"item_href": str(data / "sample.json")})
+        deadline, state = time.time() + 400, None
+        while time.time() < deadline:
+            _, runs = asyncio.run(scene_runs())
+            state = runs[0].state if runs else None
+            if state is not None and state.is_final():
+                break
+            time.sleep(2)
+        assert state is not None and state.is_completed(), state
+        assert cog_valid(tmp_path / "out" / "sample.tif")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
