@@ -3,8 +3,10 @@
 * :class:`HrefPolicy`: hrefs are resolved only under configured roots (local
   folders, or URL prefixes such as ``s3://bucket/scenes/``); anything else,
   ``..`` escapes included, is refused.
-* :func:`scan_catalog`: the items of a static STAC catalogue (``catalog.json``,
-  read with pystac) that carry a PAN and an MS asset.
+* :func:`scan_catalog`: the items that carry a PAN and an MS asset, from a
+  static STAC catalogue (a local ``catalog.json``, read with pystac) or from an
+  ``http(s)`` catalogue or STAC API (pystac-client: item search when the API
+  offers it, else a walk of the catalogue).
 * :class:`Ledger`: one JSON record per item id (``updated``, input checksums,
   pipeline and model versions, status, outputs). An item needs a run when it
   has no record, or when any of those changed; an item that failed is not
@@ -79,8 +81,15 @@ def redact_text(text: str) -> str:
     return _URL.sub(lambda m: redact_href(m.group()), text)
 
 
-def scan_catalog(href: str, policy: HrefPolicy) -> tuple[list[SceneAssets], list[str]]:
-    """Items of the static catalogue at ``href`` with PAN and MS assets, and one line per item skipped.
+def scan_catalog(
+    href: str, policy: HrefPolicy, collections: list[str] | None = None
+) -> tuple[list[SceneAssets], list[str]]:
+    """Items of the catalogue or STAC API at ``href`` with PAN and MS assets, and one line per item skipped.
+
+    Args:
+        href: a local ``catalog.json``, or an ``http(s)`` catalogue or STAC API root.
+        policy: where the catalogue may lie.
+        collections: API collections to search (all when ``None``).
 
     Raises:
         InputNotFoundError: the catalogue cannot be read.
@@ -88,16 +97,32 @@ def scan_catalog(href: str, policy: HrefPolicy) -> tuple[list[SceneAssets], list
     """
     policy.check(href)
     try:
-        catalog = pystac.Catalog.from_file(href)
+        items = _remote_items(href, collections) if urlparse(href).scheme in ("http", "https") else \
+            pystac.Catalog.from_file(href).get_items(recursive=True)
+        scenes, skipped = [], []
+        for item in items:
+            try:
+                scenes.append(scene_assets(item))
+            except InvalidParameterError as exc:
+                skipped.append(str(exc))
     except (OSError, pystac.STACError) as exc:
-        raise InputNotFoundError(f"cannot read the STAC catalogue {href} ({exc})") from None
-    scenes, skipped = [], []
-    for item in catalog.get_items(recursive=True):
-        try:
-            scenes.append(scene_assets(item))
-        except InvalidParameterError as exc:
-            skipped.append(str(exc))
+        raise InputNotFoundError(f"cannot read the STAC catalogue {redact_href(href)} ({exc})") from None
     return scenes, skipped
+
+
+def _remote_items(href: str, collections: list[str] | None):
+    """Items of an ``http(s)`` catalogue: an API's item search, or a walk of a static catalogue."""
+    import warnings
+
+    from pystac_client import Client, ConformanceClasses
+    from pystac_client.warnings import FallbackToPystac
+
+    client = Client.open(href)
+    if client.conforms_to(ConformanceClasses.ITEM_SEARCH):
+        return client.search(collections=collections).items()
+    with warnings.catch_warnings():  # a static catalogue served over HTTP: walking it is the only way
+        warnings.simplefilter("ignore", FallbackToPystac)
+        return list(client.get_items(recursive=True))
 
 
 @dataclass

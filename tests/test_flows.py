@@ -195,3 +195,32 @@ def test_deployments_from_prefect_yaml_run_the_scene_flow_on_an_event(tmp_path, 
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+def test_a_catalogue_served_over_http_is_scanned_through_pystac_client(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from pansharp_dist.catalog import scan_catalog
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}/"
+    items = [_item(tmp_path, "remote", Path("/ignored/pan.tif"), Path("/ignored/ms.tif"), "2024-01-01")]
+    for item in items:
+        item.assets["pan"].href, item.assets["ms"].href = f"{base}data/pan.tif", f"{base}data/ms.tif"
+    _catalog(tmp_path, items)
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "-d", str(tmp_path), "--bind", "127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        scenes, skipped = scan_catalog(f"{base}catalog/catalog.json", HrefPolicy((base,)))
+        assert [(s.item_id, s.pan, s.ms) for s in scenes] == [("remote", f"{base}data/pan.tif", f"{base}data/ms.tif")]
+        assert skipped == []
+        with pytest.raises(HrefRefusedError):
+            scan_catalog(f"{base}catalog/catalog.json", HrefPolicy(("http://elsewhere.example/",)))
+    finally:
+        server.terminate()
