@@ -170,9 +170,13 @@ class ResidentFuser(WorkerPlugin):
         self.name = f"pansharp-resident-{fuser.resident_key}"
 
     def setup(self, worker) -> None:
-        have = worker.state.total_resources
-        if all(have.get(name, 0) >= amount for name, amount in self.fuser.resources.items()):
+        if _satisfies(worker.state.total_resources, self.fuser.resources):
             self.fuser.make_resident(self.payload)
+
+
+def _satisfies(have: dict[str, float], needed: dict[str, float]) -> bool:
+    """Whether a worker advertising resources ``have`` can run tasks that need ``needed``."""
+    return all(have.get(name, 0) >= amount for name, amount in needed.items())
 
 
 def install_fuser(client, fuser: Fuser) -> None:
@@ -186,7 +190,7 @@ def install_fuser(client, fuser: Fuser) -> None:
     needed = fuser.resources
     if needed:
         workers = client.scheduler_info(n_workers=-1)["workers"].values()
-        if not any(all(w.get("resources", {}).get(k, 0) >= v for k, v in needed.items()) for w in workers):
+        if not any(_satisfies(w.get("resources", {}), needed) for w in workers):
             raise ClusterError(
                 f"{fuser.name} on {fuser.device} needs workers with resources {needed}, and none of the "
                 f"cluster's {len(workers)} workers has them: use --scheduler cuda, start workers with "
