@@ -150,6 +150,7 @@ class Ledger:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._hashes_path = self.folder / ".checksums.json"
+        self._hashes: dict[str, str] = json.loads(self._hashes_path.read_text()) if self._hashes_path.exists() else {}
 
     def _path(self, item_id: str) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in item_id)
@@ -188,16 +189,15 @@ class Ledger:
             stat = path.stat()
         except FileNotFoundError:
             return "missing"
-        cache = json.loads(self._hashes_path.read_text()) if self._hashes_path.exists() else {}
         key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-        if key not in cache:
+        if key not in self._hashes:
             digest = hashlib.sha256()
             with open(path, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 22), b""):
                     digest.update(chunk)
-            cache[key] = f"sha256:{digest.hexdigest()}"
-            _write_json(self._hashes_path, cache)
-        return cache[key]
+            self._hashes[key] = f"sha256:{digest.hexdigest()}"
+            _write_json(self._hashes_path, self._hashes)
+        return self._hashes[key]
 
 
 def model_version(method: str) -> str:
