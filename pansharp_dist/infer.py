@@ -78,6 +78,19 @@ def render_batch(fuser: Fuser, pan: np.ndarray, ms: np.ndarray, spec: OutputSpec
     ]
 
 
+def tile_batches(grid: TileGrid, y0: int, y1: int, x0: int, x1: int) -> list[list[Tile]]:
+    """The tiles whose cores lie in PAN rows ``y0:y1``, columns ``x0:x1`` (tile-aligned), grouped into
+    batches of equal read-window size (one forward pass each)."""
+    t = grid.tile
+    batches: dict[tuple[int, int], list[Tile]] = {}
+    for ti in range(y0 // t, math.ceil(y1 / t)):
+        for tj in range(x0 // t, math.ceil(x1 / t)):
+            tile = grid[ti, tj]
+            r0, r1, c0, c1 = tile.read
+            batches.setdefault((r1 - r0, c1 - c0), []).append(tile)
+    return list(batches.values())
+
+
 def _fuse_block(
     pan: np.ndarray, ms: np.ndarray, *, fuser: Fuser, spec: OutputSpec, grid: TileGrid,
     block_info: dict | None = None,
@@ -87,16 +100,10 @@ def _fuse_block(
     Tiles whose read windows have the same size are fused as one batch.
     """
     (_, _), (y0, y1), (x0, x1) = block_info[None]["array-location"]
-    r, t = grid.ratio, grid.tile
+    r = grid.ratio
     oy, ox = y0 - min(grid.halo, y0), x0 - min(grid.halo, x0)
     out = np.empty((ms.shape[0], y1 - y0, x1 - x0), np.dtype(spec.dtype))
-    batches: dict[tuple[int, int], list[Tile]] = {}
-    for ti in range(y0 // t, math.ceil(y1 / t)):
-        for tj in range(x0 // t, math.ceil(x1 / t)):
-            tile = grid[ti, tj]
-            r0, r1, c0, c1 = tile.read
-            batches.setdefault((r1 - r0, c1 - c0), []).append(tile)
-    for tiles in batches.values():
+    for tiles in tile_batches(grid, y0, y1, x0, x1):
         reads = [tile.read for tile in tiles]
         results = render_batch(
             fuser,

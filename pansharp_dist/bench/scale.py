@@ -29,7 +29,7 @@ import psutil
 import torch
 
 from ..cluster import connect
-from ..infer import fit, pansharpen, tile_grid
+from ..infer import fit, pansharpen, tile_batches, tile_grid
 from ..pipeline import ingest_scene
 from ..store import block_size, write_output
 from .classical import SOURCE, _machine, _replace_section, _shared_data
@@ -95,19 +95,15 @@ def run_big(size: int, work_dir: Path, method: str, workers: int | None, log: Ca
 def _bare_forward_rate(store, fuser, tile: int, blocks: int) -> tuple[float, int]:
     """PAN megapixels/s of ``fuser.fuse`` alone (one thread) over the tiles of the first ``blocks`` blocks."""
     grid = tile_grid(store, fuser, tile)
-    rows, cols = grid.shape
-    per_block = block_size(tile) // tile
+    height, width = store.shape
+    side = block_size(tile)
     pan, ms, r = store.pan, store.ms, store.ratio
     torch.set_num_threads(1)
     seconds, pixels = 0.0, 0
     for b in range(blocks):
-        by, bx = divmod(b, math.ceil(cols / per_block))
-        batches: dict[tuple[int, int], list] = {}
-        for ti in range(by * per_block, min((by + 1) * per_block, rows)):
-            for tj in range(bx * per_block, min((bx + 1) * per_block, cols)):
-                tile_ = grid[ti, tj]
-                batches.setdefault((tile_.read[1] - tile_.read[0], tile_.read[3] - tile_.read[2]), []).append(tile_)
-        for tiles in batches.values():
+        by, bx = divmod(b, math.ceil(width / side))
+        y0, x0 = by * side, bx * side
+        for tiles in tile_batches(grid, y0, min(y0 + side, height), x0, min(x0 + side, width)):
             p = np.stack([pan[t.read[0] : t.read[1], t.read[2] : t.read[3]].values for t in tiles]).astype(np.float32)
             m = np.stack([
                 ms[:, t.read[0] // r : t.read[1] // r, t.read[2] // r : t.read[3] // r].values for t in tiles
