@@ -109,6 +109,13 @@ def ingest(
     return open_store(path)
 
 
+def _block_windows(rows: tuple[int, ...], cols: tuple[int, ...]):
+    """``(i, j, y0, h, x0, w)`` of every block of a chunk grid with row sizes ``rows`` and column sizes ``cols``."""
+    for i, (y0, h) in enumerate(zip(_starts(rows), rows)):
+        for j, (x0, w) in enumerate(zip(_starts(cols), cols)):
+            yield i, j, y0, h, x0, w
+
+
 def _starts(chunks: tuple[int, ...]) -> list[int]:
     return [int(v) for v in np.cumsum((0,) + tuple(chunks[:-1]))]
 
@@ -162,10 +169,9 @@ def _scene_pass(scene: Scene, fn, args: tuple, client, progress) -> SceneStats:
 
     pan_blocks, ms_blocks = scene.pan.data.to_delayed(), scene.ms.data.to_delayed()
     tasks, labels = [], []
-    for i, (y0, h) in enumerate(zip(_starts(scene.pan.chunks[0]), scene.pan.chunks[0])):
-        for j, (x0, w) in enumerate(zip(_starts(scene.pan.chunks[1]), scene.pan.chunks[1])):
-            tasks.append(dask.delayed(fn, pure=True)(pan_blocks[i, j], ms_blocks[0, i, j], y0, x0, *args))
-            labels.append(f"block at PAN rows {y0}:{y0 + h}, columns {x0}:{x0 + w} of {scene.name}")
+    for i, j, y0, h, x0, w in _block_windows(*scene.pan.chunks):
+        tasks.append(dask.delayed(fn, pure=True)(pan_blocks[i, j], ms_blocks[0, i, j], y0, x0, *args))
+        labels.append(f"block at PAN rows {y0}:{y0 + h}, columns {x0}:{x0 + w} of {scene.name}")
     total = BlockStats(scene.bands)
     for part in run_tasks(client, tasks, progress, labels):
         total = total.merge(part)
@@ -305,11 +311,10 @@ def finished_blocks(path: str | Path) -> set[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class WriteReport:
-    """What :func:`write_output` did: blocks in the output, blocks computed now, blocks a resume skipped."""
+    """What :func:`write_output` did: blocks in the output, and blocks computed now (the others a resume skipped)."""
 
     blocks: int
     computed: int
-    skipped: int
 
 
 def write_output(
@@ -351,13 +356,12 @@ def write_output(
             raise InvalidParameterError(f"output blocks must be multiples of {chunk} pixels, got {size}")
     blocks = data.to_delayed()
     tasks, labels = [], []
-    for i, (y0, h) in enumerate(zip(_starts(data.chunks[1]), data.chunks[1])):
-        for j, (x0, w) in enumerate(zip(_starts(data.chunks[2]), data.chunks[2])):
-            if (y0, x0) in finished:
-                continue
-            tasks.append(dask.delayed(write_output_block, pure=False)(blocks[0, i, j], str(path), y0, x0))
-            labels.append(f"output block at PAN rows {y0}:{y0 + h}, columns {x0}:{x0 + w}")
+    for i, j, y0, h, x0, w in _block_windows(*data.chunks[1:]):
+        if (y0, x0) in finished:
+            continue
+        tasks.append(dask.delayed(write_output_block, pure=False)(blocks[0, i, j], str(path), y0, x0))
+        labels.append(f"output block at PAN rows {y0}:{y0 + h}, columns {x0}:{x0 + w}")
     for _ in run_tasks(client, tasks, progress, labels, resources=hrms.attrs.get("resources")):
         pass
     total = len(data.chunks[1]) * len(data.chunks[2])
-    return WriteReport(blocks=total, computed=len(tasks), skipped=total - len(tasks))
+    return WriteReport(blocks=total, computed=len(tasks))
