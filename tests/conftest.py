@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+from distributed import Client
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -60,3 +63,57 @@ def read_cog(path: Path) -> tuple[np.ndarray, dict]:
     with rasterio.open(path) as src:
         return src.read(), {"crs": src.crs, "transform": src.transform, "nodata": src.nodata,
                             "blocks": src.block_shapes, "overviews": src.overviews(1), "dtype": src.dtypes[0]}
+
+
+class DaskProcesses:
+    """A ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1 (single-threaded, no nanny, so that a
+    killed worker stays dead); scratch space under ``folder``."""
+
+    def __init__(self, folder: Path, workers: int = 2) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        file = folder / "scheduler.json"
+        self.scheduler = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+             "--no-dashboard", "--scheduler-file", str(file)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 60
+        while not file.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        self.address = json.loads(file.read_text())["address"]
+        self.workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--nthreads", "1",
+                 "--no-nanny", "--no-dashboard", "--host", "127.0.0.1", "--local-directory", str(folder)],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            for _ in range(workers)
+        ]
+        with Client(self.address, timeout="30s") as client:
+            client.wait_for_workers(workers, timeout=60)
+
+    def alive_workers(self) -> int:
+        with Client(self.address, timeout="30s") as client:
+            return len(client.scheduler_info(n_workers=-1)["workers"])
+
+    def idle(self) -> bool:
+        """No task is held by the scheduler (a dead client's work has drained)."""
+        with Client(self.address, timeout="30s") as client:
+            return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) == 0
+
+    def close(self) -> None:
+        for proc in [*self.workers, self.scheduler]:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in [*self.workers, self.scheduler]:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture()
+def dask_processes(tmp_path):
+    procs = DaskProcesses(tmp_path)
+    yield procs
+    procs.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -49,59 +48,6 @@ def mosaic(tmp_path_factory) -> tuple[Path, Path]:
 def sample_store(tmp_path_factory, client):
     path = tmp_path_factory.mktemp("cluster") / "sample.zarr"
     return ingest_scene(SAMPLE / "pan.tif", SAMPLE / "ms.tif", path, tile=128, task_megapixels=0.07, client=client)
-
-
-class DaskProcesses:
-    """A ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1 (single-threaded, no nanny)."""
-
-    def __init__(self, folder: Path, workers: int = 2) -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        file = folder / "scheduler.json"
-        self.scheduler = subprocess.Popen(
-            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-             "--no-dashboard", "--scheduler-file", str(file)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.time() + 60
-        while not file.exists() and time.time() < deadline:
-            time.sleep(0.1)
-        self.address = json.loads(file.read_text())["address"]
-        self.workers = [
-            subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--nthreads", "1",
-                 "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-            for _ in range(workers)
-        ]
-        with Client(self.address, timeout="30s") as client:
-            client.wait_for_workers(workers, timeout=60)
-
-    def alive_workers(self) -> int:
-        with Client(self.address, timeout="30s") as client:
-            return len(client.scheduler_info(n_workers=-1)["workers"])
-
-    def idle(self) -> bool:
-        """No task is held by the scheduler (a dead client's work has drained)."""
-        with Client(self.address, timeout="30s") as client:
-            return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) == 0
-
-    def close(self) -> None:
-        for proc in [*self.workers, self.scheduler]:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in [*self.workers, self.scheduler]:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-@pytest.fixture()
-def processes(tmp_path):
-    procs = DaskProcesses(tmp_path)
-    yield procs
-    procs.close()
 
 
 def pixels_sha(cog: Path) -> str:
@@ -278,38 +224,38 @@ def test_task_graph_of_a_gigapixel_scene_has_thousands_of_tasks(sample_store):
 # --------------------------------------------------------------------------- fault tolerance
 
 
-def test_a_worker_killed_mid_run_changes_no_pixel(mosaic, tmp_path, processes, reference_sha):
+def test_a_worker_killed_mid_run_changes_no_pixel(mosaic, tmp_path, dask_processes, reference_sha):
     work = tmp_path / "work"
     killed: dict[str, int] = {}
 
     def kill_second_worker(phase: str, done: int, total: int) -> None:
         if phase == "fuse" and done == 2 and not killed:
-            processes.workers[1].send_signal(signal.SIGKILL)
+            dask_processes.workers[1].send_signal(signal.SIGKILL)
             killed["finished"] = len(finished_blocks(work / "out.hrms.zarr"))
             killed["total"] = total
 
-    report = run(*mosaic, tmp_path / "out.tif", scheduler=processes.address, work_dir=work,
+    report = run(*mosaic, tmp_path / "out.tif", scheduler=dask_processes.address, work_dir=work,
                  adapt_options=AdaptOptions(steps=ADAPT_STEPS), progress=kill_second_worker, **NETWORK)
     assert killed and killed["finished"] < killed["total"] == report.blocks == 64
-    assert processes.workers[1].wait(timeout=10) == -signal.SIGKILL
-    assert processes.alive_workers() == 1
+    assert dask_processes.workers[1].wait(timeout=10) == -signal.SIGKILL
+    assert dask_processes.alive_workers() == 1
     assert pixels_sha(tmp_path / "out.tif") == reference_sha
 
 
-def test_a_killed_client_resumes_with_only_the_unfinished_blocks(mosaic, tmp_path, processes, reference_sha):
+def test_a_killed_client_resumes_with_only_the_unfinished_blocks(mosaic, tmp_path, dask_processes, reference_sha):
     work, out = tmp_path / "work", tmp_path / "out.tif"
     ledger = work / "out.hrms.zarr"
     args = [sys.executable, "-m", "pansharp_dist.cli", "run", "--pan", str(mosaic[0]), "--ms", str(mosaic[1]),
             "--out", str(out), "--method", NETWORK["method"], "--device", "cpu", "--tile", "128",
             "--task-mp", str(NETWORK["task_megapixels"]), "--adapt-steps", str(ADAPT_STEPS),
-            "--scheduler", processes.address, "--work-dir", str(work), "--json"]
+            "--scheduler", dask_processes.address, "--work-dir", str(work), "--json"]
     client = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while len(finished_blocks(ledger)) < 2 and time.time() < deadline and client.poll() is None:
         time.sleep(0.02)
     client.send_signal(signal.SIGKILL)
     assert client.wait(timeout=10) == -signal.SIGKILL
-    while not processes.idle() and time.time() < deadline:  # tasks running when the client died finish
+    while not dask_processes.idle() and time.time() < deadline:  # tasks running when the client died finish
         time.sleep(0.2)
     before = len(finished_blocks(ledger))
     assert 0 < before < 64 and not out.exists()

@@ -10,7 +10,7 @@ import pystac
 import pytest
 import rasterio
 from conftest import GDAL_HPF, REPO, VHR
-from test_pipeline import cog_valid
+from test_pipeline import _free_port, cog_valid
 
 prefect = pytest.importorskip("prefect")
 from prefect.client.orchestration import get_client  # noqa: E402
@@ -202,16 +202,13 @@ def test_deployments_from_prefect_yaml_run_the_scene_flow_on_an_event(tmp_path, 
 
 
 def test_a_catalogue_served_over_http_is_scanned_through_pystac_client(tmp_path):
-    import socket
     import subprocess
     import sys
     import time
 
     from pansharp_dist.catalog import scan_catalog
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     base = f"http://127.0.0.1:{port}/"
     items = [_item(tmp_path, "remote", Path("/ignored/pan.tif"), Path("/ignored/ms.tif"), "2024-01-01")]
     for item in items:

@@ -4,11 +4,9 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import rasterio
 from conftest import GDAL_HPF, VHR, cli, read_cog
 
@@ -80,34 +78,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture()
-def remote_cluster(tmp_path):
-    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1."""
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    dask = str(BIN / "dask")
-    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--no-dashboard"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    time.sleep(1.0)
-    for _ in range(2):
-        procs.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-dashboard",
-                                       "--local-directory", str(tmp_path)],
-                                      cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    from distributed import Client
-
-    with Client(address, timeout="30s") as c:
-        c.wait_for_workers(2, timeout=60)
-    yield address
-    for p in procs[::-1]:
-        p.terminate()
-    for p in procs:
-        p.wait(timeout=30)
-
-
-def test_joining_an_existing_scheduler_gives_the_same_cog(tmp_path, remote_cluster):
+def test_joining_an_existing_scheduler_gives_the_same_cog(tmp_path, dask_processes):
     local, remote = tmp_path / "local.tif", tmp_path / "remote.tif"
     common = ["--pan", str(VHR[0]), "--ms", str(VHR[1]), "--method", "brovey", "--tile", "256"]
-    r1 = cli("run", *common, "--out", str(remote), "--scheduler", remote_cluster, "--json")
+    r1 = cli("run", *common, "--out", str(remote), "--scheduler", dask_processes.address, "--json")
     assert r1.returncode == 0, r1.stderr
     r2 = cli("run", *common, "--out", str(local), "--workers", "1", "--json")
     assert r2.returncode == 0, r2.stderr
