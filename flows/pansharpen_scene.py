@@ -33,7 +33,7 @@ from prefect.cache_policies import NO_CACHE
 import pansharp_dist
 from pansharp_dist.catalog import HrefPolicy, redact_href
 from pansharp_dist.cluster import connect
-from pansharp_dist.errors import PansharpError
+from pansharp_dist.errors import InvalidParameterError, PansharpError
 from pansharp_dist.export import write_cog, write_quicklook
 from pansharp_dist.infer import fit, pansharpen
 from pansharp_dist.pipeline import adapt_mode_for, adapt_or_reuse, ingest_scene
@@ -158,7 +158,7 @@ def pansharpen_scene(
     sources: list[str]
     if item_href is not None:
         if not allowed_roots:
-            raise PansharpError("a STAC item needs allowed_roots: the folders or URL prefixes its assets may use")
+            raise InvalidParameterError("a STAC item needs allowed_roots: the folders or URL prefixes its assets may use")
         policy = HrefPolicy(tuple(allowed_roots))
         policy.check(item_href)
         assets = scene_assets(pystac.Item.from_file(item_href))
@@ -168,7 +168,7 @@ def pansharpen_scene(
         sources = [redact_href(item_href)]
     else:
         if pan is None or ms is None:
-            raise PansharpError("give pan and ms hrefs, or item_href")
+            raise InvalidParameterError("give pan and ms hrefs, or item_href")
         if allowed_roots:
             policy = HrefPolicy(tuple(allowed_roots))
             pan, ms = policy.check(pan), policy.check(ms)
