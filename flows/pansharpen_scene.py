@@ -106,10 +106,13 @@ def infer(store: str, method: str, mode: str, weights: str | None, hrms: str, ti
 
 
 @task(**STEP)
-def export(hrms: str, out_dir: str, name: str, sources: list[str], method: str, mode: str) -> dict[str, str]:
-    """The COG, its quicklook and its STAC item; returns their paths."""
+def export(
+    hrms: str, out_dir: str, name: str, sources: list[str], method: str, mode: str, scheduler: str
+) -> dict[str, str]:
+    """The COG (encoded on the cluster), its quicklook and its STAC item; returns their paths."""
     folder = Path(out_dir)
-    cog = write_cog(hrms, folder / f"{name}.tif", overwrite=True)
+    with connect(scheduler) as client:
+        cog = write_cog(hrms, folder / f"{name}.tif", overwrite=True, client=client)
     with rasterio.open(cog) as src:
         bands = src.count
     png = write_quicklook(cog, folder / f"{name}.png", default_rgb(bands))
@@ -193,7 +196,7 @@ def pansharpen_scene(
         store = timed("ingest", ingest, pan, ms, str(work / "tiles.zarr"), sensor, tile, scheduler)
         weights = timed("adapt", adapt, store, method, mode, str(work / f"{method.lower()}.{mode}.safetensors"))
         hrms = timed("infer", infer, store, method, mode, weights, str(work / "hrms.zarr"), tile, scheduler)
-        outputs = timed("export", export, hrms, str(folder), name, sources, method, mode)
+        outputs = timed("export", export, hrms, str(folder), name, sources, method, mode, scheduler)
         metrics = timed("evaluate", score, pan, ms, outputs["cog"], sensor, scheduler)
     shutil.rmtree(work, ignore_errors=True)
     rows = [{"measure": k, "value": round(float(v), 4)} for k, v in metrics.items()]

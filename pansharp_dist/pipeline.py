@@ -22,7 +22,7 @@ from pathlib import Path
 from .adapt.fit import MODES, AdaptOptions, AdaptReport, fit_adaptation
 from .cluster import connect
 from .errors import InvalidParameterError, StoreError
-from .export import check_output, cog_options, write_cog
+from .export import check_compress, check_output, write_cog
 from .infer import fit, pansharpen, tile_grid
 from .methods import is_network
 from .scene import Scene, open_scene
@@ -116,7 +116,7 @@ def run(
     if resume and work_dir is None:
         raise InvalidParameterError("--resume needs the --work-dir of the interrupted run")
     out = check_output(out, overwrite)
-    cog_options("uint8", 0, compress)  # refuse an unknown compression before any work
+    check_compress(compress)
     scene = open_scene(pan, ms, sensor, patch=patch)
     options = _options(method, weights, device)
     adapt = adapt_mode_for(method, adapt)
@@ -138,11 +138,7 @@ def run(
             fuser, adaptation = adapt_or_reuse(stored, fuser, adapt, adapt_path, adapt_options, progress)
         hrms = pansharpen(stored, fuser, cl, tile=tile, block=block)
         written = write_output(hrms, hrms_path, cl, _phase(progress, "fuse"), resume=resume)
-        if progress:
-            progress("cog", 0, 1)
-        cl.submit(write_cog, str(hrms_path), str(out), overwrite=overwrite, compress=compress, pure=False).result()
-        if progress:
-            progress("cog", 1, 1)
+        write_cog(hrms_path, out, client=cl, overwrite=overwrite, compress=compress, progress=_phase(progress, "cog"))
     return RunReport(
         output=str(out),
         bytes=out.stat().st_size,
