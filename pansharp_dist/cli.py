@@ -38,6 +38,12 @@ Scheduler = Annotated[str, typer.Option(
     "--scheduler", help="'local', 'cuda' (dask-cuda, one worker per GPU) or a scheduler address tcp:// or tls://HOST:PORT.",
 )]
 Workers = Annotated[Optional[int], typer.Option("--workers", help="Worker processes of a local cluster.")]
+BenchWorkDir = Annotated[Path, typer.Option("--work-dir", help="Folder for the benchmarks' mosaics and stores.")]
+Report = Annotated[Path, typer.Option("--report", help="Markdown file to update.")]
+
+
+def _bench_log(msg: str) -> None:
+    err.print(msg, highlight=False)
 TlsConfig = Annotated[Optional[Path], typer.Option("--tls-config", help="Dask YAML config with the TLS certificates (tls:// only).")]
 TaskMp = Annotated[float, typer.Option("--task-mp", help="PAN megapixels per task (a block of tiles).")]
 Patch = Annotated[Optional[int], typer.Option("--patch", help="Patch index in .mat patch stacks.")]
@@ -265,8 +271,8 @@ def evaluate(
 @bench_app.command("classical")
 def bench_classical(
     sizes: Annotated[str, typer.Option("--sizes", help="PAN sizes, comma-separated.")] = "8192,16384",
-    work_dir: Annotated[Path, typer.Option("--work-dir")] = Path("bench-work"),
-    report: Annotated[Path, typer.Option("--report", help="Markdown file to update.")] = Path("docs/benchmarks.md"),
+    work_dir: BenchWorkDir = Path("bench-work"),
+    report: Report = Path("docs/benchmarks.md"),
     workers: Workers = None,
 ) -> None:
     """Brovey through the pipeline against gdal_pansharpen.py on mosaicked real scenes."""
@@ -275,7 +281,7 @@ def bench_classical(
     with _edge():
         run_classical_bench(
             [int(s) for s in sizes.split(",")], work_dir, report, workers=workers,
-            log=lambda msg: err.print(msg, highlight=False),
+            log=_bench_log,
         )
 
 
@@ -286,8 +292,8 @@ def bench_scale(
     parallel: Annotated[Optional[int], typer.Option("--parallel", help="PAN size of the network parallel-efficiency runs.")] = None,
     method: Annotated[str, typer.Option("--method", help="Method of the scaling and big runs.")] = "brovey",
     model: Annotated[str, typer.Option("--model", help="Network of the parallel-efficiency runs.")] = "fusionnet-wv2",
-    work_dir: Annotated[Path, typer.Option("--work-dir")] = Path("bench-work"),
-    report: Annotated[Path, typer.Option("--report", help="Markdown file to update.")] = Path("docs/benchmarks.md"),
+    work_dir: BenchWorkDir = Path("bench-work"),
+    report: Report = Path("docs/benchmarks.md"),
     workers: Workers = None,
 ) -> None:
     """Cost against scene size, an output larger than RAM, and parallel efficiency, on mosaicked real scenes."""
@@ -296,19 +302,19 @@ def bench_scale(
     with _edge():
         run_scale_bench(
             report, work_dir, [int(s) for s in sizes.split(",") if s.strip()], big, parallel, method=method,
-            model=model, workers=workers, log=lambda msg: err.print(msg, highlight=False),
+            model=model, workers=workers, log=_bench_log,
         )
 
 
 @bench_app.command("quality")
 def bench_quality(
-    report: Annotated[Path, typer.Option("--report", help="Markdown file to update.")] = Path("docs/quality.md"),
+    report: Report = Path("docs/quality.md"),
 ) -> None:
     """Reduced- and full-resolution metrics of EXP and each classical method on every dataset."""
     from .bench.quality import run_quality_bench
 
     with _edge():
-        run_quality_bench(report, log=lambda msg: err.print(msg, highlight=False))
+        run_quality_bench(report, log=_bench_log)
 
 
 @app.command()
@@ -398,20 +404,20 @@ def models_import(
 
 @bench_app.command("networks")
 def bench_networks(
-    report: Annotated[Path, typer.Option("--report", help="Markdown file to update.")] = Path("docs/quality.md"),
-    work_dir: Annotated[Path, typer.Option("--work-dir")] = Path("bench-work"),
+    report: Report = Path("docs/quality.md"),
+    work_dir: BenchWorkDir = Path("bench-work"),
     patches: Annotated[Optional[int], typer.Option("--patches", help="Score only the first N WV3 patches.")] = None,
 ) -> None:
     """Each pretrained network on its own sensor's data and across sensors, both protocols."""
     from .bench.networks import run_networks_bench
 
     with _edge():
-        run_networks_bench(report, work_dir, log=lambda msg: err.print(msg, highlight=False), patches=patches)
+        run_networks_bench(report, work_dir, log=_bench_log, patches=patches)
 
 
 @bench_app.command("models")
 def bench_models(
-    report: Annotated[Path, typer.Option("--report", help="Markdown file to update.")] = Path("docs/benchmarks.md"),
+    report: Report = Path("docs/benchmarks.md"),
     device: Annotated[Optional[str], typer.Option("--device", help="'cpu' or 'cuda' (default: cuda when present).")] = None,
     tile: Tile = 512,
     seconds: Annotated[float, typer.Option("--seconds", help="Timed seconds per network.")] = 5.0,
@@ -420,7 +426,7 @@ def bench_models(
     from .bench.models import run_models_bench
 
     with _edge():
-        run_models_bench(report, device, tile, seconds, log=lambda msg: err.print(msg, highlight=False))
+        run_models_bench(report, device, tile, seconds, log=_bench_log)
 
 
 @bench_app.command("tailor")
@@ -431,7 +437,7 @@ def bench_tailor(
     device: Annotated[Optional[str], typer.Option("--device", help="'cpu' or 'cuda' (default: cuda when present).")] = None,
     quality_report: Annotated[Path, typer.Option("--quality-report")] = Path("docs/quality.md"),
     speed_report: Annotated[Path, typer.Option("--speed-report")] = Path("docs/benchmarks.md"),
-    work_dir: Annotated[Path, typer.Option("--work-dir")] = Path("bench-work"),
+    work_dir: BenchWorkDir = Path("bench-work"),
     parts: Annotated[str, typer.Option("--parts", help="'quality', 'speed' or both, comma-separated.")] = "quality,speed",
 ) -> None:
     """Direct transfer, tailor and full fine-tuning on real cross-sensor pairs; adaptation speed."""
@@ -441,7 +447,7 @@ def bench_tailor(
     with _edge():
         run_tailor_bench(
             quality_report, speed_report, work_dir, tuple(archs.split(",")), AdaptOptions(steps=steps, seconds=3600.0),
-            tuple(int(s) for s in sizes.split(",")), device, log=lambda msg: err.print(msg, highlight=False),
+            tuple(int(s) for s in sizes.split(",")), device, log=_bench_log,
             parts=tuple(parts.split(",")),
         )
 
