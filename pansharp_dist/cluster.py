@@ -208,6 +208,27 @@ def task_spec_bytes(collection) -> int:
 # --------------------------------------------------------------------------- running tasks
 
 
+class TaskInput:
+    """Lazy arrays that the task receiving them computes itself, with dask's synchronous scheduler.
+
+    They are culled to the chunks they touch when made, so a task carries kilobytes. Reading inside
+    the task keeps a worker's memory to the blocks it is working on: had the reads been tasks of
+    their own, a read shared by the blocks of two rows (a halo, a coarse MS read) would be held
+    until the second row ran, and a block computed for a write would wait in memory for that write.
+    Not a dataclass, as dask would look inside one and turn the arrays into dependencies.
+    """
+
+    def __init__(self, *arrays) -> None:
+        self.arrays = dask.optimize(*arrays)
+
+    def __dask_tokenize__(self) -> tuple:
+        return tuple(a.name for a in self.arrays)
+
+    def compute(self) -> tuple:
+        """The arrays as numpy arrays."""
+        return dask.compute(*self.arrays, scheduler="sync")
+
+
 def current_client():
     """The current distributed client of this process, or ``None``."""
     from distributed import get_client

@@ -265,15 +265,15 @@ def _encode_block(
     Returns ``{(level, tile_row, tile_col): (part, offset, bytes)}``: where each tile's frame starts, and the
     size of the tile without its frame.
     """
-    window = (slice(None), slice(y0, y0 + BLOCK), slice(x0, x0 + BLOCK))
+    rows, cols = slice(y0, y0 + BLOCK), slice(x0, x0 + BLOCK)
     if first == 0:
-        block = zarr.open_array(source, mode="r")[window]
+        block = zarr.open_array(source, mode="r")[:, rows, cols]
         dtype = block.dtype
-    else:
-        sums_array = zarr.open_array(f"{source}/sums", mode="r")
-        sums_in, counts_in = sums_array[window], zarr.open_array(f"{source}/counts", mode="r")[window]
-        dtype = np.dtype(sums_array.attrs["dtype"])
-    bands, height, width = (block if first == 0 else sums_in).shape
+        bands, height, width = block.shape
+    else:  # float64 sums are 4x the pixels' bytes: read them band by band
+        sums_in, counts_in = zarr.open_array(f"{source}/sums", mode="r"), zarr.open_array(f"{source}/counts", mode="r")
+        dtype = np.dtype(sums_in.attrs["dtype"])
+        bands, height, width = sums_in.shape[0], min(BLOCK, sums_in.shape[1] - y0), min(BLOCK, sums_in.shape[2] - x0)
     levels = [np.empty((bands, max(1, height >> k), max(1, width >> k)), dtype) for k in range(count)]
     carried = None
     for b in range(bands):
@@ -282,7 +282,7 @@ def _encode_block(
             valid = np.ones(band.shape, bool) if nodata is None else _valid(band, nodata)
             sums, counts = np.where(valid, band, 0).astype(np.float64), valid.astype(np.uint32)
         else:
-            sums, counts = sums_in[b], counts_in[b]
+            sums, counts = sums_in[b, rows, cols], counts_in[b, rows, cols]
             levels[0][b] = _mean(sums, counts, dtype, nodata)
         for k in range(1, count + (below is not None)):
             sums, counts = _cell_sums(sums), _cell_sums(counts)

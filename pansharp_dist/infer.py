@@ -1,9 +1,10 @@
 """Tiled fusion of a whole scene as one lazy dask array.
 
-The scene is cut into blocks (one task each, a batch of tiles). Each block is
-read with a halo from its neighbours (``map_overlap``, clipped at the scene
-border), cut into the tiles of a :class:`~pansharp_dist.tiling.TileGrid`, and
-every tile is fused with its own halo and cropped back. Because the fuser's
+The scene is cut into blocks (one task each, a batch of tiles). Each task reads
+its block's PAN and MS windows with a halo (clipped at the scene border) itself,
+cuts them into the tiles of a :class:`~pansharp_dist.tiling.TileGrid`, and fuses
+every tile with its own halo and crops it back. No task depends on another, so
+a worker holds only the blocks it is fusing, however large the scene. Because the fuser's
 global parameters are fitted once per scene and its per-pixel work is local
 within its halo, the result equals a single pass over the whole scene.
 """
@@ -12,13 +13,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
+import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
 
 from .errors import InvalidParameterError
-from .cluster import current_client, digest, install_fuser
+from .cluster import TaskInput, current_client, digest, install_fuser
 from .methods import Fuser, fit_method, task_resources
 from .scene import Scene
 from .sensors import get_sensor
@@ -92,16 +95,16 @@ def tile_batches(grid: TileGrid, y0: int, y1: int, x0: int, x1: int) -> list[lis
 
 
 def _fuse_block(
-    pan: np.ndarray, ms: np.ndarray, *, fuser: Fuser, spec: OutputSpec, grid: TileGrid,
-    block_info: dict | None = None,
+    window: TaskInput, oy: int, ox: int, y0: int, y1: int, x0: int, x1: int, *,
+    fuser: Fuser, spec: OutputSpec, grid: TileGrid,
 ) -> np.ndarray:
-    """One block: ``pan``/``ms`` include the halo the neighbours gave (none at scene borders).
+    """Output rows ``y0:y1``, columns ``x0:x1`` (PAN pixels) as ``(B, y1 - y0, x1 - x0)`` in the output dtype.
 
+    ``window`` holds the PAN and MS of the block with its halo, from PAN pixel ``(oy, ox)``.
     Tiles whose read windows have the same size are fused as one batch.
     """
-    (_, _), (y0, y1), (x0, x1) = block_info[None]["array-location"]
+    pan, ms = window.compute()
     r = grid.ratio
-    oy, ox = y0 - min(grid.halo, y0), x0 - min(grid.halo, x0)
     out = np.empty((ms.shape[0], y1 - y0, x1 - x0), np.dtype(spec.dtype))
     for tiles in tile_batches(grid, y0, y1, x0, x1):
         reads = [tile.read for tile in tiles]
@@ -116,6 +119,11 @@ def _fuse_block(
             rows, cols = tile.crop
             out[:, k0 - y0 : k1 - y0, l0 - x0 : l1 - x0] = result[:, rows, cols]
     return out
+
+
+def _spans(sizes: tuple[int, ...]) -> list[tuple[int, int]]:
+    ends = np.cumsum(sizes).tolist()
+    return [(end - size, end) for size, end in zip(sizes, ends)]
 
 
 def tile_grid(scene: Scene, fuser: Fuser, tile: int) -> TileGrid:
@@ -171,20 +179,19 @@ def pansharpen(
         raise InvalidParameterError(f"block {block} is smaller than the method's halo {grid.halo}")
     spec = OutputSpec.for_scene(scene)
     r, h = scene.ratio, grid.halo
+    height, width = scene.shape
     ys, xs = (axis_chunks(n, block, h) for n in scene.shape)
-    pan = scene.pan.data.rechunk((ys, xs))
-    ms = scene.ms.data.rechunk((-1, tuple(v // r for v in ys), tuple(v // r for v in xs)))
-    dy, dx = (h if len(c) > 1 else 0 for c in (ys, xs))  # one block along an axis needs no neighbours
     install_fuser(client or current_client(), fuser)
-    data = da.map_overlap(
-        _fuse_block, pan, ms,
-        depth=[{0: dy, 1: dx}, {0: 0, 1: dy // r, 2: dx // r}],
-        boundary="none", trim=False, align_arrays=False, allow_rechunk=False,
-        dtype=np.dtype(spec.dtype), chunks=((scene.bands,), ys, xs),
-        meta=np.empty((0, 0, 0), np.dtype(spec.dtype)),
-        fuser=fuser, spec=spec, grid=grid,
-    )
     fingerprint = digest(fuser, grid, spec, block, scene.name, scene.shape, tuple(scene.transform))
+    fuse = partial(_fuse_block, fuser=fuser, spec=spec, grid=grid)
+    name = f"fuse-{dask.base.tokenize(fingerprint, scene.pan.data.name, scene.ms.data.name)}"
+    graph = {}
+    for i, (y0, y1) in enumerate(_spans(ys)):
+        for j, (x0, x1) in enumerate(_spans(xs)):
+            (oy, wy), (ox, wx) = (max(0, y0 - h), min(height, y1 + h)), (max(0, x0 - h), min(width, x1 + h))
+            window = TaskInput(scene.pan.data[oy:wy, ox:wx], scene.ms.data[:, oy // r : wy // r, ox // r : wx // r])
+            graph[(name, 0, i, j)] = (fuse, window, oy, ox, y0, y1, x0, x1)
+    data = da.Array(graph, name, chunks=((scene.bands,), ys, xs), meta=np.empty((0, 0, 0), np.dtype(spec.dtype)))
     out = xr.DataArray(
         data, dims=("band", "y", "x"),
         coords={"band": np.arange(1, scene.bands + 1), "y": scene.pan.y, "x": scene.pan.x},

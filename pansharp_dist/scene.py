@@ -236,13 +236,17 @@ def _read_raster(text: str, role: str) -> _Raster:
         transform = None
     data = rioxarray.open_rasterio(target, lock=False, cache=False, **open_kwargs)
     reader = WindowReader(target, role, data.shape, str(data.dtype), open_kwargs)
-    data = data.copy(data=da.from_array(reader, chunks=(-1, READ_CHUNK, READ_CHUNK), meta=np.empty((0, 0, 0), data.dtype)))
+    side = READ_CHUNK[role]
+    data = data.copy(data=da.from_array(reader, chunks=(-1, side, side), meta=np.empty((0, 0, 0), data.dtype)))
     if nodata is None:
         nodata = 0.0
     return _Raster(data, transform, crs, float(nodata), _sensor_from_tags(tags), text)
 
 
-READ_CHUNK = 2048  # PAN or MS pixels per side of one read
+# Pixels per side of one read. An MS read of 512 pixels covers one 2048-pixel PAN block at ratio 4
+# (half of one at ratio 2), so no MS read is shared by the blocks of two rows and held in a
+# worker's memory until the second row is written.
+READ_CHUNK = {"PAN": 2048, "MS": 512}
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec
 
+from .cluster import TaskInput, run_tasks
 from .errors import EmptySceneError, InvalidParameterError, StoreError
 from .scene import Scene
 from .stats import BlockStats, SceneStats, block_stats, valid_mask
@@ -165,12 +166,11 @@ def _scene_pass(scene: Scene, fn, args: tuple, client, progress) -> SceneStats:
     Raises:
         EmptySceneError: no pixel of the scene is valid.
     """
-    from .cluster import run_tasks
-
-    pan_blocks, ms_blocks = scene.pan.data.to_delayed(), scene.ms.data.to_delayed()
+    pan, ms = scene.pan.data, scene.ms.data
     tasks, labels = [], []
     for i, j, y0, h, x0, w in _block_windows(*scene.pan.chunks):
-        tasks.append(dask.delayed(fn, pure=True)(pan_blocks[i, j], ms_blocks[0, i, j], y0, x0, *args))
+        block = TaskInput(pan.blocks[i, j], ms.blocks[0, i, j])
+        tasks.append(dask.delayed(_on_block, pure=True)(fn, block, y0, x0, *args))
         labels.append(f"block at PAN rows {y0}:{y0 + h}, columns {x0}:{x0 + w} of {scene.name}")
     total = BlockStats(scene.bands)
     for part in run_tasks(client, tasks, progress, labels):
@@ -182,6 +182,11 @@ def _scene_pass(scene: Scene, fn, args: tuple, client, progress) -> SceneStats:
             f"{scene.ms_nodata}); check the inputs cover each other and the nodata values"
         )
     return stats
+
+
+def _on_block(fn, block: TaskInput, y0: int, x0: int, *args) -> BlockStats:
+    """``fn(pan, ms, y0, x0, *args)`` on the block's pixels, read in this task."""
+    return fn(*block.compute(), y0, x0, *args)
 
 
 def _ingest_block(
@@ -301,6 +306,12 @@ def write_output_block(block: np.ndarray, path: str, y0: int, x0: int) -> int:
     return int(block.nbytes)
 
 
+def _compute_output_block(block: TaskInput, path: str, y0: int, x0: int) -> int:
+    """Compute one block of the output and write it (:func:`write_output_block`) in the same task."""
+    (pixels,) = block.compute()
+    return write_output_block(pixels, path, y0, x0)
+
+
 def finished_blocks(path: str | Path) -> set[tuple[int, int]]:
     """``(y0, x0)`` of the blocks the output store's ledger lists as written."""
     folder = Path(path) / LEDGER
@@ -335,8 +346,6 @@ def write_output(
     Raises:
         StoreError: ``resume`` and the store holds the output of different settings.
     """
-    from .cluster import run_tasks
-
     path = Path(path)
     finished: set[tuple[int, int]] = set()
     if resume and path.exists():
@@ -354,12 +363,11 @@ def write_output(
     for size in data.chunks[1][:-1] + data.chunks[2][:-1]:
         if size % chunk:
             raise InvalidParameterError(f"output blocks must be multiples of {chunk} pixels, got {size}")
-    blocks = data.to_delayed()
     tasks, labels = [], []
     for i, j, y0, h, x0, w in _block_windows(*data.chunks[1:]):
         if (y0, x0) in finished:
             continue
-        tasks.append(dask.delayed(write_output_block, pure=False)(blocks[0, i, j], str(path), y0, x0))
+        tasks.append(dask.delayed(_compute_output_block, pure=False)(TaskInput(data.blocks[0, i, j]), str(path), y0, x0))
         labels.append(f"output block at PAN rows {y0}:{y0 + h}, columns {x0}:{x0 + w}")
     for _ in run_tasks(client, tasks, progress, labels, resources=hrms.attrs.get("resources")):
         pass
