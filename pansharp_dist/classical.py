@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 from functools import lru_cache
 
 import numpy as np
@@ -123,10 +124,14 @@ def _weighted_sum(lms: np.ndarray, weights: tuple[float, ...], start: float = 0.
     return total
 
 
+BATCH = 4  # tiles per fuse call, a row of a 2048-pixel block: 36 MB per float32 array of 8 bands, 528² with halo
+
+
 class _CubicSupport:
     """Methods whose only spatial support is the cubic MS upsampling."""
 
     ratio: int
+    batch: ClassVar[int] = BATCH
 
     @property
     def halo(self) -> int:
@@ -252,6 +257,7 @@ class MTFGLPHPM:
     means: tuple[float, ...]
     ratio: int
     name: str = "mtf-glp-hpm"
+    batch: ClassVar[int] = BATCH
 
     @property
     def halo(self) -> int:

@@ -81,17 +81,17 @@ def render_batch(fuser: Fuser, pan: np.ndarray, ms: np.ndarray, spec: OutputSpec
     ]
 
 
-def tile_batches(grid: TileGrid, y0: int, y1: int, x0: int, x1: int) -> list[list[Tile]]:
+def tile_batches(grid: TileGrid, y0: int, y1: int, x0: int, x1: int, most: int) -> list[list[Tile]]:
     """The tiles whose cores lie in PAN rows ``y0:y1``, columns ``x0:x1`` (tile-aligned), grouped into
-    batches of equal read-window size (one forward pass each)."""
+    batches of at most ``most`` tiles of equal read-window size (one fuser call each)."""
     t = grid.tile
-    batches: dict[tuple[int, int], list[Tile]] = {}
+    groups: dict[tuple[int, int], list[Tile]] = {}
     for ti in range(y0 // t, math.ceil(y1 / t)):
         for tj in range(x0 // t, math.ceil(x1 / t)):
             tile = grid[ti, tj]
             r0, r1, c0, c1 = tile.read
-            batches.setdefault((r1 - r0, c1 - c0), []).append(tile)
-    return list(batches.values())
+            groups.setdefault((r1 - r0, c1 - c0), []).append(tile)
+    return [group[i : i + most] for group in groups.values() for i in range(0, len(group), most)]
 
 
 def _fuse_block(
@@ -101,12 +101,12 @@ def _fuse_block(
     """Output rows ``y0:y1``, columns ``x0:x1`` (PAN pixels) as ``(B, y1 - y0, x1 - x0)`` in the output dtype.
 
     ``window`` holds the PAN and MS of the block with its halo, from PAN pixel ``(oy, ox)``.
-    Tiles whose read windows have the same size are fused as one batch.
+    Tiles whose read windows have the same size are fused in batches of ``fuser.batch``.
     """
     pan, ms = window.compute()
     r = grid.ratio
     out = np.empty((ms.shape[0], y1 - y0, x1 - x0), np.dtype(spec.dtype))
-    for tiles in tile_batches(grid, y0, y1, x0, x1):
+    for tiles in tile_batches(grid, y0, y1, x0, x1, fuser.batch):
         reads = [tile.read for tile in tiles]
         results = render_batch(
             fuser,

@@ -27,11 +27,13 @@ class Fuser(Protocol):
         ratio: PAN/MS resolution ratio it was fitted for.
         halo: PAN pixels of context each tile needs on every side so that a
             tiled run equals a single pass over the whole scene.
+        batch: tiles given to one :meth:`fuse` call; it bounds a task's working memory.
     """
 
     name: str
     ratio: int
     halo: int
+    batch: int
 
     def fuse(self, pan: np.ndarray, ms: np.ndarray) -> np.ndarray:
         """Fuse a batch of tiles.

@@ -13,9 +13,10 @@ from conftest import GDAL_HPF, VHR, WV2_MAT
 from rasterio.windows import from_bounds
 
 from pansharp_dist import open_scene
-from pansharp_dist.infer import OutputSpec, fit, pansharpen, render
+from pansharp_dist.infer import OutputSpec, fit, pansharpen, render, tile_batches
 from pansharp_dist.methods import method_names
 from pansharp_dist.store import ingest
+from pansharp_dist.tiling import TileGrid
 
 SCENES = {"gdal_hpf_wv3": GDAL_HPF, "vhr_china": VHR, "imgWV2": (WV2_MAT, WV2_MAT)}
 
@@ -55,8 +56,23 @@ class _ShortHalo:
     def ratio(self) -> int:
         return self.inner.ratio
 
+    @property
+    def batch(self) -> int:
+        return self.inner.batch
+
     def fuse(self, pan, ms):
         return self.inner.fuse(pan, ms)
+
+
+@pytest.mark.parametrize("y0, x0, tiles", [(0, 0, 16), (2048, 2048, 16), (6144, 6144, 4)])
+def test_tile_batches_cover_a_block_once_in_bounded_batches_of_one_read_size(y0, x0, tiles):
+    grid = TileGrid(8192, 6656, 512, 8, 4)
+    batches = tile_batches(grid, y0, min(y0 + 2048, 8192), x0, min(x0 + 2048, 6656), 3)
+    cores = [tile.core for batch in batches for tile in batch]
+    assert len(cores) == len(set(cores)) == tiles
+    assert all(1 <= len(batch) <= 3 for batch in batches)
+    for batch in batches:
+        assert len({(t.read[1] - t.read[0], t.read[3] - t.read[2]) for t in batch}) == 1
 
 
 def test_a_halo_below_the_support_draws_seams(stores):

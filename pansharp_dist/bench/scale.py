@@ -103,7 +103,7 @@ def _bare_forward_rate(store, fuser, tile: int, blocks: int) -> tuple[float, int
     for b in range(blocks):
         by, bx = divmod(b, math.ceil(width / side))
         y0, x0 = by * side, bx * side
-        for tiles in tile_batches(grid, y0, min(y0 + side, height), x0, min(x0 + side, width)):
+        for tiles in tile_batches(grid, y0, min(y0 + side, height), x0, min(x0 + side, width), fuser.batch):
             p = np.stack([pan[t.read[0] : t.read[1], t.read[2] : t.read[3]].values for t in tiles]).astype(np.float32)
             m = np.stack([
                 ms[:, t.read[0] // r : t.read[1] // r, t.read[2] // r : t.read[3] // r].values for t in tiles
