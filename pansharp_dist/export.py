@@ -353,16 +353,23 @@ def _runs(order: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
 
 
 def _assemble(path: str, header: bytes, runs: list[tuple[str, int, int]]) -> int:
-    """Write ``header`` then each ``(part, offset, bytes)`` run, in order, to ``path``; returns the file size."""
+    """Write ``header`` then each ``(part, offset, bytes)`` run, in order, to ``path``; returns the file size.
+
+    Each part is deleted once its last run is copied, so the disk holds little more than one copy of the COG
+    (a retried assembly finds parts gone and fails; ``--resume`` then encodes again from the output store).
+    """
+    last = {part: n for n, (part, _, _) in enumerate(runs)}
     with open(path, "wb") as dst:
         dst.write(header)
-        for part, offset, size in runs:
+        for n, (part, offset, size) in enumerate(runs):
             with open(part, "rb") as src:
                 src.seek(offset)
                 while size:
                     chunk = src.read(min(size, 64 << 20))
                     dst.write(chunk)
                     size -= len(chunk)
+            if last[part] == n:
+                os.remove(part)
         return dst.tell()
 
 
