@@ -6,7 +6,7 @@ block, and assembled into one file by a single task:
 * each task reads a 2048 x 2048 block of one pyramid level, encodes its
   512 x 512 tiles (ZSTD or DEFLATE with a predictor, as GDAL's COG driver
   does) and those of the next two overview levels, which it computes by
-  averaging, into a part file; the block of the third level down goes to a
+  averaging, into part files; the block of the third level down goes to a
   small Zarr array that the next pass reads. Memory per task is bounded and
   the same whatever the scene's size; nothing passes through the client.
 * the assembly writes the header (every IFD before the data: the COG layout,
@@ -213,7 +213,7 @@ def _zarr_to_cog(store: Path, out: Path, compress: str, client, progress, bigtif
                 _create_sums(below, (raster.bands, *shapes[first + count]), BLOCK >> count, raster.dtype)
             tasks, labels = [], []
             for y0, x0 in _blocks(shapes[first]):
-                part = str(parts / f"{first}_{y0}_{x0}.bin")
+                part = str(parts / f"{first}_{y0}_{x0}")
                 tasks.append(dask.delayed(_encode_block, pure=False)(
                     source, below, part, first, count, y0, x0, raster.nodata, compress))
                 labels.append(f"COG level {first} block at rows {y0}:{y0 + BLOCK}, columns {x0}:{x0 + BLOCK}")
@@ -255,14 +255,14 @@ def _encode_block(
     nodata: float | None, compress: str,
 ) -> dict[tuple[int, int, int], tuple[str, int, int]]:
     """Encode the tiles of levels ``first`` to ``first + count - 1`` under the block at ``(y0, x0)`` of level
-    ``first`` into the file ``part``.
+    ``first`` into the files ``{part}.{level}``, one per level.
 
     Level 0 is read from the output array ``source``; a later first level from the ``sums`` and ``counts``
     arrays of the folder ``source``, which the pass before wrote, as these tasks do into ``below`` for the
     level after their last. Sums and counts of valid pixels carried down the pyramid make every overview
     pixel the mean over its whole footprint at full resolution, as GDAL computes it.
 
-    Returns ``{(level, tile_row, tile_col): (part, offset, bytes)}``: where each tile's frame starts, and the
+    Returns ``{(level, tile_row, tile_col): (file, offset, bytes)}``: where each tile's frame starts, and the
     size of the tile without its frame.
     """
     rows, cols = slice(y0, y0 + BLOCK), slice(x0, x0 + BLOCK)
@@ -293,15 +293,16 @@ def _encode_block(
                 carried = (np.empty((bands, *sums.shape)), np.empty((bands, *counts.shape), np.uint32))
             carried[0][b], carried[1][b] = sums, counts
     entries = {}
-    with open(part, "wb") as f:
-        for k, level in enumerate(levels):
+    for k, level in enumerate(levels):
+        path = f"{part}.{first + k}"
+        with open(path, "wb") as f:
             for i in range(-(-level.shape[1] // TILE)):
                 for j in range(-(-level.shape[2] // TILE)):
                     tile = np.full((TILE, TILE, bands), nodata or 0, dtype)
                     piece = level[:, i * TILE : (i + 1) * TILE, j * TILE : (j + 1) * TILE]
                     tile[: piece.shape[1], : piece.shape[2]] = piece.transpose(1, 2, 0)
                     data = encode_tile(tile, compress)
-                    entries[(first + k, (y0 >> k) // TILE + i, (x0 >> k) // TILE + j)] = (part, f.tell(), len(data))
+                    entries[(first + k, (y0 >> k) // TILE + i, (x0 >> k) // TILE + j)] = (path, f.tell(), len(data))
                     f.write(framed(data))
     if carried is not None:
         region = (slice(None), slice(y0 >> count, (y0 >> count) + carried[0].shape[1]),
@@ -355,8 +356,9 @@ def _runs(order: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
 def _assemble(path: str, header: bytes, runs: list[tuple[str, int, int]]) -> int:
     """Write ``header`` then each ``(part, offset, bytes)`` run, in order, to ``path``; returns the file size.
 
-    Each part is deleted once its last run is copied, so the disk holds little more than one copy of the COG
-    (a retried assembly finds parts gone and fails; ``--resume`` then encodes again from the output store).
+    Each part is deleted once its last run is copied. Parts hold one level of one block, and levels are
+    copied one after the other, so the disk holds the COG and about one block row of parts besides (a
+    retried assembly finds parts gone and fails; ``--resume`` then encodes again from the output store).
     """
     last = {part: n for n, (part, _, _) in enumerate(runs)}
     with open(path, "wb") as dst:
