@@ -64,6 +64,14 @@ class _ShortHalo:
         return self.inner.fuse(pan, ms)
 
 
+def test_each_fuse_task_reads_its_own_window(stores):
+    # no task shares a read with a neighbour, so no worker holds one for the next row of blocks
+    hrms = pansharpen(stores["imgWV2"], "mtf-glp-hpm", tile=48, block=96)
+    dependencies = hrms.data.__dask_graph__().get_all_dependencies()
+    assert len(dependencies) == hrms.data.npartitions > 4
+    assert not any(dependencies.values())
+
+
 @pytest.mark.parametrize("y0, x0, tiles", [(0, 0, 16), (2048, 2048, 16), (6144, 6144, 4)])
 def test_tile_batches_cover_a_block_once_in_bounded_batches_of_one_read_size(y0, x0, tiles):
     grid = TileGrid(8192, 6656, 512, 8, 4)
