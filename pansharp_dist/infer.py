@@ -4,9 +4,9 @@ The scene is cut into blocks (one task each, a batch of tiles). Each task reads
 its block's PAN and MS windows with a halo (clipped at the scene border) itself,
 cuts them into the tiles of a :class:`~pansharp_dist.tiling.TileGrid`, and fuses
 every tile with its own halo and crops it back. No task depends on another, so
-a worker holds only the blocks it is fusing, however large the scene. Because the fuser's
-global parameters are fitted once per scene and its per-pixel work is local
-within its halo, the result equals a single pass over the whole scene.
+a worker holds only the blocks it is fusing, however large the scene. Because
+the fuser's global parameters are fitted once per scene and its per-pixel work
+is local within its halo, the result equals a single pass over the whole scene.
 """
 
 from __future__ import annotations

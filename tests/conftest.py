@@ -97,9 +97,13 @@ class DaskProcesses:
             return len(client.scheduler_info(n_workers=-1)["workers"])
 
     def idle(self) -> bool:
-        """No task is held by the scheduler (a dead client's work has drained)."""
+        """No task is held by the scheduler or by a worker: a dead client's work has drained, the tasks that
+        were running when it died included (the scheduler forgets them at once; their workers finish them,
+        and a task that computes an output block also writes it)."""
         with Client(self.address, timeout="30s") as client:
-            return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) == 0
+            if client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)):
+                return False
+            return not any(client.run(lambda dask_worker: len(dask_worker.state.tasks)).values())
 
     def close(self) -> None:
         for proc in [*self.workers, self.scheduler]:
