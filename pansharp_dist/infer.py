@@ -26,7 +26,7 @@ from .methods import Fuser, fit_method, task_resources
 from .scene import Scene
 from .sensors import get_sensor
 from .stats import valid_mask
-from .store import with_stats
+from .store import block_size, block_windows, with_stats
 from .tiling import Tile, TileGrid, axis_chunks
 
 OUTPUT_NODATA = 0
@@ -121,11 +121,6 @@ def _fuse_block(
     return out
 
 
-def _spans(sizes: tuple[int, ...]) -> list[tuple[int, int]]:
-    ends = np.cumsum(sizes).tolist()
-    return [(end - size, end) for size, end in zip(sizes, ends)]
-
-
 def tile_grid(scene: Scene, fuser: Fuser, tile: int) -> TileGrid:
     """The scene's TileGrid for ``fuser``'s halo."""
     return TileGrid(scene.shape[0], scene.shape[1], tile, fuser.halo, scene.ratio)
@@ -166,8 +161,6 @@ def pansharpen(
         ``resources`` are the worker resources its tasks need (``{"GPU": 1}``
         for a network on CUDA), which :func:`~pansharp_dist.store.write_output` requests.
     """
-    from .store import block_size
-
     fuser = method if isinstance(method, Fuser) else fit(scene, method, client, **options)
     if fuser.ratio != scene.ratio:
         raise InvalidParameterError(f"method fitted for ratio {fuser.ratio}, scene has ratio {scene.ratio}")
@@ -186,11 +179,11 @@ def pansharpen(
     fuse = partial(_fuse_block, fuser=fuser, spec=spec, grid=grid)
     name = f"fuse-{dask.base.tokenize(fingerprint, scene.pan.data.name, scene.ms.data.name)}"
     graph = {}
-    for i, (y0, y1) in enumerate(_spans(ys)):
-        for j, (x0, x1) in enumerate(_spans(xs)):
-            (oy, wy), (ox, wx) = (max(0, y0 - h), min(height, y1 + h)), (max(0, x0 - h), min(width, x1 + h))
-            window = TaskInput(scene.pan.data[oy:wy, ox:wx], scene.ms.data[:, oy // r : wy // r, ox // r : wx // r])
-            graph[(name, 0, i, j)] = (fuse, window, oy, ox, y0, y1, x0, x1)
+    for i, j, y0, rows, x0, cols in block_windows(ys, xs):
+        y1, x1 = y0 + rows, x0 + cols
+        (oy, wy), (ox, wx) = (max(0, y0 - h), min(height, y1 + h)), (max(0, x0 - h), min(width, x1 + h))
+        window = TaskInput(scene.pan.data[oy:wy, ox:wx], scene.ms.data[:, oy // r : wy // r, ox // r : wx // r])
+        graph[(name, 0, i, j)] = (fuse, window, oy, ox, y0, y1, x0, x1)
     data = da.Array(graph, name, chunks=((scene.bands,), ys, xs), meta=np.empty((0, 0, 0), np.dtype(spec.dtype)))
     out = xr.DataArray(
         data, dims=("band", "y", "x"),

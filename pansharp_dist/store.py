@@ -110,7 +110,7 @@ def ingest(
     return open_store(path)
 
 
-def _block_windows(rows: tuple[int, ...], cols: tuple[int, ...]):
+def block_windows(rows: tuple[int, ...], cols: tuple[int, ...]):
     """``(i, j, y0, h, x0, w)`` of every block of a chunk grid with row sizes ``rows`` and column sizes ``cols``."""
     for i, (y0, h) in enumerate(zip(_starts(rows), rows)):
         for j, (x0, w) in enumerate(zip(_starts(cols), cols)):
@@ -168,7 +168,7 @@ def _scene_pass(scene: Scene, fn, args: tuple, client, progress) -> SceneStats:
     """
     pan, ms = scene.pan.data, scene.ms.data
     tasks, labels = [], []
-    for i, j, y0, h, x0, w in _block_windows(*scene.pan.chunks):
+    for i, j, y0, h, x0, w in block_windows(*scene.pan.chunks):
         block = TaskInput(pan.blocks[i, j], ms.blocks[0, i, j])
         tasks.append(dask.delayed(_on_block, pure=True)(fn, block, y0, x0, *args))
         labels.append(f"block at PAN rows {y0}:{y0 + h}, columns {x0}:{x0 + w} of {scene.name}")
@@ -364,7 +364,7 @@ def write_output(
         if size % chunk:
             raise InvalidParameterError(f"output blocks must be multiples of {chunk} pixels, got {size}")
     tasks, labels = [], []
-    for i, j, y0, h, x0, w in _block_windows(*data.chunks[1:]):
+    for i, j, y0, h, x0, w in block_windows(*data.chunks[1:]):
         if (y0, x0) in finished:
             continue
         tasks.append(dask.delayed(_compute_output_block, pure=False)(TaskInput(data.blocks[0, i, j]), str(path), y0, x0))
