@@ -40,15 +40,15 @@ Scheduler = Annotated[str, typer.Option(
 Workers = Annotated[Optional[int], typer.Option("--workers", help="Worker processes of a local cluster.")]
 BenchWorkDir = Annotated[Path, typer.Option("--work-dir", help="Folder for the benchmarks' mosaics and stores.")]
 Report = Annotated[Path, typer.Option("--report", help="Markdown file to update.")]
-
-
-def _bench_log(msg: str) -> None:
-    err.print(msg, highlight=False)
 TlsConfig = Annotated[Optional[Path], typer.Option("--tls-config", help="Dask YAML config with the TLS certificates (tls:// only).")]
 TaskMp = Annotated[float, typer.Option("--task-mp", help="PAN megapixels per task (a block of tiles).")]
 Patch = Annotated[Optional[int], typer.Option("--patch", help="Patch index in .mat patch stacks.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")]
+
+
+def _bench_log(msg: str) -> None:
+    err.print(msg, highlight=False)
 
 
 @contextmanager

@@ -42,6 +42,7 @@ from rasterio.io import MemoryFile
 import xarray as xr
 import zarr
 
+from .cluster import run_tasks
 from .errors import InvalidParameterError, OutputExistsError, OutputNotWritableError
 from .store import write_output
 from .tiff import (
@@ -188,8 +189,6 @@ def _nodata_text(nodata: float) -> str:
 
 def _zarr_to_cog(store: Path, out: Path, compress: str, client, progress, bigtiff: bool) -> Path:
     """Encode ``store``'s ``hrms`` array into the COG ``out`` (atomic): the pyramid passes, then the assembly."""
-    from .cluster import run_tasks
-
     raster = _raster(store)
     shapes = raster.level_shapes()
     passes = range(0, len(shapes), _LEVELS_PER_PASS)
