@@ -11,7 +11,7 @@ from conftest import DATA, WV2_MAT, cli
 
 from pansharp_dist import open_scene
 from pansharp_dist.adapt.fit import AdaptOptions, fit_adaptation
-from pansharp_dist.adapt.losses import LossWeights, SceneLoss, box_mean, local_correlation
+from pansharp_dist.adapt.losses import LossWeights, MTFDecimation, SceneLoss, box_mean, local_correlation
 from pansharp_dist.adapt.sampling import (
     STRATEGIES, adaptation_grid, sample_tiles, sample_valid_tiles, tile_descriptors,
 )
@@ -20,7 +20,7 @@ from pansharp_dist.infer import OutputSpec, fit, pansharpen, render
 from pansharp_dist.models import card, load
 from pansharp_dist.models.tailor import Tailor, TailorCard, TailorSpec, Tailored, tailor_bytes, tailor_from_bytes
 from pansharp_dist.quality.metrics import reduced_resolution
-from pansharp_dist.quality.mtf import degrade, degrade_arrays
+from pansharp_dist.quality.mtf import degrade, degrade_arrays, mtf_kernel
 from pansharp_dist.store import scene_stats
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pansharp_dist" / "sample"
@@ -62,9 +62,9 @@ def test_tailor_bytes_roundtrip_with_card():
 # --------------------------------------------------------------------------- losses
 
 def test_losses_on_known_cases(wv2_scene):
-    loss = SceneLoss((0.35,) * 8, 0.11, 4)
+    loss = SceneLoss((0.35,) * 8, 4)
     out = torch.from_numpy(wv2_scene.ms.values[:, :64, :64].astype(np.float32) / 2047)[None]
-    ms = loss.degrade(out, loss.ms_kernel)
+    ms = loss.ms_mtf(out)
     # the degradation is the Wald protocol's filter and decimation
     _, expected = degrade_arrays(np.zeros((64, 64)), out[0].double().numpy(), 4, (0.35,) * 8, 0.11)
     np.testing.assert_allclose(ms[0].numpy(), expected, atol=1e-5)
@@ -79,6 +79,19 @@ def test_losses_on_known_cases(wv2_scene):
     w = LossWeights()
     assert float(total) == pytest.approx(w.spectral * float(terms["spectral"]) + w.spatial * float(terms["spatial"])
                                          + w.consistency * float(terms["consistency"]), rel=1e-5)
+
+
+@pytest.mark.parametrize("ratio", [2, 4])
+def test_mtf_decimation_equals_the_strided_2d_filter(ratio):
+    gains = (0.11, 0.27, 0.35)
+    kernels = np.stack([mtf_kernel(g, ratio) for g in gains])
+    image = torch.rand(2, 3, 37, 50, dtype=torch.float64)
+    half = kernels.shape[-1] // 2
+    padded = torch.nn.functional.pad(image, (half,) * 4, mode="replicate")[..., ratio // 2 :, ratio // 2 :]
+    expected = torch.nn.functional.conv2d(padded, torch.from_numpy(kernels)[:, None], stride=ratio, groups=3)
+    got = MTFDecimation(kernels, ratio)(image)
+    assert got.shape == expected.shape == (2, 3, -(-(37 - ratio // 2) // ratio), -(-(50 - ratio // 2) // ratio))
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-7 * float(image.abs().max()))
 
 
 def test_box_mean_and_correlation():

@@ -52,8 +52,9 @@ class AdaptOptions:
     """Knobs of the fit. ``k``: tiles; ``patch``: their side in PAN pixels; ``steps``/``seconds``: budgets;
     ``lr``: Adam's step for the tailor, ``full_lr`` for the whole network; ``spec_*``: the tailor's shape.
 
-    Defaults were chosen on WorldView-3 FusionNet adapted to Wald-degraded imgWV2 (3 x 3 kernels
-    closed 52% of the SAM gap to the native WorldView-2 model, 1 x 1 kernels 28-37%).
+    The tailor's shape was chosen on WorldView-3 FusionNet adapted to Wald-degraded imgWV2, with the
+    losses' earlier spatial reference (3 x 3 kernels closed 52% of the SAM gap to the native
+    WorldView-2 model, 1 x 1 kernels 28-37%); it was not tuned again when that reference changed.
     """
 
     k: int = 16
@@ -91,7 +92,7 @@ def fit_adaptation(
     backbone = resident(model_id, dev)
     pan, ms = torch.from_numpy(pan_np[:, None]).to(dev), torch.from_numpy(ms_np).to(dev)
     ms_scale = torch.tensor(fuser.ms_scale, device=dev).view(1, -1, 1, 1)
-    loss_fn = SceneLoss(sensor.mtf_gains(scene.bands), sensor.mtf_pan, scene.ratio, options.weights).to(dev)
+    loss_fn = SceneLoss(sensor.mtf_gains(scene.bands), scene.ratio, options.weights)
     with torch.no_grad():
         x = backbone.prepare(pan, ms, fuser.pan_scale, ms_scale)
         feats = backbone.features(x)
