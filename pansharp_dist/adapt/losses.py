@@ -115,8 +115,7 @@ class MTFDecimation:
             c, mh, mw = a.shape[0], a.shape[2], b.shape[2]
             rows = a.transpose(0, 2, 1, 3).reshape(c, mh, self.rank * h)
             cols = b.transpose(0, 3, 1, 2).reshape(c, w, self.rank * mw)
-            as_t = lambda m: torch.as_tensor(m, dtype=image.dtype, device=image.device)  # noqa: E731
-            self._matrices[key] = as_t(rows), as_t(cols)
+            self._matrices[key] = tuple(torch.as_tensor(m, dtype=image.dtype, device=image.device) for m in (rows, cols))
         return self._matrices[key]
 
     def __call__(self, image: Tensor) -> Tensor:
@@ -141,7 +140,6 @@ class SceneLoss:
     def __init__(
         self, ms_gains: tuple[float, ...], ratio: int, weights: LossWeights = LossWeights(), window: int | None = None,
     ) -> None:
-        self.ratio = ratio
         self.weights = weights
         self.window = window or 2 * ratio + 1
         self.ms_mtf = MTFDecimation(np.stack([mtf_kernel(float(g), ratio) for g in ms_gains]), ratio)
