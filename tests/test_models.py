@@ -176,6 +176,17 @@ def test_tiled_network_equals_single_pass(arch):
     assert np.isfinite(tiled).all()
 
 
+def test_a_backbone_resident_on_another_device_leaves_the_cpu_one_in_place():
+    from pansharp_dist.models.network import resident
+
+    resident.cache_clear()
+    on_cpu = resident("pnn-qb", "cpu")
+    elsewhere = resident("pnn-qb", "meta")  # stands in for a GPU: Module.to would move a shared module in place
+    assert elsewhere is not on_cpu and next(elsewhere.parameters()).device.type == "meta"
+    assert next(on_cpu.parameters()).device.type == "cpu" and resident("pnn-qb", "cpu") is on_cpu
+    resident.cache_clear()
+
+
 def test_run_cli_with_a_network_writes_a_cog(tmp_path):
     out = tmp_path / "pannet.tif"
     done = cli("run", "--pan", str(SAMPLE / "pan.tif"), "--ms", str(SAMPLE / "ms.tif"), "--out", str(out),

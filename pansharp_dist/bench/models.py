@@ -24,7 +24,7 @@ import torch
 
 from ..infer import fit
 from ..models import list_models
-from ..models.network import default_device, resident
+from ..models.network import default_device
 from ..scene import open_scene
 from .classical import _replace_section, _shared_data
 
@@ -69,7 +69,7 @@ def _rate(call: Callable[[], object], device: str, pixels: int, seconds: float) 
 def throughput(fuser, pan: np.ndarray, ms: np.ndarray, core: int, seconds: float) -> tuple[float, float]:
     """Core PAN megapixels per second of the bare forward (inputs already on the device) and of
     ``fuser.fuse`` (host arrays in and out) on one batch of tiles."""
-    model = resident(fuser.name, fuser.device)
+    model = fuser.model()
     cuda = fuser.device.startswith("cuda")
     p, m = (torch.from_numpy(a).to(fuser.device).contiguous(memory_format=torch.channels_last) for a in (pan[:, None], ms))
     scale = torch.tensor(fuser.ms_scale, device=fuser.device).view(1, -1, 1, 1)

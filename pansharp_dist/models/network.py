@@ -46,8 +46,15 @@ def _halo(radius: int, ratio: int) -> int:
 
 @lru_cache(maxsize=8)
 def resident(model_id: str, device: str) -> Backbone:
-    """The backbone ``model_id`` on ``device``, channels-last, loaded once per process."""
-    return load(model_id).to(device=device, memory_format=torch.channels_last)
+    """The backbone ``model_id`` on ``device``, channels-last, loaded once per process and device.
+
+    Off the CPU it is a copy of :func:`load`'s: ``Module.to`` moves a module in place, and a
+    process that runs a network on the CPU and on a GPU (the adaptation and its reference, a
+    benchmark) must keep both."""
+    model = load(model_id)
+    if torch.device(device).type != "cpu":
+        model = copy.deepcopy(model)
+    return model.to(device=device, memory_format=torch.channels_last)
 
 
 _WEIGHTS: dict[str, bytes] = {}
@@ -156,9 +163,10 @@ class NetworkFuser:
         """Install ``payload`` and load the model in this process, so that tasks find them ready."""
         if payload is not None:
             install_weights(payload)
-        self._model()
+        self.model()
 
-    def _model(self) -> torch.nn.Module:
+    def model(self) -> torch.nn.Module:
+        """The network this fuser runs (with its adaptation), resident on its device in this process."""
         if self.weights_sha is None:
             return resident(self.name, self.device)
         return adapted_model(self.name, self.device, self.adaptation, self.weights_sha)
@@ -170,7 +178,7 @@ class NetworkFuser:
         shape, then to the returned array: device-to-host copies straight into
         pageable memory ran at a fifth of the speed.
         """
-        model = self._model()
+        model = self.model()
         cuda = self.device.startswith("cuda")
         shape = (pan.shape[0], ms.shape[1], *pan.shape[1:])
         out = _pinned(shape, threading.get_ident()) if cuda else torch.empty(shape)
