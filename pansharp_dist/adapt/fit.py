@@ -11,15 +11,23 @@ only those, and trains with the unsupervised losses of :mod:`.losses`:
 
 Training stops at the step budget, the time budget, or when the loss has not
 improved by ``min_delta`` (relative) for ``patience`` steps.
+
+On CUDA the training step (forward, losses, backward, Adam) is captured once as
+a CUDA graph after a few eager steps and replayed at every later step: at 16
+tiles of 64 px a step is a few hundred small kernels, and launching them one
+by one from Python, not the arithmetic, is what a step costs on a GPU (300
+tailor steps on an H100: 1.6 s eager, 0.4 s replayed).
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
+from torch import Tensor
 from safetensors.torch import save
 
 from ..errors import InvalidParameterError
@@ -50,7 +58,8 @@ class AdaptReport:
 @dataclass(frozen=True)
 class AdaptOptions:
     """Knobs of the fit. ``k``: tiles; ``patch``: their side in PAN pixels; ``steps``/``seconds``: budgets;
-    ``lr``: Adam's step for the tailor, ``full_lr`` for the whole network; ``spec_*``: the tailor's shape.
+    ``lr``: Adam's step for the tailor, ``full_lr`` for the whole network; ``spec_*``: the tailor's shape;
+    ``cuda_graph``: on CUDA, replay the training step as a captured graph (``False``: eager steps).
 
     The tailor's shape was chosen on WorldView-3 FusionNet adapted to Wald-degraded imgWV2, with the
     losses' earlier spatial reference (3 x 3 kernels closed 52% of the SAM gap to the native
@@ -71,6 +80,7 @@ class AdaptOptions:
     spec_width: int = 16
     spec_depth: int = 1
     spec_kernel: int = 3
+    cuda_graph: bool = True
 
 
 def fit_adaptation(
@@ -107,7 +117,9 @@ def fit_adaptation(
         module = copy.deepcopy(backbone).requires_grad_(True).train()
         forward = lambda: module.head(module.features(x), x)  # noqa: E731
         lr = options.full_lr
-    _train(module, forward, lambda out: loss_fn(out, x.ms, x.pan, rho_ref, reference), lr, options, report, start)
+    objective = lambda out: loss_fn(out, x.ms, x.pan, rho_ref, reference)  # noqa: E731
+    cuda = torch.device(dev).type == "cuda"
+    _train(module, forward, objective, lr, options, report, start, cuda=cuda, graph=cuda and options.cuda_graph)
     meta = model_card(model_id)
     if mode == "tailor":
         card = TailorCard(
@@ -123,22 +135,34 @@ def fit_adaptation(
 
 
 CHECK_EVERY = 10  # steps between reading the loss back (each read waits for the device)
+GRAPH_WARMUP = 3  # eager steps before the step is captured (lazy initialisation of kernels and Adam's state)
+
+Step = Callable[[], tuple[Tensor, dict[str, Tensor]]]
 
 
-def _train(module, forward, objective, lr: float, options: AdaptOptions, report: AdaptReport, start: float) -> None:
+def _train(
+    module, forward, objective, lr: float, options: AdaptOptions, report: AdaptReport, start: float,
+    cuda: bool, graph: bool,
+) -> None:
     params = [p for p in module.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
-    best, since = float("inf"), 0
-    pending: list[torch.Tensor] = []
-    report.stopped = "steps"
-    for step in range(options.steps):
+    opt = torch.optim.Adam(params, lr=lr, capturable=cuda)  # on CUDA, eager or graphed: the same Adam arithmetic
+
+    def eager() -> tuple[Tensor, dict[str, Tensor]]:
         opt.zero_grad(set_to_none=True)
         total, terms = objective(forward())
         total.backward()
         opt.step()
-        pending.append(total.detach())
-        report.steps = step + 1
-        if len(pending) < CHECK_EVERY and step + 1 < options.steps:
+        return total.detach(), terms
+
+    step = _GraphedStep(eager) if graph else eager
+    best, since = float("inf"), 0
+    pending: list[Tensor] = []
+    report.stopped = "steps"
+    for i in range(options.steps):
+        total, terms = step()
+        pending.append(total)
+        report.steps = i + 1
+        if len(pending) < CHECK_EVERY and i + 1 < options.steps:
             continue
         values = torch.stack(pending).tolist()
         pending.clear()
@@ -156,3 +180,34 @@ def _train(module, forward, objective, lr: float, options: AdaptOptions, report:
             report.stopped = "time budget"
             break
     report.seconds = time.perf_counter() - start
+
+
+class _GraphedStep:
+    """A CUDA training step: :data:`GRAPH_WARMUP` eager steps on a side stream, then one capture of the
+    step as a CUDA graph, replayed at every call from then on (the capture itself computes nothing).
+
+    Returns, like the eager step, the step's total loss (a tensor of its own) and its terms (for a
+    replayed step, tensors that the next replay overwrites)."""
+
+    def __init__(self, eager: Step) -> None:
+        self.eager = eager
+        self.warm = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static: tuple[Tensor, dict[str, Tensor]] | None = None
+
+    def __call__(self) -> tuple[Tensor, dict[str, Tensor]]:
+        if self.warm < GRAPH_WARMUP:
+            self.warm += 1
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                out = self.eager()
+            torch.cuda.current_stream().wait_stream(side)
+            return out
+        if self.graph is None:
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.static = self.eager()
+        self.graph.replay()
+        total, terms = self.static
+        return total.clone(), terms
