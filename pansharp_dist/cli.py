@@ -40,6 +40,7 @@ Scheduler = Annotated[str, typer.Option(
 Workers = Annotated[Optional[int], typer.Option("--workers", help="Worker processes of a local cluster.")]
 BenchWorkDir = Annotated[Path, typer.Option("--work-dir", help="Folder for the benchmarks' mosaics and stores.")]
 Report = Annotated[Path, typer.Option("--report", help="Markdown file to update.")]
+Device = Annotated[Optional[str], typer.Option("--device", help="'cpu' or 'cuda' (default: cuda when present).")]
 TlsConfig = Annotated[Optional[Path], typer.Option("--tls-config", help="Dask YAML config with the TLS certificates (tls:// only).")]
 TaskMp = Annotated[float, typer.Option("--task-mp", help="PAN megapixels per task (a block of tiles).")]
 Patch = Annotated[Optional[int], typer.Option("--patch", help="Patch index in .mat patch stacks.")]
@@ -295,14 +296,17 @@ def bench_scale(
     work_dir: BenchWorkDir = Path("bench-work"),
     report: Report = Path("docs/benchmarks.md"),
     workers: Workers = None,
+    device: Device = None,
 ) -> None:
-    """Cost against scene size, an output larger than RAM, and parallel efficiency, on mosaicked real scenes."""
+    """Cost against scene size, an output larger than RAM, and parallel efficiency, on mosaicked real scenes
+    (``--device cuda``: the parallel part on one GPU, with a Feature Tailor)."""
     from .bench.scale import run_scale_bench
+    from .models.network import default_device
 
     with _edge():
         run_scale_bench(
             report, work_dir, [int(s) for s in sizes.split(",") if s.strip()], big, parallel, method=method,
-            model=model, workers=workers, log=_bench_log,
+            model=model, workers=workers, log=_bench_log, device=device or default_device(),
         )
 
 
@@ -329,7 +333,7 @@ def adapt(
     steps: Annotated[int, typer.Option("--steps", help="Step budget.")] = 300,
     seconds: Annotated[float, typer.Option("--seconds", help="Time budget.")] = 120.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    device: Annotated[Optional[str], typer.Option("--device", help="'cpu' or 'cuda' (default: cuda when present).")] = None,
+    device: Device = None,
     overwrite: Overwrite = False,
     json_out: Json = False,
 ) -> None:
@@ -418,7 +422,7 @@ def bench_networks(
 @bench_app.command("models")
 def bench_models(
     report: Report = Path("docs/benchmarks.md"),
-    device: Annotated[Optional[str], typer.Option("--device", help="'cpu' or 'cuda' (default: cuda when present).")] = None,
+    device: Device = None,
     tile: Tile = 512,
     seconds: Annotated[float, typer.Option("--seconds", help="Timed seconds per network.")] = 5.0,
 ) -> None:
@@ -434,7 +438,7 @@ def bench_tailor(
     archs: Annotated[str, typer.Option("--archs", help="Architectures, comma-separated.")] = "fusionnet,pannet,dicnn,pnn",
     steps: Annotated[int, typer.Option("--steps", help="Steps for tailor and full alike.")] = 300,
     sizes: Annotated[str, typer.Option("--sizes", help="PAN sizes of the speed scenes, comma-separated.")] = "512,2048",
-    device: Annotated[Optional[str], typer.Option("--device", help="'cpu' or 'cuda' (default: cuda when present).")] = None,
+    device: Device = None,
     quality_report: Annotated[Path, typer.Option("--quality-report")] = Path("docs/quality.md"),
     speed_report: Annotated[Path, typer.Option("--speed-report")] = Path("docs/benchmarks.md"),
     work_dir: BenchWorkDir = Path("bench-work"),
