@@ -333,6 +333,9 @@ def adapt(
     steps: Annotated[int, typer.Option("--steps", help="Step budget.")] = 300,
     seconds: Annotated[float, typer.Option("--seconds", help="Time budget.")] = 120.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    degradation: Annotated[str, typer.Option(
+        "--degradation", help="Spectral loss: 'mtf' (the sensor's MTF; real scenes) or 'bicubic' (data reduced by imresize).",
+    )] = "mtf",
     device: Device = None,
     overwrite: Overwrite = False,
     json_out: Json = False,
@@ -349,7 +352,8 @@ def adapt(
         if mode not in ("tailor", "full"):
             raise InvalidParameterError(f"--mode must be 'tailor' or 'full', got {mode!r}")
         scene = open_store(zarr)
-        options = AdaptOptions(k=tiles, patch=patch, strategy=strategy, steps=steps, seconds=seconds, seed=seed)
+        options = AdaptOptions(k=tiles, patch=patch, strategy=strategy, steps=steps, seconds=seconds, seed=seed,
+                               degradation=degradation)
         fuser, report = fit_adaptation(scene, fit(scene, model, device=device), mode, options)
         tmp = out.with_name(f".{out.name}.tmp")
         try:

@@ -7,21 +7,31 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io
 import torch
 from conftest import DATA, WV2_MAT, cli
 
 from pansharp_dist import open_scene
 from pansharp_dist.adapt.fit import GRAPH_WARMUP, AdaptOptions, fit_adaptation
-from pansharp_dist.adapt.losses import LossWeights, MTFDecimation, SceneLoss, box_mean, local_correlation
+from pansharp_dist.adapt.losses import (
+    BicubicDecimation,
+    LossWeights,
+    MTFDecimation,
+    SceneLoss,
+    box_mean,
+    local_correlation,
+)
 from pansharp_dist.adapt.sampling import (
     STRATEGIES, adaptation_grid, sample_tiles, sample_valid_tiles, tile_descriptors,
 )
-from pansharp_dist.errors import CorruptInputError
+from pansharp_dist.bench.networks import PATCHES
+from pansharp_dist.errors import CorruptInputError, InvalidParameterError
 from pansharp_dist.infer import OutputSpec, fit, pansharpen, render
 from pansharp_dist.models import card, load
 from pansharp_dist.models.tailor import Tailor, TailorCard, TailorSpec, Tailored, tailor_bytes, tailor_from_bytes
 from pansharp_dist.quality.metrics import reduced_resolution
 from pansharp_dist.quality.mtf import degrade, degrade_arrays, mtf_kernel
+from pansharp_dist.sensors import get_sensor
 from pansharp_dist.store import scene_stats
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pansharp_dist" / "sample"
@@ -65,7 +75,7 @@ def test_tailor_bytes_roundtrip_with_card():
 def test_losses_on_known_cases(wv2_scene):
     loss = SceneLoss((0.35,) * 8, 4)
     out = torch.from_numpy(wv2_scene.ms.values[:, :64, :64].astype(np.float32) / 2047)[None]
-    ms = loss.ms_mtf(out)
+    ms = loss.degrade(out)
     # the degradation is the Wald protocol's filter and decimation
     _, expected = degrade_arrays(np.zeros((64, 64)), out[0].double().numpy(), 4, (0.35,) * 8, 0.11)
     np.testing.assert_allclose(ms[0].numpy(), expected, atol=1e-5)
@@ -93,6 +103,18 @@ def test_mtf_decimation_equals_the_strided_2d_filter(ratio):
     got = MTFDecimation(kernels, ratio)(image)
     assert got.shape == expected.shape == (2, 3, -(-(37 - ratio // 2) // ratio), -(-(50 - ratio // 2) // ratio))
     np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-7 * float(image.abs().max()))
+
+
+def test_the_bicubic_degradation_is_how_the_pancollection_patches_were_reduced():
+    mat = scipy.io.loadmat(DATA / PATCHES.pan, variable_names=["ms", "gt"])
+    gt, ms = (torch.from_numpy(np.moveaxis(mat[k][:20], -1, 1).astype(np.float64)) for k in ("gt", "ms"))
+    inner = (Ellipsis, slice(5, 11), slice(5, 11))  # away from the borders, which each reduction pads its own way
+    relative = lambda reduced: float((reduced[inner] - ms[inner]).abs().mean() / ms[inner].mean())  # noqa: E731
+    assert relative(BicubicDecimation(4)(gt)) < 2e-3
+    mtf = MTFDecimation(np.stack([mtf_kernel(g, 4) for g in get_sensor("wv3").mtf_gains(8)]), 4)
+    assert relative(mtf(gt)) > 0.05  # the sensor's MTF does not describe these patches
+    with pytest.raises(InvalidParameterError, match="degradation"):
+        SceneLoss((0.3,) * 8, 4, degradation="gaussian")
 
 
 def test_box_mean_and_correlation():
@@ -217,11 +239,15 @@ def test_adapt_cli_and_run_with_adapt(tmp_path, client):
     assert done.returncode == 0, done.stderr
     tailor = tmp_path / "tailor.safetensors"
     done = cli("adapt", "--zarr", str(store), "--model", "pannet-qb", "--out", str(tailor), "--tiles", "4",
-               "--steps", "15", "--json")
+               "--steps", "15", "--degradation", "bicubic", "--json")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["steps"] <= 15 and len(summary["tiles"]) == 4
-    assert tailor_from_bytes(tailor.read_bytes())[1].backbone == "pannet-qb"
+    made = tailor_from_bytes(tailor.read_bytes())[1]
+    assert made.backbone == "pannet-qb" and made.losses["degradation"] == "bicubic"
+    unknown = cli("adapt", "--zarr", str(store), "--model", "pannet-qb", "--out", str(tmp_path / "u.safetensors"),
+                  "--degradation", "gaussian")
+    assert unknown.returncode == 2 and "unknown degradation" in unknown.stderr and not (tmp_path / "u.safetensors").exists()
     again = cli("adapt", "--zarr", str(store), "--model", "pannet-qb", "--out", str(tailor))
     assert again.returncode == 2 and "--overwrite" in again.stderr
     wrong = cli("adapt", "--zarr", str(store), "--model", "fusionnet-wv3", "--out", str(tmp_path / "x.safetensors"))

@@ -59,7 +59,8 @@ class AdaptReport:
 class AdaptOptions:
     """Knobs of the fit. ``k``: tiles; ``patch``: their side in PAN pixels; ``steps``/``seconds``: budgets;
     ``lr``: Adam's step for the tailor, ``full_lr`` for the whole network; ``spec_*``: the tailor's shape;
-    ``cuda_graph``: on CUDA, replay the training step as a captured graph (``False``: eager steps).
+    ``cuda_graph``: on CUDA, replay the training step as a captured graph (``False``: eager steps);
+    ``degradation``: how the spectral loss reduces the output to the MS grid (:data:`~.losses.DEGRADATIONS`).
 
     The tailor's shape was chosen on WorldView-3 FusionNet adapted to Wald-degraded imgWV2, with the
     losses' earlier spatial reference (3 x 3 kernels closed 52% of the SAM gap to the native
@@ -81,6 +82,7 @@ class AdaptOptions:
     spec_depth: int = 1
     spec_kernel: int = 3
     cuda_graph: bool = True
+    degradation: str = "mtf"
 
 
 def fit_adaptation(
@@ -96,13 +98,13 @@ def fit_adaptation(
     if mode == "none":
         return fuser, report
     start = time.perf_counter()
+    loss_fn = SceneLoss(sensor.mtf_gains(scene.bands), scene.ratio, options.weights, degradation=options.degradation)
     grid = adaptation_grid(scene, options.patch)
     report.tiles, pan_np, ms_np = sample_valid_tiles(scene, grid, options.k, options.strategy, options.seed)
     dev = fuser.device
     backbone = resident(model_id, dev)
     pan, ms = torch.from_numpy(pan_np[:, None]).to(dev), torch.from_numpy(ms_np).to(dev)
     ms_scale = torch.tensor(fuser.ms_scale, device=dev).view(1, -1, 1, 1)
-    loss_fn = SceneLoss(sensor.mtf_gains(scene.bands), scene.ratio, options.weights)
     with torch.no_grad():
         x = backbone.prepare(pan, ms, fuser.pan_scale, ms_scale)
         feats = backbone.features(x)
@@ -125,7 +127,7 @@ def fit_adaptation(
         card = TailorCard(
             backbone=model_id, backbone_sha256=meta.sha256, scene=scene.name,
             spec=asdict(module.spec),
-            losses=options.weights.as_dict(), steps=report.steps, seconds=round(report.seconds, 3),
+            losses={**options.weights.as_dict(), "degradation": options.degradation}, steps=report.steps, seconds=round(report.seconds, 3),
             tiles=report.tiles, loss_history=[round(v, 6) for v in report.losses],
         )
         data = tailor_bytes(module.cpu(), card)
