@@ -127,7 +127,8 @@ def fit_adaptation(
         card = TailorCard(
             backbone=model_id, backbone_sha256=meta.sha256, scene=scene.name,
             spec=asdict(module.spec),
-            losses={**options.weights.as_dict(), "degradation": options.degradation}, steps=report.steps, seconds=round(report.seconds, 3),
+            losses={**options.weights.as_dict(), "degradation": options.degradation},
+            steps=report.steps, seconds=round(report.seconds, 3),
             tiles=report.tiles, loss_history=[round(v, 6) for v in report.losses],
         )
         data = tailor_bytes(module.cpu(), card)
@@ -194,17 +195,17 @@ class _GraphedStep:
     def __init__(self, eager: Step) -> None:
         self.eager = eager
         self.warm = 0
+        self.side = torch.cuda.Stream()
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static: tuple[Tensor, dict[str, Tensor]] | None = None
 
     def __call__(self) -> tuple[Tensor, dict[str, Tensor]]:
         if self.warm < GRAPH_WARMUP:
             self.warm += 1
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
+            self.side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.side):
                 out = self.eager()
-            torch.cuda.current_stream().wait_stream(side)
+            torch.cuda.current_stream().wait_stream(self.side)
             return out
         if self.graph is None:
             self.graph = torch.cuda.CUDAGraph()
