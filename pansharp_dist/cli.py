@@ -301,12 +301,12 @@ def bench_scale(
     """Cost against scene size, an output larger than RAM, and parallel efficiency, on mosaicked real scenes
     (``--device cuda``: the parallel part on one GPU, with a Feature Tailor)."""
     from .bench.scale import run_scale_bench
-    from .models.network import default_device
+    from .models.network import check_device, default_device
 
     with _edge():
         run_scale_bench(
             report, work_dir, [int(s) for s in sizes.split(",") if s.strip()], big, parallel, method=method,
-            model=model, workers=workers, log=_bench_log, device=device or default_device(),
+            model=model, workers=workers, log=_bench_log, device=check_device(device or default_device()),
         )
 
 

@@ -25,6 +25,7 @@ from .errors import InvalidParameterError, StoreError
 from .export import check_compress, check_output, write_cog
 from .infer import fit, pansharpen, tile_grid
 from .methods import is_network
+from .models.network import check_device
 from .scene import Scene, open_scene
 from .store import TASK_MEGAPIXELS, block_size, ingest, open_store, store_meta, write_output
 
@@ -228,7 +229,7 @@ def _options(method: str, weights: tuple[float, ...] | None, device: str | None)
     if device is not None:
         if not is_network(method):
             raise InvalidParameterError(f"--device applies to network methods only, not to {method}")
-        options["device"] = device
+        options["device"] = check_device(device)  # before the ingest, not after it
     return options
 
 

@@ -198,6 +198,10 @@ def test_run_cli_with_a_network_writes_a_cog(tmp_path):
     with_cuda = cli("run", "--pan", str(SAMPLE / "pan.tif"), "--ms", str(SAMPLE / "ms.tif"),
                     "--out", str(tmp_path / "x.tif"), "--method", "brovey", "--device", "cuda")
     assert with_cuda.returncode == 2 and "network methods only" in with_cuda.stderr
+    elsewhere = cli("run", "--pan", str(SAMPLE / "pan.tif"), "--ms", str(SAMPLE / "ms.tif"),
+                    "--out", str(tmp_path / "y.tif"), "--method", "pannet-qb", "--device", "tpu")
+    assert elsewhere.returncode == 2 and "unknown device 'tpu'" in elsewhere.stderr and "Traceback" not in elsewhere.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pannet.tif"]  # nothing else left behind
 
 
 @pytest.mark.gpu

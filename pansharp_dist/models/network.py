@@ -39,6 +39,23 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str) -> str:
+    """``device`` itself when networks can run on it here: ``cpu``, or ``cuda``/``cuda:N`` with a CUDA device.
+
+    Raises:
+        InvalidParameterError: another device, or CUDA where torch sees none.
+    """
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise InvalidParameterError(f"unknown device {device!r}: use cpu or cuda (cuda:N for one GPU of several)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise InvalidParameterError(f"device {device} asked for, but torch sees no CUDA device: use --device cpu")
+    return device
+
+
 def _halo(radius: int, ratio: int) -> int:
     """A receptive radius in PAN pixels, rounded up to a multiple of the ratio (tile halos are)."""
     return ratio * math.ceil(radius / ratio)
@@ -221,9 +238,7 @@ def fit_network(
         )
     if ratio != meta.ratio:
         raise InvalidParameterError(f"model {meta.id} was trained for ratio {meta.ratio}; the scene has ratio {ratio}")
-    device = device or default_device()
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidParameterError(f"device {device} asked for, but torch sees no CUDA device: use --device cpu")
+    device = check_device(device or default_device())
     radiometry = radiometry_for(stats, sensor, meta.input_p99_ms, meta.input_p99_pan)
     cuda = device.startswith("cuda")
     return NetworkFuser(
