@@ -54,16 +54,31 @@ def test_untrained_tailor_reproduces_the_backbone_exactly(wv2_scene):
         np.testing.assert_array_equal(Tailored(backbone, tailor)(pan, ms, 1 / 2047, 1 / 2047).numpy(),
                                       backbone(pan, ms, 1 / 2047, 1 / 2047).numpy())
     weights = sum(p.numel() for p in tailor.parameters())
-    assert weights == 9264 and weights * 4 < 40_000  # tens of kilobytes in float32
+    assert weights == 5248 and weights * 4 < 25_000  # tens of kilobytes in float32
 
 
-def test_tailor_bytes_roundtrip_with_card():
-    tailor = Tailor(TailorSpec(32, width=8, depth=2, kernel=1))
+def test_the_linear_map_and_the_branch_both_start_at_zero_and_both_learn():
+    tailor = Tailor(TailorSpec(32))
+    f = torch.rand(2, 32, 9, 9)
+    assert torch.equal(tailor(f), f)
+    tailor(f).pow(2).sum().backward()
+    assert tailor.linear.weight.grad.abs().sum() > 0 and tailor.out.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        tailor.linear.weight.copy_(torch.eye(32)[:, :, None, None])  # L(F) = F: the features doubled
+    np.testing.assert_allclose(tailor(f).detach().numpy(), 2 * f.numpy(), rtol=1e-6)
+    assert Tailor(TailorSpec(32, linear=False)).linear is None
+
+
+@pytest.mark.parametrize("linear", [True, False])
+def test_tailor_bytes_roundtrip_with_card(linear):
+    tailor = Tailor(TailorSpec(32, width=8, depth=2, kernel=3, linear=linear))
     torch.nn.init.normal_(tailor.out.weight)
-    card_in = TailorCard("fusionnet-wv3", card("fusionnet-wv3").sha256, "scene-x", {"channels": 32, "width": 8,
-                         "depth": 2, "kernel": 1}, LossWeights().as_dict(), 12, 0.5, [1, 2], [0.3, 0.2])
+    spec = {"channels": 32, "width": 8, "depth": 2, "kernel": 3}  # a card from before the linear map has no "linear"
+    card_in = TailorCard("fusionnet-wv3", card("fusionnet-wv3").sha256, "scene-x",
+                         spec | ({"linear": True} if linear else {}), LossWeights().as_dict(), 12, 0.5, [1, 2], [0.3, 0.2])
     back, card_out = tailor_from_bytes(tailor_bytes(tailor, card_in))
     assert card_out == card_in and back.spec == tailor.spec
+    assert tailor.state_dict().keys() == back.state_dict().keys()
     for (k, a), (_, b) in zip(tailor.state_dict().items(), back.state_dict().items()):
         assert torch.equal(a, b), k
     with pytest.raises(CorruptInputError, match="not a pansharp-dist tailor"):
@@ -155,8 +170,10 @@ def test_tailor_fit_lowers_the_loss_and_keeps_to_its_budgets(wv2_scene):
     assert report.mode == "tailor" and len(report.tiles) == 8 and report.steps <= 40
     assert report.losses[-1] < report.losses[0]
     assert adapted.adaptation == "tailor" and len(adapted.weights) < 50_000
-    # the 3 x 3 tailor adds 2 pixels to the receptive field (18 -> 20, already a multiple of the ratio)
-    assert adapted.halo >= card("fusionnet-wv3").receptive_radius + 2 and adapted.halo % 4 == 0
+    # the default 1 x 1 tailor leaves the receptive field alone (18 pixels, rounded up to the ratio: 20)
+    assert adapted.halo == 20 == fit(wv2_scene, "fusionnet-wv3").halo
+    wide = fit_adaptation(wv2_scene, base, "tailor", replace(FAST, steps=1, spec_kernel=3, spec_depth=2))[0]
+    assert wide.halo == 24  # three 3 x 3 convolutions add 3 pixels: 18 + 3, rounded up to 24
     _, card_out = tailor_from_bytes(adapted.weights)
     assert card_out.backbone == "fusionnet-wv3" and card_out.tiles == report.tiles and card_out.steps == report.steps
     _, timed = fit_adaptation(wv2_scene, base, "tailor", AdaptOptions(k=8, patch=64, steps=10_000, seconds=2))

@@ -1,11 +1,14 @@
 """The Feature Tailor: a small residual module between a frozen backbone's ``features`` and ``head``.
 
-``tailored(x) = head(T(features(x)), x)`` with ``T(F) = F + B(F)``, ``B`` a stack of
-convolutions whose last layer starts at zero, so that an untrained tailor gives
-the backbone's output exactly. The default (one hidden layer of 16 channels,
-3 x 3 kernels) has 9,264 weights on a 32-channel backbone, 37 KB in float32,
-and widens the receptive field by 2 pixels (the fuser's halo grows with it);
-1 x 1 kernels (``kernel=1``) leave the receptive field alone.
+``tailored(x) = head(T(features(x)), x)`` with ``T(F) = F + L(F) + B(F)``: ``L`` a
+1 x 1 linear map of the feature channels and ``B`` a stack of convolutions with
+ReLU, whose last layers start at zero, so that an untrained tailor gives the
+backbone's output exactly. ``L`` corrects the features' gains and mixing
+directly, which ``B`` alone reaches slowly through its ReLU (see
+:class:`~pansharp_dist.adapt.fit.AdaptOptions`). The default (the linear map and
+one hidden layer of 64 channels, 1 x 1 kernels) has 5,248 weights on a
+32-channel backbone, 21 KB in float32, and leaves the receptive field alone;
+``kernel=3`` widens it by ``depth + 1`` pixels (the fuser's halo grows with it).
 
 A trained tailor is saved as safetensors with a card in the file's metadata
 (backbone id and SHA-256, scene, losses, steps, seconds, tiles used).
@@ -26,12 +29,13 @@ from .backbones import Backbone
 @dataclass(frozen=True)
 class TailorSpec:
     """Shape of a tailor: ``channels`` of the backbone's features, ``width`` hidden channels,
-    ``depth`` hidden layers, ``kernel`` size (odd)."""
+    ``depth`` hidden layers, ``kernel`` size (odd), ``linear``: with the 1 x 1 linear map ``L``."""
 
     channels: int
-    width: int = 16
+    width: int = 64
     depth: int = 1
-    kernel: int = 3
+    kernel: int = 1
+    linear: bool = True
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.depth < 1 or self.kernel < 1 or self.kernel % 2 == 0:
@@ -46,7 +50,8 @@ class TailorSpec:
 
 
 class Tailor(nn.Module):
-    """``F + B(F)``: ``depth`` convolutions with ReLU, then a zero-initialised one back to ``channels``."""
+    """``F + L(F) + B(F)``: ``L`` a zero-initialised 1 x 1 convolution (when ``spec.linear``), ``B``
+    ``depth`` convolutions with ReLU, then a zero-initialised one back to ``channels``."""
 
     def __init__(self, spec: TailorSpec) -> None:
         super().__init__()
@@ -59,11 +64,15 @@ class Tailor(nn.Module):
             c = spec.width
         self.body = nn.Sequential(*layers)
         self.out = nn.Conv2d(c, spec.channels, spec.kernel, padding=pad)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        self.linear = nn.Conv2d(spec.channels, spec.channels, 1) if spec.linear else None
+        for conv in (self.out, self.linear):
+            if conv is not None:
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
 
     def forward(self, f: Tensor) -> Tensor:
-        return f + self.out(self.body(f))
+        out = f + self.out(self.body(f))
+        return out if self.linear is None else out + self.linear(f)
 
 
 class Tailored(nn.Module):
@@ -107,7 +116,7 @@ def tailor_from_bytes(data: bytes) -> tuple[Tailor, TailorCard]:
         state = load(data)
         meta = json.loads(_metadata(data)["card"])
         card = TailorCard(**meta)
-        tailor = Tailor(TailorSpec(**card.spec))
+        tailor = Tailor(TailorSpec(**{"linear": False, **card.spec}))  # files from before the linear map
         tailor.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CorruptInputError(f"not a pansharp-dist tailor ({type(exc).__name__}: {exc})") from None
