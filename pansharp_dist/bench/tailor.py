@@ -161,6 +161,13 @@ def _kind(device: str | None) -> str:
     return "cuda" if (device or default_device()).startswith("cuda") else "cpu"
 
 
+def _tailor_shape(options: AdaptOptions) -> str:
+    linear = "a linear map and " if options.spec_linear else ""
+    k = options.spec_kernel
+    return (f"Tailor: {linear}{options.spec_depth} hidden layer(s) of {options.spec_width} channels, "
+            f"{k} x {k} kernels, lr {options.lr:g}.")
+
+
 def _write_quality(quality_report: Path, sections: list[str], options: AdaptOptions) -> None:
     _replace_section(quality_report, "tailor", "\n".join([
         "<!-- bench:tailor:start -->",
@@ -168,7 +175,8 @@ def _write_quality(quality_report: Path, sections: list[str], options: AdaptOpti
         "",
         f"Same tiles ({options.k} of {options.patch} x {options.patch} PAN pixels, {options.strategy} sampling),",
         f"losses and {options.steps} steps for `tailor` and `full`; `none` is direct transfer; `native` is",
-        "the network trained on the scene's own sensor. Reduced resolution: Wald protocol. Gap closed:",
+        f"the network trained on the scene's own sensor. {_tailor_shape(options)}",
+        "Reduced resolution: Wald protocol. Gap closed:",
         "(none - tailor) / (none - native). The spectral loss degrades the output by the sensor's MTF, except",
         "on `fusionnet_wv3_patches`, whose MS is a bicubic reduction of their `gt` (`imresize`; it reproduces",
         "their MS to 0.07% away from the borders, the MTF model to 9%): there it uses that reduction.",
@@ -233,6 +241,7 @@ def _speed(data: Path, work: Path, sizes, options: AdaptOptions, device: str | N
         f"{SPEED_MODEL} adapted to 8-band WorldView-3 scenes mirror-mosaicked from zpnn_wv3_example,",
         f"{options.k} tiles of {options.patch} px, the same steps for both (no early stop), after one warm-up",
         "adaptation; total = adaptation + inference of the whole scene (in-process, threaded dask, no COG).",
+        _tailor_shape(options),
         "",
         "| scene | steps | tailor adapt s | full adapt s | adapt speed-up | tailor total s | full total s | total speed-up |",
         "|---|---|---|---|---|---|---|---|",
