@@ -66,9 +66,10 @@ class AdaptOptions:
     with FusionNet on the two reduced-resolution pairs that have a native model, WorldView-3 on
     imgWV2 and WorldView-2 on the WorldView-3 patches: share of the SAM gap to the native model
     closed, 53% and 51%. Without the linear map (16 channels, 3 x 3): 51% and 32%; with it,
-    3 x 3 kernels: 54% and 45%. The linear map also lifts the full-resolution HQNR where direct
-    transfer is worst (FusionNet GeoEye-1 on a Pleiades scene: 0.06 direct, 0.67 without it,
-    0.93 with it; full fine-tuning 0.94).
+    3 x 3 kernels: 54% and 45% (one-off scripts, these options). The linear map also lifts the
+    full-resolution HQNR where direct transfer is worst (FusionNet GeoEye-1 on dgif pair 4, 300
+    steps as in ``pansharp-dist bench tailor``: 0.06 direct, 0.67 without it, 0.84 with it; full
+    fine-tuning 0.94).
     """
 
     k: int = 16
