@@ -69,25 +69,6 @@ def test_the_linear_map_and_the_branch_both_start_at_zero_and_both_learn():
     assert Tailor(TailorSpec(32, linear=False)).linear is None
 
 
-def test_a_pointwise_tailor_trains_the_same_whatever_the_cpu_threads():
-    torch.manual_seed(0)
-    tailor = Tailor(TailorSpec(32))
-    torch.nn.init.normal_(tailor.out.weight)
-    f = torch.rand(8, 32, 40, 40)
-    grads = []
-    threads = torch.get_num_threads()
-    try:
-        for n in (1, 2, 3):
-            torch.set_num_threads(n)
-            tailor.zero_grad()
-            tailor(f).square().sum().backward()
-            grads.append([p.grad.clone() for p in tailor.parameters()])
-    finally:
-        torch.set_num_threads(threads)
-    for other in grads[1:]:
-        assert all(torch.equal(a, b) for a, b in zip(grads[0], other))
-
-
 @pytest.mark.parametrize("linear", [True, False])
 def test_tailor_bytes_roundtrip_with_card(linear):
     tailor = Tailor(TailorSpec(32, width=8, depth=2, kernel=3, linear=linear))

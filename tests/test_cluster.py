@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import torch
 import yaml
 import zarr
 from distributed import Client, LocalCluster, Scheduler, Security, SpecCluster, Worker, get_task_stream
@@ -249,7 +251,11 @@ def test_a_killed_client_resumes_with_only_the_unfinished_blocks(mosaic, tmp_pat
             "--out", str(out), "--method", NETWORK["method"], "--device", "cpu", "--tile", "128",
             "--task-mp", str(NETWORK["task_megapixels"]), "--adapt-steps", str(ADAPT_STEPS),
             "--scheduler", dask_processes.address, "--work-dir", str(work), "--json"]
-    client = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    # the CLI fits the tailor as the in-process reference did, with as many torch threads: BLAS libraries
+    # split their sums by thread, so a fit with another thread count differs in its last bits
+    threads = str(torch.get_num_threads())
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    client = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 300
     while len(finished_blocks(ledger)) < 2 and time.time() < deadline and client.poll() is None:
         time.sleep(0.02)
@@ -260,7 +266,7 @@ def test_a_killed_client_resumes_with_only_the_unfinished_blocks(mosaic, tmp_pat
     before = len(finished_blocks(ledger))
     assert 0 < before < 64 and not out.exists()
 
-    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=300, env=env)
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads(resumed.stdout)
     assert report["blocks"] == 64 and report["computed_blocks"] == 64 - before

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-import torch
 from safetensors.torch import load, save
 from torch import Tensor, nn
 
@@ -50,26 +49,6 @@ class TailorSpec:
         return (self.depth + 1) * (self.kernel // 2)
 
 
-class Pointwise(nn.Conv2d):
-    """A 1 x 1 convolution computed as a matrix product over the channels.
-
-    oneDNN's own 1 x 1 path splits its sums by CPU thread, so a tailor fitted with 1 thread and one
-    fitted with 2 would differ in their last bits and drift apart over the steps; this product
-    gives the same sums at any thread count (checked from 1 to 16), and the same weights layout.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(in_channels, out_channels, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.einsum("nchw,oc->nohw", x, self.weight[:, :, 0, 0]) + self.bias[:, None, None]
-
-
-def _conv(in_channels: int, out_channels: int, kernel: int) -> nn.Conv2d:
-    return Pointwise(in_channels, out_channels) if kernel == 1 else nn.Conv2d(
-        in_channels, out_channels, kernel, padding=kernel // 2)
-
-
 class Tailor(nn.Module):
     """``F + L(F) + B(F)``: ``L`` a zero-initialised 1 x 1 convolution (when ``spec.linear``), ``B``
     ``depth`` convolutions with ReLU, then a zero-initialised one back to ``channels``."""
@@ -77,14 +56,15 @@ class Tailor(nn.Module):
     def __init__(self, spec: TailorSpec) -> None:
         super().__init__()
         self.spec = spec
+        pad = spec.kernel // 2
         layers: list[nn.Module] = []
         c = spec.channels
         for _ in range(spec.depth):
-            layers += [_conv(c, spec.width, spec.kernel), nn.ReLU()]
+            layers += [nn.Conv2d(c, spec.width, spec.kernel, padding=pad), nn.ReLU()]
             c = spec.width
         self.body = nn.Sequential(*layers)
-        self.out = _conv(c, spec.channels, spec.kernel)
-        self.linear = Pointwise(spec.channels, spec.channels) if spec.linear else None
+        self.out = nn.Conv2d(c, spec.channels, spec.kernel, padding=pad)
+        self.linear = nn.Conv2d(spec.channels, spec.channels, 1) if spec.linear else None
         for conv in (self.out, self.linear):
             if conv is not None:
                 nn.init.zeros_(conv.weight)
