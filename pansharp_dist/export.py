@@ -43,7 +43,7 @@ import xarray as xr
 import zarr
 
 from .cluster import run_tasks
-from .errors import InvalidParameterError, OutputExistsError, OutputNotWritableError
+from .errors import InvalidParameterError, OutputExistsError, OutputNotWritableError, StoreError
 from .store import write_output
 from .tiff import (
     COMPRESSION_CODES,
@@ -249,6 +249,23 @@ def _blocks(shape: tuple[int, int]) -> list[tuple[int, int]]:
     return [(y0, x0) for y0 in range(0, shape[0], BLOCK) for x0 in range(0, shape[1], BLOCK)]
 
 
+def _read_output(source: str, rows: slice, cols: slice) -> np.ndarray:
+    """The output store's pixels in ``rows``, ``cols``, all bands: ``(B, h, w)`` in its dtype.
+
+    Raises:
+        StoreError: a chunk there fails its checksum or cannot be decompressed (a damaged disk, an edited store).
+    """
+    array = zarr.open_array(source, mode="r")
+    try:
+        return array[:, rows, cols]
+    except RuntimeError as exc:  # numcodecs' Zstd: "Restored data doesn't match checksum", "Corrupted block"
+        (y0, y1, _), (x0, x1, _) = rows.indices(array.shape[1]), cols.indices(array.shape[2])
+        raise StoreError(
+            f"{Path(source).parent}: the output at PAN rows {y0}:{y1}, columns {x0}:{x1} is damaged ({exc}); "
+            "rerun without --resume to compute the output again"
+        ) from None
+
+
 def _encode_block(
     source: str, below: str | None, part: str, first: int, count: int, y0: int, x0: int,
     nodata: float | None, compress: str,
@@ -266,7 +283,7 @@ def _encode_block(
     """
     rows, cols = slice(y0, y0 + BLOCK), slice(x0, x0 + BLOCK)
     if first == 0:
-        block = zarr.open_array(source, mode="r")[:, rows, cols]
+        block = _read_output(source, rows, cols)
         dtype = block.dtype
         bands, height, width = block.shape
     else:  # float64 sums are 4x the pixels' bytes: read them band by band

@@ -12,6 +12,10 @@ One PAN chunk covers exactly ``ratio`` x one MS chunk along each axis, and every
 write covers whole shards (the sharding trap: unaligned region writes can lose
 data). ``xr.open_zarr(store).rio.crs`` / ``.rio.transform()`` give the PAN grid.
 
+Every chunk of both stores carries a checksum (CRC32C after Blosc here, Zstd's
+own in the output store), so that a damaged chunk fails its read rather than
+giving other pixels: without one, a single flipped bit decoded silently.
+
 Output store (Zarr v2 so that GDAL, which converts it to a COG, can read it;
 GDAL 3.10 does not read zarr-python's v3 codecs): ``hrms[band, y, x]`` in
 chunks of ``(1, 512, 512)`` (one band per chunk: GDAL's Zarr reader decodes a
@@ -35,7 +39,8 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
-from zarr.codecs import BloscCodec
+import numcodecs
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .cluster import TaskInput, run_tasks
 from .errors import EmptySceneError, InvalidParameterError, StoreError
@@ -47,7 +52,8 @@ ATTR = "pansharp_dist"
 OUTPUT_CHUNK = 512
 TASK_MEGAPIXELS = 4.0  # PAN megapixels per task by default: 2048 x 2048 blocks of 512 tiles
 LEDGER = "ledger"
-_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+_CODECS = (BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"), Crc32cCodec())
+_OUTPUT_CODEC = numcodecs.Zstd(level=1, checksum=True)
 
 
 def block_size(tile: int, task_megapixels: float = TASK_MEGAPIXELS) -> int:
@@ -148,12 +154,12 @@ def _skeleton(scene: Scene, path: Path, tile: int, block: int) -> None:
     }
     mt = tile // r
     encoding = {
-        "pan": {"chunks": (tile, tile), "shards": (block, block), "compressors": (_CODEC,), "_FillValue": None},
+        "pan": {"chunks": (tile, tile), "shards": (block, block), "compressors": _CODECS, "_FillValue": None},
         "ms": {
-            "chunks": (b, mt, mt), "shards": (b, block // r, block // r), "compressors": (_CODEC,),
+            "chunks": (b, mt, mt), "shards": (b, block // r, block // r), "compressors": _CODECS,
             "_FillValue": None,
         },
-        "mask": {"chunks": (tile, tile), "shards": (block, block), "compressors": (_CODEC,), "_FillValue": None},
+        "mask": {"chunks": (tile, tile), "shards": (block, block), "compressors": _CODECS, "_FillValue": None},
     }
     if path.exists():
         raise StoreError(f"tile store {path} already exists; remove it or choose another --work-dir")
@@ -286,10 +292,8 @@ def create_output(hrms: xr.DataArray, path: str | Path) -> None:
     ds["hrms"].attrs = {**attrs, "_FillValue": hrms.attrs.get("_FillValue", 0)}
     ds.attrs = {"fingerprint": hrms.attrs.get("fingerprint")}
     ds = ds.drop_vars("spatial_ref", errors="ignore")
-    import numcodecs
-
     chunk = output_chunk(hrms.data.chunks)
-    encoding = {"hrms": {"chunks": (1, chunk, chunk), "compressors": [numcodecs.Zstd(level=1)]}}
+    encoding = {"hrms": {"chunks": (1, chunk, chunk), "compressors": [_OUTPUT_CODEC]}}
     ds.to_zarr(str(path), mode="w-", zarr_format=2, encoding=encoding, compute=False, consolidated=False)
     (path / LEDGER).mkdir()
 

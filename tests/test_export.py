@@ -23,6 +23,7 @@ import rioxarray  # noqa: F401  (the .rio accessor)
 
 from conftest import DATA, GDAL_HPF
 from pansharp_dist.bench.mosaic import mosaic_pair
+from pansharp_dist.errors import StoreError
 from pansharp_dist.export import cog_options, write_cog
 from pansharp_dist.pipeline import run
 from test_pipeline import cog_valid
@@ -128,8 +129,11 @@ def test_bigtiff_on_request_and_nothing_left_when_encoding_fails(tmp_path, clien
     np.testing.assert_array_equal(_levels(big)[1], _levels(classic)[1])
 
     chunk = next(p for p in (store / "hrms").rglob("*") if p.is_file() and not p.name.startswith("."))
-    chunk.write_bytes(chunk.read_bytes()[:10])  # a damaged chunk: its decompression fails on a worker
+    intact = chunk.read_bytes()
     before = sorted(p.name for p in tmp_path.iterdir())
-    with pytest.raises(Exception, match="COG level 0 block"):
-        write_cog(store, tmp_path / "broken.tif", client=client)
-    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    # damaged chunks: cut short, and one bit flipped (which decompressed, to other pixels, before checksums)
+    for damaged in (intact[:10], intact[:1000] + bytes([intact[1000] ^ 0x10]) + intact[1001:]):
+        chunk.write_bytes(damaged)
+        with pytest.raises(StoreError, match="is damaged .*rerun without --resume"):
+            write_cog(store, tmp_path / "broken.tif", client=client)
+        assert sorted(p.name for p in tmp_path.iterdir()) == before

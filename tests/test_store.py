@@ -60,6 +60,16 @@ def test_store_statistics_are_per_scene_and_exact_where_they_can_be(stored):
         assert q[2.0] == pytest.approx(p2, rel=0.05) and q[98.0] == pytest.approx(p98, rel=0.05)
 
 
+def test_a_damaged_tile_chunk_fails_its_read_instead_of_giving_other_pixels(tmp_path, client):
+    path = tmp_path / "hpf.zarr"
+    ingest(open_scene(*GDAL_HPF), path, tile=64, block=128, client=client)
+    shard = path / "pan" / "c" / "0" / "0"
+    data, at = shard.read_bytes(), len(shard.read_bytes()) // 3
+    shard.write_bytes(data[:at] + bytes([data[at] ^ 0x10]) + data[at + 1 :])  # one bit: Blosc alone decodes it
+    with pytest.raises(ValueError, match="checksum"):
+        open_store(path).pan[:128, :128].values
+
+
 def test_incomplete_or_foreign_store_is_refused(tmp_path):
     zarr.open_group(str(tmp_path / "foreign.zarr"), mode="w")
     with pytest.raises(StoreError, match="not a pansharp-dist tile store"):
