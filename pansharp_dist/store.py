@@ -36,10 +36,10 @@ from pathlib import Path
 
 import dask
 import dask.array as da
+import numcodecs
 import numpy as np
 import xarray as xr
 import zarr
-import numcodecs
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .cluster import TaskInput, run_tasks
