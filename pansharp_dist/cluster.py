@@ -82,7 +82,9 @@ def _start(kind: str, workers: int | None) -> Iterator[object]:
     """Start a LocalCluster or a LocalCUDACluster, turning any start-up failure into one clear error."""
     from distributed import LocalCluster
 
-    common = {"dashboard_address": ":0", "silence_logs": logging.ERROR}  # any free port: no clash warnings
+    # Any free dashboard port: no clash warnings. A failed task's error reaches the caller (the CLI's one
+    # line; the API's exception, with the worker's traceback), so the workers' own log of it is silenced.
+    common = {"dashboard_address": ":0", "silence_logs": logging.CRITICAL}
     if kind == "cuda":
         try:
             from dask_cuda import LocalCUDACluster

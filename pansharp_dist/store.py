@@ -13,8 +13,9 @@ write covers whole shards (the sharding trap: unaligned region writes can lose
 data). ``xr.open_zarr(store).rio.crs`` / ``.rio.transform()`` give the PAN grid.
 
 Every chunk of both stores carries a checksum (CRC32C after Blosc here, Zstd's
-own in the output store), so that a damaged chunk fails its read rather than
-giving other pixels: without one, a single flipped bit decoded silently.
+own in the output store), so that a damaged chunk fails its read, with a
+:class:`StoreError` naming the store and the window, rather than giving other
+pixels: without one, a single flipped bit decoded silently.
 
 Output store (Zarr v2 so that GDAL, which converts it to a COG, can read it;
 GDAL 3.10 does not read zarr-python's v3 codecs): ``hrms[band, y, x]`` in
@@ -225,7 +226,10 @@ def store_meta(path: str | Path) -> dict:
 
 
 def open_store(path: str | Path) -> Scene:
-    """Open a tile store as a lazy :class:`Scene` (dask chunks = store shards)."""
+    """Open a tile store as a lazy :class:`Scene` (dask chunks = store shards).
+
+    Reading a damaged chunk of it raises :class:`StoreError` (see :class:`_TileArray`).
+    """
     meta = store_meta(path)
     r, block = meta["ratio"], meta["block"]
     ds = xr.open_zarr(
@@ -233,8 +237,9 @@ def open_store(path: str | Path) -> Scene:
         chunks={"y": block, "x": block, "ms_y": block // r, "ms_x": block // r, "band": -1},
     )
     crs = ds.rio.crs
-    pan = ds["pan"]
-    ms = ds["ms"].rename({"ms_y": "y", "ms_x": "x"})
+    token = dask.base.tokenize(str(path), meta)
+    pan, ms = (ds[name].copy(data=_checked_array(path, name, ds[name].data.chunks, token)) for name in ("pan", "ms"))
+    ms = ms.rename({"ms_y": "y", "ms_x": "x"})
     for arr in (pan, ms):
         arr.attrs = {}
         arr.encoding = {}
@@ -252,6 +257,38 @@ def open_store(path: str | Path) -> Scene:
         name=meta["name"],
         stats=SceneStats.from_dict(meta["stats"]),
     )
+
+
+class _TileArray:
+    """One array of a tile store, read by dask chunk by chunk.
+
+    A chunk that fails its checksum raises :class:`StoreError` naming the
+    store and the window, rather than zarr's bare ``ValueError``.
+    """
+
+    def __init__(self, path: str, name: str):
+        self.path, self.name = path, name
+        self.array = zarr.open_array(f"{path}/{name}", mode="r")
+        self.shape, self.dtype, self.ndim = self.array.shape, self.array.dtype, self.array.ndim
+
+    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
+        try:
+            return self.array[key]
+        except ValueError as exc:  # zarr's Crc32cCodec: "Stored and computed checksum do not match"
+            if "checksum" not in str(exc):
+                raise
+            (y0, y1, _), (x0, x1, _) = (k.indices(n) for k, n in zip(key[-2:], self.shape[-2:]))
+            pixels = "PAN" if self.name == "pan" else "MS"
+            raise StoreError(
+                f"{self.path}: the {self.name} data at {pixels} rows {y0}:{y1}, columns {x0}:{x1} is damaged "
+                f"({exc}); delete the store and ingest the scene again (a run: rerun without --resume)"
+            ) from None
+
+
+def _checked_array(path: str | Path, name: str, chunks: tuple[tuple[int, ...], ...], token: str) -> da.Array:
+    """The tile store's array ``name`` as a dask array of ``chunks`` read through :class:`_TileArray`."""
+    source = _TileArray(str(path), name)
+    return da.from_array(source, chunks=chunks, name=f"tiles-{name}-{token}", meta=np.empty((0,) * source.ndim, source.dtype))
 
 
 def scene_stats(scene: Scene, client=None, progress=None) -> SceneStats:

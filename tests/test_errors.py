@@ -140,3 +140,19 @@ def test_ingest_cli_refuses_existing_store(tmp_path):
     assert result.returncode == 2 and "already exists; pass --overwrite" in result.stderr
     shutil.rmtree(store)
     assert not os.path.exists(store)
+
+
+def test_a_damaged_tile_store_stops_a_resumed_run_with_one_line(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "fused.tif"
+    args = ("run", "--pan", str(PAN), "--ms", str(MS), "--out", str(out), "--work-dir", str(work), "--workers", "1")
+    assert cli(*args).returncode == 0
+    out.unlink()
+    shutil.rmtree(work / "fused.hrms.zarr")
+    shard = work / "fused.tiles.zarr" / "ms" / "c" / "0" / "0" / "0"
+    data = shard.read_bytes()
+    shard.write_bytes(data[:100] + bytes([data[100] ^ 0x01]) + data[101:])
+    result = cli(*args, "--resume")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "fused.tiles.zarr: the ms data at MS rows 0:" in line and "is damaged" in line
+    assert not out.exists()
