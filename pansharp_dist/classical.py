@@ -81,7 +81,7 @@ def _upsample_axis(x: np.ndarray, ratio: int, axis: int) -> np.ndarray:
             np.multiply(xp[tuple(window)], np.float32(weight), out=term if m else acc)
             if m:
                 acc += term
-        out[(Ellipsis, p) + (slice(None),) * (x.ndim - after)] = acc
+        out[(slice(None),) * after + (p,)] = acc
     shape = list(x.shape)
     shape[axis] = n * ratio
     return out.reshape(shape)

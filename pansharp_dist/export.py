@@ -43,8 +43,8 @@ import xarray as xr
 import zarr
 
 from .cluster import run_tasks
-from .errors import InvalidParameterError, OutputExistsError, OutputNotWritableError, StoreError
-from .store import write_output
+from .errors import InvalidParameterError, OutputExistsError, OutputNotWritableError
+from .store import damaged_chunk, write_output
 from .tiff import (
     COMPRESSION_CODES,
     FRAME,
@@ -259,11 +259,8 @@ def _read_output(source: str, rows: slice, cols: slice) -> np.ndarray:
     try:
         return array[:, rows, cols]
     except RuntimeError as exc:  # numcodecs' Zstd: "Restored data doesn't match checksum", "Corrupted block"
-        (y0, y1, _), (x0, x1, _) = rows.indices(array.shape[1]), cols.indices(array.shape[2])
-        raise StoreError(
-            f"{Path(source).parent}: the output at PAN rows {y0}:{y1}, columns {x0}:{x1} is damaged ({exc}); "
-            "rerun without --resume to compute the output again"
-        ) from None
+        remedy = "rerun without --resume to compute the output again"
+        raise damaged_chunk(Path(source).parent, "output at PAN", (rows, cols), array.shape[1:], exc, remedy) from None
 
 
 def _encode_block(

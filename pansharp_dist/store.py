@@ -232,13 +232,11 @@ def open_store(path: str | Path) -> Scene:
     """
     meta = store_meta(path)
     r, block = meta["ratio"], meta["block"]
-    ds = xr.open_zarr(
-        str(path), consolidated=False, zarr_format=3,
-        chunks={"y": block, "x": block, "ms_y": block // r, "ms_x": block // r, "band": -1},
-    )
+    ds = xr.open_zarr(str(path), consolidated=False, zarr_format=3, chunks=None)  # coordinates; pixels below
     crs = ds.rio.crs
     token = dask.base.tokenize(str(path), meta)
-    pan, ms = (ds[name].copy(data=_checked_array(path, name, ds[name].data.chunks, token)) for name in ("pan", "ms"))
+    pan = ds["pan"].copy(data=_checked_array(path, "pan", (block, block), token))
+    ms = ds["ms"].copy(data=_checked_array(path, "ms", (-1, block // r, block // r), token))
     ms = ms.rename({"ms_y": "y", "ms_x": "x"})
     for arr in (pan, ms):
         arr.attrs = {}
@@ -277,16 +275,23 @@ class _TileArray:
         except ValueError as exc:  # zarr's Crc32cCodec: "Stored and computed checksum do not match"
             if "checksum" not in str(exc):
                 raise
-            (y0, y1, _), (x0, x1, _) = (k.indices(n) for k, n in zip(key[-2:], self.shape[-2:]))
-            pixels = "PAN" if self.name == "pan" else "MS"
-            raise StoreError(
-                f"{self.path}: the {self.name} data at {pixels} rows {y0}:{y1}, columns {x0}:{x1} is damaged "
-                f"({exc}); delete the store and ingest the scene again (a run: rerun without --resume)"
-            ) from None
+            what = f"{self.name} data at {'PAN' if self.name == 'pan' else 'MS'}"
+            remedy = "delete the store and ingest the scene again (a run: rerun without --resume)"
+            raise damaged_chunk(self.path, what, key[-2:], self.shape[-2:], exc, remedy) from None
 
 
-def _checked_array(path: str | Path, name: str, chunks: tuple[tuple[int, ...], ...], token: str) -> da.Array:
-    """The tile store's array ``name`` as a dask array of ``chunks`` read through :class:`_TileArray`."""
+def damaged_chunk(
+    store: str | Path, what: str, window: tuple[slice, slice], shape: tuple[int, int], exc: Exception, remedy: str
+) -> StoreError:
+    """The error for a chunk of ``store`` that fails its checksum or decompression, at ``window`` (rows, columns
+    of an array of ``shape``): ``"<store>: the <what> rows a:b, columns c:d is damaged (<exc>); <remedy>"``."""
+    (y0, y1, _), (x0, x1, _) = (k.indices(n) for k, n in zip(window, shape))
+    return StoreError(f"{store}: the {what} rows {y0}:{y1}, columns {x0}:{x1} is damaged ({exc}); {remedy}")
+
+
+def _checked_array(path: str | Path, name: str, chunks: tuple[int, ...], token: str) -> da.Array:
+    """The tile store's array ``name`` as a dask array of ``chunks`` (-1: whole axis) read through
+    :class:`_TileArray`."""
     source = _TileArray(str(path), name)
     return da.from_array(source, chunks=chunks, name=f"tiles-{name}-{token}", meta=np.empty((0,) * source.ndim, source.dtype))
 
