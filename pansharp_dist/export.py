@@ -44,7 +44,7 @@ import zarr
 
 from .cluster import run_tasks
 from .errors import InvalidParameterError, OutputExistsError, OutputNotWritableError
-from .store import damaged_chunk, write_output
+from .store import read_intact, write_output
 from .tiff import (
     COMPRESSION_CODES,
     FRAME,
@@ -253,14 +253,12 @@ def _read_output(source: str, rows: slice, cols: slice) -> np.ndarray:
     """The output store's pixels in ``rows``, ``cols``, all bands: ``(B, h, w)`` in its dtype.
 
     Raises:
-        StoreError: a chunk there fails its checksum or cannot be decompressed (a damaged disk, an edited store).
+        StoreError: a chunk there is missing, fails its checksum or cannot be decompressed (a damaged disk, an
+            edited store).
     """
     array = zarr.open_array(source, mode="r")
-    try:
-        return array[:, rows, cols]
-    except RuntimeError as exc:  # numcodecs' Zstd: "Restored data doesn't match checksum", "Corrupted block"
-        remedy = "rerun without --resume to compute the output again"
-        raise damaged_chunk(Path(source).parent, "output at PAN", (rows, cols), array.shape[1:], exc, remedy) from None
+    remedy = "rerun without --resume to compute the output again"
+    return read_intact(array, Path(source), (slice(None), rows, cols), Path(source).parent, "output at PAN", remedy)
 
 
 def _encode_block(

@@ -15,7 +15,10 @@ data). ``xr.open_zarr(store).rio.crs`` / ``.rio.transform()`` give the PAN grid.
 Every chunk of both stores carries a checksum (CRC32C after Blosc here, Zstd's
 own in the output store), so that a damaged chunk fails its read, with a
 :class:`StoreError` naming the store and the window, rather than giving other
-pixels: without one, a single flipped bit decoded silently.
+pixels: without one, a single flipped bit decoded silently. Both stores are
+written with empty chunks kept (zarr's ``write_empty_chunks``: an all-fill
+chunk is stored too), so a chunk file that is missing or empty is damage as
+well, not nodata, and fails its read the same way.
 
 Output store (Zarr v2 so that GDAL, which converts it to a COG, can read it;
 GDAL 3.10 does not read zarr-python's v3 codecs): ``hrms[band, y, x]`` in
@@ -30,6 +33,7 @@ with different settings.
 
 from __future__ import annotations
 
+import itertools
 import math
 import shutil
 from dataclasses import dataclass, replace
@@ -48,7 +52,7 @@ from .errors import EmptySceneError, InvalidParameterError, StoreError
 from .scene import Scene
 from .stats import BlockStats, SceneStats, block_stats, valid_mask
 
-LAYOUT_VERSION = 2  # 2: statistics record the MS dtype (network radiometry)
+LAYOUT_VERSION = 3  # 2: statistics record the MS dtype (network radiometry); 3: all-fill shards are stored
 ATTR = "pansharp_dist"
 OUTPUT_CHUNK = 512
 TASK_MEGAPIXELS = 4.0  # PAN megapixels per task by default: 2048 x 2048 blocks of 512 tiles
@@ -202,12 +206,13 @@ def _ingest_block(
 ) -> BlockStats:
     """Write one shard of pan, ms and mask; return the block's statistics (runs on a worker)."""
     group = zarr.open_group(path, mode="r+")
+    pan_out, ms_out, mask_out = (group[name].with_config({"write_empty_chunks": True}) for name in ("pan", "ms", "mask"))
     h, w = pan.shape
     hr, _ = valid_mask(pan, ms, ratio, pan_nodata, ms_nodata)
-    group["pan"][y0 : y0 + h, x0 : x0 + w] = pan
-    group["mask"][y0 : y0 + h, x0 : x0 + w] = hr.astype(np.uint8)
+    pan_out[y0 : y0 + h, x0 : x0 + w] = pan
+    mask_out[y0 : y0 + h, x0 : x0 + w] = hr.astype(np.uint8)
     m0, n0 = y0 // ratio, x0 // ratio
-    group["ms"][:, m0 : m0 + h // ratio, n0 : n0 + w // ratio] = ms
+    ms_out[:, m0 : m0 + h // ratio, n0 : n0 + w // ratio] = ms
     return block_stats(pan, ms, ratio, pan_nodata, ms_nodata)
 
 
@@ -219,7 +224,10 @@ def store_meta(path: str | Path) -> dict:
     except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as exc:
         raise StoreError(f"{path} is not a pansharp-dist tile store ({exc}); create one with 'pansharp-dist ingest'") from None
     if meta.get("layout") != LAYOUT_VERSION:
-        raise StoreError(f"{path} has store layout {meta.get('layout')}; this version reads layout {LAYOUT_VERSION}")
+        raise StoreError(
+            f"{path} has store layout {meta.get('layout')}; this version reads layout {LAYOUT_VERSION}: ingest the "
+            "scene again (a run: rerun without --resume)"
+        )
     if "stats" not in meta:
         raise StoreError(f"{path} is incomplete (its ingest did not finish); ingest the scene again")
     return meta
@@ -260,8 +268,9 @@ def open_store(path: str | Path) -> Scene:
 class _TileArray:
     """One array of a tile store, read by dask chunk by chunk.
 
-    A chunk that fails its checksum raises :class:`StoreError` naming the
-    store and the window, rather than zarr's bare ``ValueError``.
+    A chunk that fails its checksum, or whose file is missing or empty, raises
+    :class:`StoreError` naming the store and the window, rather than zarr's
+    bare ``ValueError`` or the fill value.
     """
 
     def __init__(self, path: str, name: str):
@@ -270,23 +279,51 @@ class _TileArray:
         self.shape, self.dtype, self.ndim = self.array.shape, self.array.dtype, self.array.ndim
 
     def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
+        what = f"{self.name} data at {'PAN' if self.name == 'pan' else 'MS'}"
+        remedy = "delete the store and ingest the scene again (a run: rerun without --resume)"
+        return read_intact(self.array, Path(self.path) / self.name, key, self.path, what, remedy)
+
+
+def read_intact(
+    array: zarr.Array, folder: Path, key: tuple[slice, ...], store: str | Path, what: str, remedy: str
+) -> np.ndarray:
+    """``array[key]``, whose last two axes are rows and columns; ``folder`` is the array's folder on disk.
+
+    Raises:
+        StoreError: ``"<store>: the <what> rows a:b, columns c:d is damaged (<problem>); <remedy>"`` when a
+            chunk under ``key`` has a missing or empty file, fails its checksum or cannot be decompressed.
+    """
+    problem = _missing_chunk(array, folder, key)
+    if problem is None:
         try:
-            return self.array[key]
+            return array[key]
         except ValueError as exc:  # zarr's Crc32cCodec: "Stored and computed checksum do not match"
             if "checksum" not in str(exc):
                 raise
-            what = f"{self.name} data at {'PAN' if self.name == 'pan' else 'MS'}"
-            remedy = "delete the store and ingest the scene again (a run: rerun without --resume)"
-            raise damaged_chunk(self.path, what, key[-2:], self.shape[-2:], exc, remedy) from None
+            problem = str(exc)
+        except RuntimeError as exc:  # numcodecs' Zstd: "Restored data doesn't match checksum", "Corrupted block"
+            problem = str(exc)
+    (y0, y1, _), (x0, x1, _) = (k.indices(n) for k, n in zip(key[-2:], array.shape[-2:]))
+    raise StoreError(f"{store}: the {what} rows {y0}:{y1}, columns {x0}:{x1} is damaged ({problem}); {remedy}")
 
 
-def damaged_chunk(
-    store: str | Path, what: str, window: tuple[slice, slice], shape: tuple[int, int], exc: Exception, remedy: str
-) -> StoreError:
-    """The error for a chunk of ``store`` that fails its checksum or decompression, at ``window`` (rows, columns
-    of an array of ``shape``): ``"<store>: the <what> rows a:b, columns c:d is damaged (<exc>); <remedy>"``."""
-    (y0, y1, _), (x0, x1, _) = (k.indices(n) for k, n in zip(window, shape))
-    return StoreError(f"{store}: the {what} rows {y0}:{y1}, columns {x0}:{x1} is damaged ({exc}); {remedy}")
+def _missing_chunk(array: zarr.Array, folder: Path, key: tuple[slice, ...]) -> str | None:
+    """``"its chunk file K is missing or empty"`` for the first stored chunk (a shard, where ``array`` is
+    sharded) under ``key`` whose file in ``folder`` is missing or has no bytes; ``None`` when all are there.
+    Our stores keep their all-fill chunks, so an absent file is damage."""
+    grid = array.shards or array.chunks
+    spans = []
+    for k, n, edge in zip(key, array.shape, grid):
+        start, stop, _ = k.indices(n)
+        if stop <= start:
+            return None
+        spans.append(range(start // edge, (stop - 1) // edge + 1))
+    for coords in itertools.product(*spans):
+        name = array.metadata.encode_chunk_key(coords)
+        file = folder / name
+        if not file.is_file() or file.stat().st_size == 0:
+            return f"its chunk file {name} is missing or empty"
+    return None
 
 
 def _checked_array(path: str | Path, name: str, chunks: tuple[int, ...], token: str) -> da.Array:
@@ -345,7 +382,7 @@ def write_output_block(block: np.ndarray, path: str, y0: int, x0: int) -> int:
 
     Returns the bytes written. The ledger entry is made only after the pixels are written.
     """
-    arr = zarr.open_array(str(Path(path) / "hrms"), mode="r+", zarr_format=2)
+    arr = zarr.open_array(str(Path(path) / "hrms"), mode="r+", zarr_format=2).with_config({"write_empty_chunks": True})
     _, h, w = block.shape
     arr[:, y0 : y0 + h, x0 : x0 + w] = block
     (Path(path) / LEDGER / f"{y0}_{x0}").touch()

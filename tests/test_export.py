@@ -131,9 +131,13 @@ def test_bigtiff_on_request_and_nothing_left_when_encoding_fails(tmp_path, clien
     chunk = next(p for p in (store / "hrms").rglob("*") if p.is_file() and not p.name.startswith("."))
     intact = chunk.read_bytes()
     before = sorted(p.name for p in tmp_path.iterdir())
-    # damaged chunks: cut short, and one bit flipped (which decompressed, to other pixels, before checksums)
-    for damaged in (intact[:10], intact[:1000] + bytes([intact[1000] ^ 0x10]) + intact[1001:]):
-        chunk.write_bytes(damaged)
+    # damaged chunks: cut short, one bit flipped (which decompressed, to other pixels, before checksums), emptied
+    # and deleted (which read as nodata before all-fill chunks were stored)
+    for damaged in (intact[:10], intact[:1000] + bytes([intact[1000] ^ 0x10]) + intact[1001:], b"", None):
+        if damaged is None:
+            chunk.unlink()
+        else:
+            chunk.write_bytes(damaged)
         with pytest.raises(StoreError, match="is damaged .*rerun without --resume"):
             write_cog(store, tmp_path / "broken.tif", client=client)
         assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -2,14 +2,16 @@ import json
 
 import numpy as np
 import pytest
+import rasterio
 import xarray as xr
 import zarr
-from conftest import GDAL_HPF, VHR
+from conftest import GDAL_HPF, VHR, copy_raster
 
 from pansharp_dist import open_scene
 from pansharp_dist.errors import StoreError
+from pansharp_dist.infer import pansharpen
 from pansharp_dist.stats import valid_mask
-from pansharp_dist.store import ingest, open_store
+from pansharp_dist.store import ingest, open_store, write_output
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +72,30 @@ def test_a_damaged_tile_chunk_fails_its_read_instead_of_giving_other_pixels(tmp_
     with pytest.raises(StoreError, match="hpf.zarr: the pan data at PAN rows 0:128, columns 0:128 is damaged"):
         open_store(path).pan[:128, :128].values
     np.testing.assert_array_equal(open_store(path).pan[128:, 128:].values, open_scene(*GDAL_HPF).pan[128:, 128:].values)
+
+
+def test_all_nodata_chunks_are_stored_so_a_missing_or_empty_one_fails_its_read(tmp_path, client):
+    pan, ms = GDAL_HPF
+    with rasterio.open(pan) as src:
+        data = src.read()
+    data[:, :256, :256] = 0  # the scene's first shard all nodata (its PAN grid starts where the MS does)
+    scene = open_scene(copy_raster(pan, tmp_path / "pan.tif", data=data), ms)
+    path = tmp_path / "hole.zarr"
+    store = ingest(scene, path, tile=64, block=128, client=client)
+    assert not store.pan[:128, :128].values.any()
+    write_output(pansharpen(store, "brovey"), tmp_path / "out.zarr", client=client)
+    assert all((folder / key).stat().st_size for folder, key in (
+        (path / "pan", "c/0/0"), (path / "mask", "c/0/0"), (tmp_path / "out.zarr" / "hrms", "0.0.0")))
+
+    (path / "pan" / "c" / "0" / "0").unlink()
+    with pytest.raises(StoreError, match=r"hole.zarr: the pan data at PAN rows 0:128, columns 0:128 is damaged "
+                                         r"\(its chunk file c/0/0 is missing or empty\); delete the store"):
+        open_store(path).pan[:128, :128].values
+    (path / "ms" / "c" / "0" / "1" / "1").write_bytes(b"")
+    with pytest.raises(StoreError, match=r"the ms data at MS rows 40:50, columns 40:50 is damaged \(its chunk file "
+                                         r"c/0/1/1 is missing or empty\)"):
+        open_store(path).ms[:, 40:50, 40:50].values
+    np.testing.assert_array_equal(open_store(path).pan[128:, 128:].values, scene.pan[128:, 128:].values)
 
 
 def test_incomplete_or_foreign_store_is_refused(tmp_path):
