@@ -75,11 +75,11 @@ def test_a_damaged_tile_chunk_fails_its_read_instead_of_giving_other_pixels(tmp_
 
 
 def test_all_nodata_chunks_are_stored_so_a_missing_or_empty_one_fails_its_read(tmp_path, client):
-    pan, ms = GDAL_HPF
+    pan, ms = VHR  # uint16, whose fill value 0 zarr would not store
     with rasterio.open(pan) as src:
         data = src.read()
-    data[:, :256, :256] = 0  # the scene's first shard all nodata (its PAN grid starts where the MS does)
-    scene = open_scene(copy_raster(pan, tmp_path / "pan.tif", data=data), ms)
+    data[:, :256, :256] = 0  # the scene's first shard all nodata (its PAN grid is aligned to the MS one)
+    scene = open_scene(copy_raster(pan, tmp_path / "pan.tif", data=data, nodata=0), ms)
     path = tmp_path / "hole.zarr"
     store = ingest(scene, path, tile=64, block=128, client=client)
     assert not store.pan[:128, :128].values.any()
