@@ -29,7 +29,7 @@ from distributed import Client, LocalCluster, Scheduler, Security, SpecCluster, 
 import pansharp_dist
 from pansharp_dist.adapt.fit import AdaptOptions, fit_adaptation
 from pansharp_dist.bench.mosaic import mosaic_pair
-from pansharp_dist.cluster import connect, install_fuser, task_spec_bytes
+from pansharp_dist.cluster import WORKER_MALLOC, connect, install_fuser, task_spec_bytes
 from pansharp_dist.errors import ClusterError, CorruptInputError
 from pansharp_dist.infer import fit, pansharpen
 from pansharp_dist.pipeline import ingest_scene, run
@@ -189,6 +189,21 @@ def test_a_gpu_fuser_on_a_cluster_without_gpu_workers_is_refused(sample_store, c
     fuser = replace(fit(sample_store, "pnn-qb", device="cpu"), device="cuda", worker_resources=(("GPU", 1),))
     with pytest.raises(ClusterError, match="needs workers with resources"):
         install_fuser(client, fuser)
+
+
+def _malloc_env() -> dict[str, str | None]:
+    return {k: os.environ.get(k) for k in WORKER_MALLOC}
+
+
+def test_local_workers_keep_freed_heap_instead_of_trimming_it_at_once(client):
+    assert list(client.run(_malloc_env).values()) == [WORKER_MALLOC] * 2
+
+
+def test_a_malloc_setting_already_in_the_environment_wins(monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1048576")
+    with connect("local", workers=1) as one:
+        [env] = one.run(_malloc_env).values()
+    assert env == {**WORKER_MALLOC, "MALLOC_TRIM_THRESHOLD_": "1048576"}
 
 
 # --------------------------------------------------------------------------- coarse tasks

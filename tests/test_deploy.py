@@ -6,6 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from pansharp_dist.cluster import WORKER_MALLOC
+
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
 
@@ -49,3 +51,4 @@ def test_slurm_example_compiles_and_dockerfiles_pin_versions():
     for name in ("Dockerfile.cpu", "Dockerfile.cuda"):
         text = (DEPLOY / "docker" / name).read_text()
         assert "torch==2.13.0" in text and "FROM " in text
+        assert all(f"{k}={v}" in text for k, v in WORKER_MALLOC.items()), f"{name} lacks the workers' malloc settings"

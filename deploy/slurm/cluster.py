@@ -9,6 +9,7 @@ import argparse
 from dask_jobqueue import SLURMCluster
 from distributed import Client
 
+from pansharp_dist.cluster import WORKER_MALLOC
 from pansharp_dist.pipeline import run
 
 
@@ -31,6 +32,7 @@ def main() -> None:
         walltime="02:00:00",
         job_extra_directives=["--gres=gpu:1"],
         worker_extra_args=["--resources", "GPU=1", "--nthreads", "1"],
+        job_script_prologue=[f"export {name}={value}" for name, value in WORKER_MALLOC.items()],
     )
     cluster.scale(jobs=args.jobs)
     with cluster, Client(cluster) as client:
