@@ -44,8 +44,8 @@ Distributed's default (``MALLOC_TRIM_THRESHOLD_=65536``) hands freed heap back
 to the kernel at once, so the next tile-sized buffer is faulted in afresh, page
 by page. With up to 256 MiB of free heap kept per worker and buffers below
 32 MiB taken from the heap, the 8192² Brovey benchmark scene ran 76 and 94 s
-instead of 99 and 109 s (alternating runs), its page faults fell from 8.4
-million to 1.1 million, and each worker's peak grew by about 120 MiB (see
+instead of 99 and 109 s (alternating runs), a run's page faults fell from 8.2
+million to 0.56 million, and each worker's peak grew by 120 to 190 MiB (see
 ``docs/benchmarks.md``). A variable already in the environment wins.
 """
 
