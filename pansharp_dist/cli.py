@@ -275,13 +275,14 @@ def bench_classical(
     work_dir: BenchWorkDir = Path("bench-work"),
     report: Report = Path("docs/benchmarks.md"),
     workers: Workers = None,
+    repeats: Annotated[int, typer.Option("--repeats", help="Back-to-back pairs of runs per size, in alternating order.")] = 2,
 ) -> None:
     """Brovey through the pipeline against gdal_pansharpen.py on mosaicked real scenes."""
     from .bench.classical import run_classical_bench
 
     with _edge():
         run_classical_bench(
-            [int(s) for s in sizes.split(",")], work_dir, report, workers=workers,
+            [int(s) for s in sizes.split(",")], work_dir, report, workers=workers, repeats=repeats,
             log=_bench_log,
         )
 
