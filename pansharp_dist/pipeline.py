@@ -15,6 +15,7 @@ import contextlib
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from .errors import InvalidParameterError, StoreError
 from .export import check_compress, check_output, write_cog
 from .infer import fit, pansharpen, tile_grid
 from .methods import is_network
+from .models import card
 from .models.network import check_device
 from .scene import Scene, open_scene
 from .store import TASK_MEGAPIXELS, block_size, ingest, open_store, store_meta, write_output
@@ -200,7 +202,11 @@ def adapt_or_reuse(
 
 
 def adapt_mode_for(method: str, adapt: str | None) -> str:
-    """The adaptation of a run: ``tailor`` by default for networks; classical methods take none."""
+    """The adaptation of a run: ``tailor`` by default for networks; classical methods take none.
+
+    Warns when a network runs unadapted although its card records that it lost
+    to a classical method or to plain upsampling on its own sensor's data.
+    """
     network = is_network(method)
     if adapt is None:
         return "tailor" if network else "none"
@@ -208,6 +214,15 @@ def adapt_mode_for(method: str, adapt: str | None) -> str:
         raise InvalidParameterError(f"--adapt must be one of {', '.join(MODES)}, got {adapt!r}")
     if adapt != "none" and not network:
         raise InvalidParameterError(f"--adapt {adapt} applies to network methods only, not to {method}")
+    failed = [c for c in card(method).native_checks if not c.passed] if network else []
+    if failed:
+        c = failed[0]
+        warnings.warn(
+            f"{method} failed its own-sensor check on {c.data} (ERGAS {c.ergas:.2f}, {c.best_ergas[0]} "
+            f"{c.best_ergas[1]:.2f}; SAM {c.sam:.2f}, {c.best_sam[0]} {c.best_sam[1]:.2f}): run unadapted, it may "
+            "do worse than plain upsampling or a classical method; use --adapt tailor, or see docs/quality.md",
+            stacklevel=2,
+        )
     return adapt
 
 

@@ -3,6 +3,7 @@ radiometry, networks on the tile pipeline (tiled equals single pass), the CLI, a
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,20 @@ import torch
 from conftest import DATA, GDAL_HPF, QB, WV2_MAT, cli, read_cog
 
 from pansharp_dist import open_scene
-from pansharp_dist.bench.networks import PATCHES, _native_verdict, patch_scores, reduced_scores
-from pansharp_dist.errors import BandCountError, CorruptInputError, InvalidParameterError
+from pansharp_dist.bench.networks import PATCHES, patch_scores, reduced_scores
+from pansharp_dist.errors import BandCountError, CorruptInputError, InputNotFoundError, InvalidParameterError
 from pansharp_dist.infer import OutputSpec, fit, pansharpen, render
 from pansharp_dist.methods import method_names
-from pansharp_dist.models import ARCHITECTURES, card, import_checkpoint, list_models, load
+from pansharp_dist.models import (
+    ARCHITECTURES,
+    NativeCheck,
+    card,
+    import_checkpoint,
+    list_models,
+    load,
+    record_native_checks,
+)
+from pansharp_dist.pipeline import adapt_mode_for
 from pansharp_dist.models.radiometry import radiometry_for
 from pansharp_dist.sensors import UNKNOWN, get_sensor
 from pansharp_dist.store import scene_stats
@@ -109,7 +119,7 @@ def test_models_cli_lists_and_imports(tmp_path):
     done = cli("models", "import", str(WEIGHTS / "WV4_pnn.pth"), "--arch", "pnn", "--sensor", "wv4",
                "--out", str(tmp_path), "--json")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["id"] == "pnn-ge1"
+    assert json.loads(done.stdout)["id"] == "pnn-ge1" and json.loads(done.stdout)["native_checks"] == []
     assert (tmp_path / "pnn-ge1.safetensors").is_file()
     missing = cli("models", "import", str(tmp_path / "nope.pth"), "--arch", "pnn", "--sensor", "qb")
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
@@ -121,7 +131,7 @@ def test_wv3_ports_beat_exp_and_classical_on_pancollection_patches():
     classical = method_names("classical")
     nets = [f"{a}-wv3" for a in ARCHITECTURES]
     scores = patch_scores(DATA / PATCHES.pan, classical + nets, count=12)
-    assert _native_verdict(scores, classical, nets) == {net: "yes" for net in nets}
+    assert _failing(scores, classical, nets) == []
     assert scores["fusionnet-wv3"]["ERGAS"] < 0.55 * scores["EXP"]["ERGAS"]
 
 
@@ -129,7 +139,48 @@ def test_wv2_ports_beat_exp_and_classical_on_imgwv2(wv2_scene):
     classical = method_names("classical")
     nets = [f"{a}-wv2" for a in ARCHITECTURES]
     scores = reduced_scores(wv2_scene, classical + nets)
-    assert _native_verdict(scores, classical, nets) == {net: "yes" for net in nets}
+    assert _failing(scores, classical, nets) == []
+
+
+def _failing(scores: dict, classical: list[str], nets: list[str]) -> list[str]:
+    return [n for n in nets if not NativeCheck.from_scores("data", n, scores, ["EXP", *classical]).passed]
+
+
+def test_a_native_check_is_recorded_in_the_card(tmp_path):
+    import_checkpoint(WEIGHTS / "WV4_pnn.pth", "pnn", "ge1", tmp_path)
+    before = (tmp_path / "pnn-ge1.safetensors").read_bytes()
+    scores = {"EXP": {"ERGAS": 3.0, "SAM": 2.0}, "gsa": {"ERGAS": 2.0, "SAM": 2.5}, "pnn-ge1": {"ERGAS": 1.9, "SAM": 2.1}}
+    check = NativeCheck.from_scores("imgGE1", "pnn-ge1", scores, ["EXP", "gsa"])
+    assert (check.best_ergas, check.best_sam, check.passed) == (("gsa", 2.0), ("EXP", 2.0), False)
+    scores["pnn-ge1"]["SAM"] = 1.9
+    passing = NativeCheck.from_scores("other", "pnn-ge1", scores, ["EXP", "gsa"])
+    assert passing.passed
+    (meta,) = record_native_checks({"pnn-ge1": [check, passing]}, tmp_path)
+    assert meta.native_checks == (check, passing) and meta.native_verdict == "fails on imgGE1"
+    assert (tmp_path / "pnn-ge1.safetensors").read_bytes() == before and meta.sha256 == card("pnn-ge1").sha256
+    with pytest.raises(InputNotFoundError, match="no model card for dicnn-qb"):
+        record_native_checks({"dicnn-qb": [check]}, tmp_path)
+
+
+def test_every_shipped_card_carries_its_own_sensor_check():
+    for meta in list_models():
+        assert [c.data for c in meta.native_checks] == (
+            ["fusionnet_wv3_patches", "gdal_hpf_wv3"] if meta.sensor == "wv3"
+            else {"wv2": ["imgWV2"], "qb": ["msdcnn QuickBird"], "ge1": ["imgGE1"]}[meta.sensor]
+        ), meta.id
+        assert meta.native_verdict == ("pass" if all(c.passed for c in meta.native_checks) else
+                                       "fails on " + ", ".join(c.data for c in meta.native_checks if not c.passed))
+
+
+def test_a_network_that_failed_its_own_sensor_check_warns_when_run_unadapted():
+    failing = next(c.id for c in list_models() if c.native_verdict.startswith("fails on"))
+    passing = next(c.id for c in list_models() if c.native_verdict == "pass")
+    with pytest.warns(UserWarning, match=rf"{failing} failed its own-sensor check on .*ERGAS .*--adapt tailor"):
+        assert adapt_mode_for(failing, "none") == "none"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert adapt_mode_for(failing, None) == "tailor"
+        assert adapt_mode_for(passing, "none") == "none"
 
 
 # --------------------------------------------------------------------------- radiometry

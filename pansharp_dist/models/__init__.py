@@ -6,11 +6,13 @@
 from .backbones import ARCHITECTURES, Backbone, Inputs
 from .checkpoints import (
     ModelCard,
+    NativeCheck,
     card,
     import_checkpoint,
     list_models,
     load,
     model_ids,
+    record_native_checks,
 )
 from .radiometry import Radiometry, radiometry_for
 
@@ -19,6 +21,7 @@ __all__ = [
     "Backbone",
     "Inputs",
     "ModelCard",
+    "NativeCheck",
     "Radiometry",
     "card",
     "import_checkpoint",
@@ -26,4 +29,5 @@ __all__ = [
     "load",
     "model_ids",
     "radiometry_for",
+    "record_native_checks",
 ]

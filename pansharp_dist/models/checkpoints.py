@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -48,6 +48,37 @@ DEFAULT_P99 = 0.5
 
 
 @dataclass(frozen=True)
+class NativeCheck:
+    """A checkpoint's reduced-resolution score on one dataset of its own sensor (``bench networks``).
+
+    Attributes:
+        data: the dataset (``gdal_hpf_wv3``).
+        ergas: the network's ERGAS (lower is better).
+        sam: the network's SAM, degrees.
+        best_ergas: ``(method, ERGAS)`` of the best of EXP and the classical methods.
+        best_sam: ``(method, SAM)`` of the best of EXP and the classical methods.
+    """
+
+    data: str
+    ergas: float
+    sam: float
+    best_ergas: tuple[str, float]
+    best_sam: tuple[str, float]
+
+    @property
+    def passed(self) -> bool:
+        """Whether the network beats EXP and every classical method on both ERGAS and SAM."""
+        return self.ergas < self.best_ergas[1] and self.sam < self.best_sam[1]
+
+    @classmethod
+    def from_scores(cls, data: str, network: str, scores: dict[str, dict[str, float]],
+                    baselines: list[str]) -> "NativeCheck":
+        """The check of ``network`` from ``{method: {"ERGAS": ..., "SAM": ...}}`` of a reduced-resolution run."""
+        best = {k: min(((b, scores[b][k]) for b in baselines), key=lambda pair: pair[1]) for k in ("ERGAS", "SAM")}
+        return cls(data, scores[network]["ERGAS"], scores[network]["SAM"], best["ERGAS"], best["SAM"])
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """What a checkpoint is and where it came from.
 
@@ -66,6 +97,9 @@ class ModelCard:
         sha256: of the ``.safetensors`` file.
         source: where the original came from, and its file name and SHA-256.
         licence: licence of the weights.
+        native_checks: its scores on data of its own sensor, written by ``pansharp-dist bench
+            networks`` (empty until that has run): a network that fails one scores worse than
+            plain upsampling or a classical method there.
     """
 
     id: str
@@ -82,6 +116,15 @@ class ModelCard:
     sha256: str
     source: str
     licence: str
+    native_checks: tuple[NativeCheck, ...] = ()
+
+    @property
+    def native_verdict(self) -> str:
+        """``"pass"``, ``"not run"``, or ``"fails on <data>, ..."`` (see :attr:`native_checks`)."""
+        if not self.native_checks:
+            return "not run"
+        failed = [c.data for c in self.native_checks if not c.passed]
+        return f"fails on {', '.join(failed)}" if failed else "pass"
 
 
 def _sha256(path: Path) -> str:
@@ -166,7 +209,7 @@ def import_checkpoint(path: str | Path, arch: str, sensor: str, out_dir: str | P
         source=f"{PANCOLLECTION_SOURCE}; file {path.name}, sha256 {_sha256(path)}",
         licence=PANCOLLECTION_LICENCE,
     )
-    (out_dir / f"{model_id}.json").write_text(json.dumps(asdict(card), indent=2) + "\n")
+    _write_card(card, out_dir)
     return card
 
 
@@ -178,7 +221,36 @@ def _read_card(path: Path) -> ModelCard:
     values = json.loads(path.read_text())
     values["bands"] = tuple(values["bands"])
     values["input_p99_ms"] = tuple(values["input_p99_ms"])
+    values["native_checks"] = tuple(
+        NativeCheck(**(c | {"best_ergas": tuple(c["best_ergas"]), "best_sam": tuple(c["best_sam"])}))
+        for c in values.get("native_checks", ())
+    )
     return ModelCard(**values)
+
+
+def _write_card(meta: ModelCard, folder: Path) -> None:
+    """``<id>.json`` in ``folder``, written under a temporary name and renamed: never half a card."""
+    tmp = folder / f".{meta.id}.json.tmp"
+    tmp.write_text(json.dumps(asdict(meta), indent=2) + "\n")
+    tmp.replace(folder / f"{meta.id}.json")
+
+
+def record_native_checks(checks: dict[str, list[NativeCheck]], folder: str | Path | None = None) -> list[ModelCard]:
+    """Write ``{model id: checks}`` into the cards in ``folder`` (default: the shipped cards).
+
+    The cards' other fields and the weights are left as they are. Returns the
+    cards as read back from ``folder``.
+    """
+    folder = Path(folder) if folder is not None else _shipped()
+    missing = [i for i in checks if not (folder / f"{i}.json").is_file()]
+    if missing:
+        raise InputNotFoundError(
+            f"no model card for {', '.join(missing)} in {folder}: import the checkpoint first (pansharp-dist models import)"
+        )
+    for model_id, found in checks.items():
+        _write_card(replace(_read_card(folder / f"{model_id}.json"), native_checks=tuple(found)), folder)
+    _shipped_cards.cache_clear()
+    return [_read_card(folder / f"{i}.json") for i in checks]
 
 
 @lru_cache(maxsize=1)
