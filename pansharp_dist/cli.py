@@ -364,10 +364,11 @@ def adapt(
             tmp.unlink(missing_ok=True)
     summary = {"out": str(out), "bytes": out.stat().st_size, "model": model, "mode": mode, "steps": report.steps,
                "seconds": round(report.seconds, 3), "tiles": report.tiles, "stopped": report.stopped,
-               "terms": report.terms}
+               "kept_step": report.kept_step, "terms": report.terms}
     typer.echo(json.dumps(summary) if json_out else
                f"wrote {out} ({summary['bytes'] / 1e3:.1f} KB): {report.steps} steps in {report.seconds:.1f} s "
-               f"on {len(report.tiles)} tiles, stopped: {report.stopped}")
+               f"on {len(report.tiles)} tiles, stopped: {report.stopped}; kept the weights before step "
+               f"{report.kept_step} (lowest loss)")
 
 
 @models_app.command("list")
@@ -383,16 +384,17 @@ def models_list(json_out: Json = False) -> None:
         return
     table = Table(title="pretrained networks: <architecture>-<sensor> ids for --method")
     table.add_column("id", no_wrap=True)
-    for col in ("bands", "weights", "receptive radius (PAN px)", "own-sensor check"):
+    for col in ("bands", "weights", "receptive radius (PAN px)", "own-sensor check", "adapted (tailor)"):
         table.add_column(col)
     for c in cards:
-        verdict = c.native_verdict if c.native_verdict in ("pass", "not run") else f"[yellow]{c.native_verdict}[/]"
-        table.add_row(c.id, str(len(c.bands)), f"{c.parameters:,}", str(c.receptive_radius), verdict)
+        verdicts = [c.native_verdict(mode) for mode in ("none", "tailor")]
+        table.add_row(c.id, str(len(c.bands)), f"{c.parameters:,}", str(c.receptive_radius),
+                      *(v if v in ("pass", "not run") else f"[yellow]{v}[/]" for v in verdicts))
     Console().print(table)
     err.print("weights: DLPan-Toolbox (GPL-2.0); attribution in pansharp_dist/models/weights/README.md", highlight=False)
     err.print("own-sensor check: beats plain upsampling and every classical method on ERGAS and SAM, "
-              "reduced resolution, on data of the sensor it was trained on (pansharp-dist bench networks; "
-              "docs/quality.md)", highlight=False)
+              "reduced resolution, on data of the sensor it was trained on, as trained and adapted to the "
+              "scene by the Feature Tailor (pansharp-dist bench networks; docs/quality.md)", highlight=False)
 
 
 @models_app.command("import")

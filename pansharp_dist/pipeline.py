@@ -204,23 +204,24 @@ def adapt_or_reuse(
 def adapt_mode_for(method: str, adapt: str | None) -> str:
     """The adaptation of a run: ``tailor`` by default for networks; classical methods take none.
 
-    Warns when a network runs unadapted although its card records that it lost
-    to a classical method or to plain upsampling on its own sensor's data.
+    Warns when the network's card records that, run this way, it lost to plain
+    upsampling or a classical method on data of its own sensor.
     """
     network = is_network(method)
     if adapt is None:
-        return "tailor" if network else "none"
+        adapt = "tailor" if network else "none"
     if adapt not in MODES:
         raise InvalidParameterError(f"--adapt must be one of {', '.join(MODES)}, got {adapt!r}")
     if adapt != "none" and not network:
         raise InvalidParameterError(f"--adapt {adapt} applies to network methods only, not to {method}")
-    failed = [c for c in card(method).native_checks if not c.passed] if network else []
+    failed = card(method).native_failures(adapt) if network else []
     if failed:
         c = failed[0]
+        how = "unadapted" if adapt == "none" else f"with --adapt {adapt}"
         warnings.warn(
-            f"{method} failed its own-sensor check on {c.data} (ERGAS {c.ergas:.2f}, {c.best_ergas[0]} "
-            f"{c.best_ergas[1]:.2f}; SAM {c.sam:.2f}, {c.best_sam[0]} {c.best_sam[1]:.2f}): run unadapted, it may "
-            "do worse than plain upsampling or a classical method; use --adapt tailor, or see docs/quality.md",
+            f"{method} failed its own-sensor check {how} on {c.data} (ERGAS {c.ergas:.2f}, {c.best_ergas[0]} "
+            f"{c.best_ergas[1]:.2f}; SAM {c.sam:.2f}, {c.best_sam[0]} {c.best_sam[1]:.2f}): it may do worse than "
+            "plain upsampling or a classical method; see pansharp-dist models list and docs/quality.md",
             stacklevel=2,
         )
     return adapt
@@ -229,7 +230,8 @@ def adapt_mode_for(method: str, adapt: str | None) -> str:
 def _adaptation_summary(report: AdaptReport) -> dict:
     return {
         "mode": report.mode, "steps": report.steps, "seconds": round(report.seconds, 3), "tiles": len(report.tiles),
-        "stopped": report.stopped, "final_loss": round(report.losses[-1], 6) if report.losses else None,
+        "stopped": report.stopped, "kept_step": report.kept_step,
+        "kept_loss": round(report.kept_loss, 6) if report.kept_loss is not None else None,
         "terms": {k: round(v, 6) for k, v in report.terms.items()},
     }
 

@@ -182,6 +182,19 @@ def test_tailor_fit_lowers_the_loss_and_keeps_to_its_budgets(wv2_scene):
     assert none == base and nothing.steps == 0
 
 
+def test_the_fit_returns_the_weights_of_the_lowest_loss_it_saw(wv2_scene):
+    base = fit(wv2_scene, "fusionnet-wv3")
+    spec = OutputSpec.for_scene(wv2_scene)
+    pan, ms = wv2_scene.pan.values[:256, :256], wv2_scene.ms.values[:, :64, :64]
+    diverged, report = fit_adaptation(wv2_scene, base, "tailor", replace(FAST, lr=1.0, steps=20))
+    assert min(report.losses[1:]) > report.losses[0]  # a step of 1.0 wrecks the tailor at once
+    assert (report.kept_step, report.kept_loss) == (0, report.losses[0])
+    np.testing.assert_array_equal(render(diverged, pan, ms, spec), render(base, pan, ms, spec))
+    _, report = fit_adaptation(wv2_scene, base, "tailor", FAST)
+    assert report.kept_loss <= min(report.losses) < report.losses[0] and 0 < report.kept_step <= report.steps
+    assert report.kept_step == report.steps or report.kept_loss == report.losses[report.kept_step]
+
+
 def test_the_fit_is_reproducible_whether_or_not_the_backbone_was_loaded_before(wv2_scene):
     from pansharp_dist.models.network import resident
 

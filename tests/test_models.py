@@ -151,36 +151,39 @@ def test_a_native_check_is_recorded_in_the_card(tmp_path):
     before = (tmp_path / "pnn-ge1.safetensors").read_bytes()
     scores = {"EXP": {"ERGAS": 3.0, "SAM": 2.0}, "gsa": {"ERGAS": 2.0, "SAM": 2.5}, "pnn-ge1": {"ERGAS": 1.9, "SAM": 2.1}}
     check = NativeCheck.from_scores("imgGE1", "pnn-ge1", scores, ["EXP", "gsa"])
-    assert (check.best_ergas, check.best_sam, check.passed) == (("gsa", 2.0), ("EXP", 2.0), False)
-    scores["pnn-ge1"]["SAM"] = 1.9
-    passing = NativeCheck.from_scores("other", "pnn-ge1", scores, ["EXP", "gsa"])
-    assert passing.passed
-    (meta,) = record_native_checks({"pnn-ge1": [check, passing]}, tmp_path)
-    assert meta.native_checks == (check, passing) and meta.native_verdict == "fails on imgGE1"
+    assert (check.best_ergas, check.best_sam, check.adapt, check.passed) == (("gsa", 2.0), ("EXP", 2.0), "none", False)
+    scores["pnn-ge1 adapted"] = {"ERGAS": 1.9, "SAM": 1.9}
+    adapted = NativeCheck.from_scores("imgGE1", "pnn-ge1 adapted", scores, ["EXP", "gsa"], adapt="tailor")
+    assert adapted.passed
+    (meta,) = record_native_checks({"pnn-ge1": [check, adapted]}, tmp_path)
+    assert meta.native_checks == (check, adapted)
+    assert (meta.native_verdict("none"), meta.native_verdict("tailor"), meta.native_verdict("full")) == (
+        "fails on imgGE1", "pass", "not run")
     assert (tmp_path / "pnn-ge1.safetensors").read_bytes() == before and meta.sha256 == card("pnn-ge1").sha256
     with pytest.raises(InputNotFoundError, match="no model card for dicnn-qb"):
         record_native_checks({"dicnn-qb": [check]}, tmp_path)
 
 
-def test_every_shipped_card_carries_its_own_sensor_check():
+def test_every_shipped_card_carries_its_own_sensor_checks():
     for meta in list_models():
-        assert [c.data for c in meta.native_checks] == (
-            ["fusionnet_wv3_patches", "gdal_hpf_wv3"] if meta.sensor == "wv3"
-            else {"wv2": ["imgWV2"], "qb": ["msdcnn QuickBird"], "ge1": ["imgGE1"]}[meta.sensor]
+        own = {"wv3": ["gdal_hpf_wv3"], "wv2": ["imgWV2"], "qb": ["msdcnn QuickBird"], "ge1": ["imgGE1"]}[meta.sensor]
+        as_trained = ["fusionnet_wv3_patches", *own] if meta.sensor == "wv3" else own
+        assert [(c.data, c.adapt) for c in meta.native_checks] == (
+            [(d, "none") for d in as_trained] + [(d, "tailor") for d in own]
         ), meta.id
-        assert meta.native_verdict == ("pass" if all(c.passed for c in meta.native_checks) else
-                                       "fails on " + ", ".join(c.data for c in meta.native_checks if not c.passed))
 
 
-def test_a_network_that_failed_its_own_sensor_check_warns_when_run_unadapted():
-    failing = next(c.id for c in list_models() if c.native_verdict.startswith("fails on"))
-    passing = next(c.id for c in list_models() if c.native_verdict == "pass")
-    with pytest.warns(UserWarning, match=rf"{failing} failed its own-sensor check on .*ERGAS .*--adapt tailor"):
-        assert adapt_mode_for(failing, "none") == "none"
+@pytest.mark.parametrize("adapt", ["none", "tailor"])
+def test_a_network_that_failed_its_own_sensor_check_warns(adapt):
+    failing = next(c.id for c in list_models() if c.native_failures(adapt))
+    passing = next(c.id for c in list_models() if c.native_verdict(adapt) == "pass")
+    given = None if adapt == "tailor" else adapt  # the default for a network is the tailor
+    with pytest.warns(UserWarning, match=rf"{failing} failed its own-sensor check .*on .*ERGAS .*models list"):
+        assert adapt_mode_for(failing, given) == adapt
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert adapt_mode_for(failing, None) == "tailor"
-        assert adapt_mode_for(passing, "none") == "none"
+        assert adapt_mode_for(passing, given) == adapt
+        assert adapt_mode_for("brovey", None) == "none"
 
 
 # --------------------------------------------------------------------------- radiometry

@@ -44,7 +44,12 @@ MODES = ("tailor", "full", "none")
 
 @dataclass
 class AdaptReport:
-    """What a fit did: mode, steps, seconds, tiles (grid indices), loss per step, final terms, why it stopped."""
+    """What a fit did: mode, steps, seconds, tiles (grid indices), loss per step, final terms, why it stopped.
+
+    ``losses[i]`` is the loss of the weights before step ``i`` (``losses[0]``: the backbone's own).
+    The fit returns the weights of the lowest loss it saw: those before step ``kept_step``
+    (``kept_step == steps``: the weights after the last step), whose loss is ``kept_loss``.
+    """
 
     mode: str
     steps: int = 0
@@ -53,6 +58,8 @@ class AdaptReport:
     losses: list[float] = field(default_factory=list)
     terms: dict[str, float] = field(default_factory=dict)
     stopped: str = "not trained"
+    kept_step: int = 0
+    kept_loss: float | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +143,7 @@ def fit_adaptation(
             spec=asdict(module.spec),
             losses={**options.weights.as_dict(), "degradation": options.degradation},
             steps=report.steps, seconds=round(report.seconds, 3),
-            tiles=report.tiles, loss_history=[round(v, 6) for v in report.losses],
+            tiles=report.tiles, loss_history=[round(v, 6) for v in report.losses], kept_step=report.kept_step,
         )
         data = tailor_bytes(module.cpu(), card)
     else:
@@ -166,9 +173,12 @@ def _train(
 
     step = _GraphedStep(eager) if graph else eager
     best, since = float("inf"), 0
+    kept, report.kept_loss = None, float("inf")
     pending: list[Tensor] = []
+    weights_before: list[list[Tensor]] = []  # of each pending step: a few kilobytes for a tailor
     report.stopped = "steps"
     for i in range(options.steps):
+        weights_before.append([p.detach().clone() for p in params])
         total, terms = step()
         pending.append(total)
         report.steps = i + 1
@@ -178,18 +188,34 @@ def _train(
         pending.clear()
         report.losses += values
         report.terms = {k: float(v) for k, v in terms.items()}
-        for value in values:
+        for j, (value, weights) in enumerate(zip(values, weights_before), start=len(report.losses) - len(values)):
+            if value < report.kept_loss:
+                kept, report.kept_loss, report.kept_step = weights, value, j
             if value < best * (1 - options.min_delta):
                 best, since = value, 0
             else:
                 since += 1
+        weights_before.clear()
         if since >= options.patience:
             report.stopped = "converged"
             break
         if time.perf_counter() - start > options.seconds:
             report.stopped = "time budget"
             break
+    _keep_best(params, kept, forward, objective, report)
     report.seconds = time.perf_counter() - start
+
+
+def _keep_best(params: list[Tensor], kept: list[Tensor] | None, forward, objective, report: AdaptReport) -> None:
+    """Leave in ``params`` the weights of the lowest loss: the last step's, or ``kept`` (a copy of earlier ones)."""
+    with torch.no_grad():
+        final = float(objective(forward())[0])
+    if kept is None or final <= report.kept_loss:
+        report.kept_step, report.kept_loss = report.steps, final
+        return
+    with torch.no_grad():
+        for p, value in zip(params, kept):
+            p.copy_(value)
 
 
 class _GraphedStep:

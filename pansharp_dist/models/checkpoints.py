@@ -57,6 +57,8 @@ class NativeCheck:
         sam: the network's SAM, degrees.
         best_ergas: ``(method, ERGAS)`` of the best of EXP and the classical methods.
         best_sam: ``(method, SAM)`` of the best of EXP and the classical methods.
+        adapt: how the network ran: ``none`` (as trained) or ``tailor`` (adapted to the
+            degraded scene first, as a run does by default).
     """
 
     data: str
@@ -64,6 +66,7 @@ class NativeCheck:
     sam: float
     best_ergas: tuple[str, float]
     best_sam: tuple[str, float]
+    adapt: str = "none"
 
     @property
     def passed(self) -> bool:
@@ -72,10 +75,10 @@ class NativeCheck:
 
     @classmethod
     def from_scores(cls, data: str, network: str, scores: dict[str, dict[str, float]],
-                    baselines: list[str]) -> "NativeCheck":
+                    baselines: list[str], adapt: str = "none") -> "NativeCheck":
         """The check of ``network`` from ``{method: {"ERGAS": ..., "SAM": ...}}`` of a reduced-resolution run."""
         best = {k: min(((b, scores[b][k]) for b in baselines), key=lambda pair: pair[1]) for k in ("ERGAS", "SAM")}
-        return cls(data, scores[network]["ERGAS"], scores[network]["SAM"], best["ERGAS"], best["SAM"])
+        return cls(data, scores[network]["ERGAS"], scores[network]["SAM"], best["ERGAS"], best["SAM"], adapt)
 
 
 @dataclass(frozen=True)
@@ -118,13 +121,16 @@ class ModelCard:
     licence: str
     native_checks: tuple[NativeCheck, ...] = ()
 
-    @property
-    def native_verdict(self) -> str:
-        """``"pass"``, ``"not run"``, or ``"fails on <data>, ..."`` (see :attr:`native_checks`)."""
-        if not self.native_checks:
+    def native_failures(self, adapt: str = "none") -> list[NativeCheck]:
+        """The own-sensor checks the network failed when run with adaptation ``adapt``."""
+        return [c for c in self.native_checks if c.adapt == adapt and not c.passed]
+
+    def native_verdict(self, adapt: str = "none") -> str:
+        """``"pass"``, ``"not run"``, or ``"fails on <data>, ..."``: the checks run with ``adapt``."""
+        if not any(c.adapt == adapt for c in self.native_checks):
             return "not run"
-        failed = [c.data for c in self.native_checks if not c.passed]
-        return f"fails on {', '.join(failed)}" if failed else "pass"
+        failed = self.native_failures(adapt)
+        return f"fails on {', '.join(c.data for c in failed)}" if failed else "pass"
 
 
 def _sha256(path: Path) -> str:

@@ -91,7 +91,11 @@ class Tailored(nn.Module):
 
 @dataclass
 class TailorCard:
-    """Where a tailor came from: what it adapts, to which scene, and how it was trained."""
+    """Where a tailor came from: what it adapts, to which scene, and how it was trained.
+
+    ``kept_step``: the weights are those before that training step (``steps``: after the last;
+    0: the untrained tailor, which reproduces the backbone), the lowest loss the fit saw.
+    """
 
     backbone: str
     backbone_sha256: str
@@ -102,6 +106,7 @@ class TailorCard:
     seconds: float
     tiles: list = field(default_factory=list)
     loss_history: list = field(default_factory=list)
+    kept_step: int | None = None
 
 
 def tailor_bytes(tailor: Tailor, card: TailorCard) -> bytes:
