@@ -3,8 +3,9 @@
 Two tables for ``docs/quality.md``:
 
 * **native**: each network on data of the sensor it was trained on, reduced
-  resolution, against the upsampled MS (EXP) and every classical method: the
-  check that the ports are right;
+  resolution, as trained and adapted by the tailor, against the upsampled MS
+  (EXP) and every classical method: the check that the ports are right, which
+  is also recorded in the model cards;
 * **cross-sensor**: each 8-band network on both 8-band sensors and each 4-band
   network on every 4-band scene, reduced and full resolution, with the native
   network's row where one exists: the gap the Feature Tailor has to close.
@@ -122,7 +123,11 @@ def _native_spacenet_ms(path: Path, work: Path) -> Path:
 
 def native_table(data: Path, log: Callable[[str], None],
                  patches: int | None = None) -> tuple[str, dict[str, list[NativeCheck]]]:
-    """Markdown: each network on its own sensor's data against EXP and the classical methods; and the checks."""
+    """Markdown: each network on its own sensor's data against EXP and the classical methods; and the checks.
+
+    On whole scenes each network runs as trained and adapted by the tailor (rows ``<id> + tailor``);
+    on the WV3 patches as trained only.
+    """
     baselines = ["EXP", *method_names("classical")]
     sections, checks = [], {}
     for sensor, datasets in NATIVE.items():
@@ -211,8 +216,10 @@ def run_networks_bench(report: Path, work: Path, log: Callable[[str], None] = la
         "",
         "### Native sensor: are the ports right?",
         "",
-        "Each network's verdict is written into its model card (`native_checks`) and shown by",
-        "`pansharp-dist models list`; an unadapted run of a network that fails it warns.",
+        "`<id> + tailor` rows: the network adapted to the degraded scene by the Feature Tailor first",
+        "(default options, what `run` does by default; not on the patches). Each verdict is written into",
+        "the network's model card (`native_checks`) and shown by `pansharp-dist models list`; a run of a",
+        "network that failed it in the run's mode warns.",
         "",
         native,
         "### Cross-sensor: the gap the Feature Tailor has to close",
