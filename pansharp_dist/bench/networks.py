@@ -134,24 +134,20 @@ def native_table(data: Path, log: Callable[[str], None],
         nets = [f"{arch}-{sensor}" for arch in ARCHS]
         for ds in datasets:
             log(f"native {ds.label} ...")
+            rows = [(net, net, "none") for net in nets]  # (table row, network, adaptation)
             if ds is PATCHES:
                 scores = patch_scores(data / ds.pan, baselines[1:] + nets, patches)
-                modes = ("none",)
             else:
                 scene = open_scene(data / ds.pan, data / ds.ms, ds.sensor)
                 scores = reduced_scores(scene, baselines[1:] + nets)
                 tailored = reduced_scores(scene, nets, adapt="tailor")
                 scores |= {f"{net} {TAILORED}": tailored[net] for net in nets}
-                modes = ("none", "tailor")
-            found = {
-                (net, mode): NativeCheck.from_scores(ds.label.split(" (")[0], net if mode == "none" else f"{net} {TAILORED}",
-                                                     scores, baselines, adapt=mode)
-                for mode in modes for net in nets
-            }
-            for (net, _), check in found.items():
+                rows += [(f"{net} {TAILORED}", net, "tailor") for net in nets]
+            verdicts = {}
+            for row, net, mode in rows:
+                check = NativeCheck.from_scores(ds.label.split(" (")[0], row, scores, baselines, adapt=mode)
                 checks.setdefault(net, []).append(check)
-            verdicts = {net if m == "none" else f"{net} {TAILORED}": "yes" if c.passed else "**no**"
-                        for (net, m), c in found.items()}
+                verdicts[row] = "yes" if check.passed else "**no**"
             sections.append(_table(ds.label, scores, REDUCED, verdicts))
     return "\n".join(sections), checks
 
