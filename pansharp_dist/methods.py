@@ -127,7 +127,20 @@ def fit_method(
         options: method-specific options (``weights`` for Brovey; ``device``, ``half``,
             ``batch`` for networks).
     """
-    fit = _registry().get(name.lower())
-    if fit is None:
-        raise UnknownMethodError(f"unknown method {name!r}; choose one of {', '.join(method_names())}")
-    return fit(stats, ratio, sensor, **options)
+    return _registry()[check_method(name)](stats, ratio, sensor, **options)
+
+
+def check_method(name: str) -> str:
+    """``name`` in lower case, the key of a registered method.
+
+    Raises:
+        UnknownMethodError: no method is called ``name``; the message lists those there are (and says
+            why, for a network that is not shipped).
+    """
+    if name.lower() not in _registry():
+        from .models.checkpoints import withheld_note
+
+        raise UnknownMethodError(
+            f"unknown method {name!r}; choose one of {', '.join(method_names())}{withheld_note(name)}"
+        )
+    return name.lower()

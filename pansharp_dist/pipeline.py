@@ -25,7 +25,7 @@ from .cluster import connect
 from .errors import InvalidParameterError, StoreError
 from .export import check_compress, check_output, write_cog
 from .infer import fit, pansharpen, tile_grid
-from .methods import is_network
+from .methods import check_method, is_network
 from .models import card
 from .models.network import check_device
 from .scene import Scene, open_scene
@@ -204,10 +204,13 @@ def adapt_or_reuse(
 def adapt_mode_for(method: str, adapt: str | None) -> str:
     """The adaptation of a run: ``tailor`` by default for networks; classical methods take none.
 
+    Refuses an unknown method (:class:`~pansharp_dist.errors.UnknownMethodError`) and an unknown or
+    inapplicable adaptation (:class:`~pansharp_dist.errors.InvalidParameterError`), before any work.
+
     Warns when the network's card records that, run this way, it lost to plain
     upsampling or a classical method on data of its own sensor.
     """
-    network = is_network(method)
+    network = is_network(check_method(method))
     if adapt is None:
         adapt = "tailor" if network else "none"
     if adapt not in MODES:

@@ -143,7 +143,7 @@ def test_a_tls_scheduler_is_joined_with_a_dask_config_file(tmp_path):
 # --------------------------------------------------------------------------- resident networks, GPU resource
 
 
-@pytest.mark.parametrize("model", ["fusionnet-qb", "pannet-qb", "dicnn-qb", "pnn-qb"])
+@pytest.mark.parametrize("model", ["fusionnet-qb", "pannet-qb", "pnn-ge1"])
 def test_tasks_carry_under_100_kb_whatever_the_model_and_adaptation(sample_store, model):
     options = AdaptOptions(steps=2, k=2, patch=32)
     base = fit(sample_store, model, device="cpu")
@@ -157,7 +157,7 @@ def test_tasks_carry_under_100_kb_whatever_the_model_and_adaptation(sample_store
 
 
 def test_an_adapted_network_runs_on_workers_that_got_it_by_plugin(sample_store, client):
-    base = fit(sample_store, "dicnn-qb", device="cpu")
+    base = fit(sample_store, "pnn-ge1", device="cpu")
     fuser, _ = fit_adaptation(sample_store, base, "tailor", AdaptOptions(steps=3, k=2, patch=32))
     local = pansharpen(sample_store, fuser, None, tile=128, block=256).data.compute(scheduler="threads")
     distributed = pansharpen(sample_store, fuser, client, tile=128, block=256).data.compute()
@@ -175,7 +175,7 @@ def test_gpu_tasks_run_only_on_workers_that_advertise_a_gpu(sample_store, tmp_pa
     with SpecCluster(workers=workers, scheduler=scheduler) as cluster, Client(cluster) as client:
         client.wait_for_workers(2)
         gpu_worker = cluster.workers["gpu"].address
-        fuser = fit(sample_store, "pnn-qb", device="cpu", resources={"GPU": 1})
+        fuser = fit(sample_store, "pnn-ge1", device="cpu", resources={"GPU": 1})
         with get_task_stream(client) as stream:
             write_output(pansharpen(sample_store, fuser, client, tile=128, block=256), tmp_path / "o.zarr", client)
         fused = [t for t in stream.data if "compute_output_block" in str(t["key"])]  # fuse and write, one task
@@ -186,7 +186,7 @@ def test_gpu_tasks_run_only_on_workers_that_advertise_a_gpu(sample_store, tmp_pa
 
 
 def test_a_gpu_fuser_on_a_cluster_without_gpu_workers_is_refused(sample_store, client):
-    fuser = replace(fit(sample_store, "pnn-qb", device="cpu"), device="cuda", worker_resources=(("GPU", 1),))
+    fuser = replace(fit(sample_store, "pnn-ge1", device="cpu"), device="cuda", worker_resources=(("GPU", 1),))
     with pytest.raises(ClusterError, match="needs workers with resources"):
         install_fuser(client, fuser)
 

@@ -107,6 +107,14 @@ def test_output_exists_without_overwrite(tmp_path):
     assert out.read_bytes() == b"precious" and _listing(tmp_path) == ["fused.tif"]
 
 
+def test_a_withheld_network_is_refused_before_any_work_with_the_reason(tmp_path):
+    result = cli("run", "--pan", str(PAN), "--ms", str(MS), "--out", str(tmp_path / "fused.tif"), "--method", "dicnn-qb",
+                 "--work-dir", str(tmp_path / "work"))
+    assert result.returncode == 2 and result.stderr.count("error:") == 1 and "Traceback" not in result.stderr
+    assert "unknown method 'dicnn-qb'; choose one of brovey" in result.stderr and "is not shipped" in result.stderr
+    assert "ingest" not in result.stderr and _listing(tmp_path) == []
+
+
 def _unwritable_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "locked"
     folder.mkdir()

@@ -2,8 +2,8 @@
 
 The bare forward (radiometry, upsampling, network) through
 :meth:`NetworkFuser.fuse <pansharp_dist.models.network.NetworkFuser.fuse>` on
-batches of real tiles cut from the embedded sample scene (QuickBird networks)
-and ``zpnn_wv3_example`` (WorldView-3 networks; small, so that a GPU machine
+batches of real tiles cut from the embedded sample scene (the 4-band networks)
+and ``zpnn_wv3_example`` (the 8-band ones; small, so that a GPU machine
 can be sent it), with the tile halo each network declares, so that the figure
 is what a worker does per tile. Host transfers are included.
 Written to ``docs/benchmarks.md``, one section per device.
@@ -29,10 +29,10 @@ from ..scene import open_scene
 from .classical import _replace_section, _shared_data
 
 SAMPLE = resources.files("pansharp_dist") / "sample"
-# (PAN, MS, scene sensor, networks of this sensor); relative paths are under ../shared/data
+# (PAN, MS, scene sensor, MS bands of the networks timed on it); relative paths are under ../shared/data
 SOURCES = (
-    (str(SAMPLE / "pan.tif"), str(SAMPLE / "ms.tif"), None, "qb"),
-    ("zpnn_wv3_example/WV3_example.mat", "zpnn_wv3_example/WV3_example.mat", "wv3", "wv3"),
+    (str(SAMPLE / "pan.tif"), str(SAMPLE / "ms.tif"), None, 4),
+    ("zpnn_wv3_example/WV3_example.mat", "zpnn_wv3_example/WV3_example.mat", "wv3", 8),
 )
 
 
@@ -100,11 +100,11 @@ def run_models_bench(
     kind = "cuda" if device.startswith("cuda") else "cpu"
     data = _shared_data()
     rows = []
-    for pan_path, ms_path, sensor, model_sensor in SOURCES:
+    for pan_path, ms_path, sensor, bands in SOURCES:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # research pairs without georeferencing
             scene = open_scene(data / pan_path, data / ms_path, sensor)
-        for meta in (c for c in list_models() if c.sensor == model_sensor):
+        for meta in (c for c in list_models() if len(c.bands) == bands):
             precisions = (True, False) if device.startswith("cuda") else (False,)
             for half in precisions:
                 fuser = fit(scene, meta.id, device=device, half=half)

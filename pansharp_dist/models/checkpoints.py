@@ -219,6 +219,19 @@ def import_checkpoint(path: str | Path, arch: str, sensor: str, out_dir: str | P
     return card
 
 
+WITHHELD = frozenset({"dicnn-wv3", "dicnn-qb", "dicnn-ge1", "pnn-qb"})
+"""DLPan-Toolbox checkpoints that are not shipped: on data of their own sensor they lost to plain upsampling
+or a classical method, as trained and adapted by the tailor (``weights/README.md``)."""
+
+
+def withheld_note(model_id: str) -> str:
+    """Why ``model_id`` is not shipped, as a sentence to append to an error; ``""`` for any other id."""
+    if model_id.lower() not in WITHHELD:
+        return ""
+    return (f" ({model_id.lower()} is not shipped: it did worse than plain upsampling or a classical method on data "
+            "of its own sensor, even adapted; see pansharp_dist/models/weights/README.md)")
+
+
 def _shipped() -> Path:
     return Path(str(resources.files("pansharp_dist.models") / WEIGHTS))
 
@@ -280,7 +293,9 @@ def card(model_id: str) -> ModelCard:
     """The card of the shipped checkpoint ``model_id``."""
     meta = _shipped_cards().get(model_id.lower())
     if meta is None:
-        raise UnknownMethodError(f"unknown model {model_id!r}; shipped models: {', '.join(model_ids())}")
+        raise UnknownMethodError(
+            f"unknown model {model_id!r}; shipped models: {', '.join(model_ids())}{withheld_note(model_id)}"
+        )
     return meta
 
 
