@@ -22,6 +22,8 @@ GDAL_HPF = (DATA / "gdal_hpf_wv3" / "pan.tif", DATA / "gdal_hpf_wv3" / "mul.tif"
 VHR = (DATA / "vhr_china_toolkit" / "pan.tif", DATA / "vhr_china_toolkit" / "ms.tif")
 WV2_MAT = DATA / "grip_unina_pnn" / "imgWV2.mat"
 QB = (DATA / "msdcnn_quickbird" / "QB-PAN.tif", DATA / "msdcnn_quickbird" / "QB-MS.tif")
+ONE_PER_ARCH = ("fusionnet-qb", "pannet-qb", "dicnn-wv2", "pnn-ge1")
+"""A shipped network of each architecture; there is no 4-band DiCNN, so dicnn-wv2 runs on ``WV2_MAT``."""
 LANDSAT = (DATA / "pansharpen_r_landsat8" / "pan_example.tif", DATA / "pansharpen_r_landsat8" / "ms_example.tif")
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from conftest import DATA, WV2_MAT, cli
+from conftest import DATA, ONE_PER_ARCH, WV2_MAT, cli
 
 from pansharp_dist import open_scene
 from pansharp_dist.adapt.fit import GRAPH_WARMUP, AdaptOptions, fit_adaptation
@@ -243,14 +243,13 @@ def test_full_fine_tuning_mode(wv2_scene):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("mode", ["tailor", "full"])
-@pytest.mark.parametrize("model", ["fusionnet-qb", "pannet-qb", "dicnn-wv2", "pnn-ge1"])  # one per architecture
+@pytest.mark.parametrize("model", ONE_PER_ARCH)
 def test_graphed_cuda_steps_follow_the_eager_ones(model, mode, monkeypatch, wv2_scene):
     # cuDNN's default weight-gradient kernels sum in no fixed order: two eager fits of the whole
     # network differed by 1e-4 after two Adam steps (pannet, H100), so compare deterministic kernels
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    four_bands = len(card(model).bands) == 4
-    scene = open_scene(SAMPLE / "pan.tif", SAMPLE / "ms.tif") if four_bands else wv2_scene
+    scene = open_scene(SAMPLE / "pan.tif", SAMPLE / "ms.tif") if len(card(model).bands) == 4 else wv2_scene
     base = fit(scene, model, device="cuda")
     options = AdaptOptions(k=8, patch=64, steps=30, patience=30)
     _, eager = fit_adaptation(scene, base, mode, replace(options, cuda_graph=False))
