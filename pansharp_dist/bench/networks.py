@@ -60,11 +60,11 @@ TAILORED = "+ tailor"
 FULL = ("D_lambda", "D_s", "HQNR")
 
 
-def shipped_networks(sensors: tuple[str, ...]) -> list[str]:
-    """Ids of the shipped networks trained on ``sensors``, sensor by sensor, each in :data:`ARCHS` order
+def shipped_networks(sensors: tuple[str, ...], archs: tuple[str, ...] = ARCHS) -> list[str]:
+    """Ids of the shipped networks of ``archs`` trained on ``sensors``, sensor by sensor, each in ``archs`` order
     (checkpoints that failed their own-sensor check even adapted are not shipped: ``models/weights/README.md``)."""
     ids = set(model_ids())
-    return [f"{arch}-{s}" for s in sensors for arch in ARCHS if f"{arch}-{s}" in ids]
+    return [f"{arch}-{s}" for s in sensors for arch in archs if f"{arch}-{s}" in ids]
 
 
 def _fused(scene: Scene, method) -> np.ndarray:

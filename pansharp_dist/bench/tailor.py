@@ -35,7 +35,6 @@ from affine import Affine
 
 from ..adapt.fit import AdaptOptions, fit_adaptation
 from ..infer import OutputSpec, fit, pansharpen, render
-from ..models import model_ids
 from ..models.network import default_device
 from ..quality.evaluate import full_resolution_scores
 from ..quality.metrics import reduced_resolution
@@ -53,6 +52,7 @@ from .networks import (
     PATCHES,
     _fused,
     _open,
+    shipped_networks,
 )
 from .quality import Dataset
 
@@ -190,9 +190,8 @@ def _write_quality(quality_report: Path, sections: list[str], options: AdaptOpti
 
 def _quality(data: Path, work: Path, archs, options: AdaptOptions, log) -> list[str]:
     sections = ["### Reduced resolution\n"]
-    shipped = set(model_ids())
     for arch in archs:
-        if not {f"{arch}-wv3", f"{arch}-wv2"} <= shipped:
+        if len(shipped_networks(("wv3", "wv2"), (arch,))) < 2:
             log(f"tailor reduced: {arch} skipped, it needs {arch}-wv3 and {arch}-wv2 and not both are shipped")
             continue
         for label, run in (
@@ -207,7 +206,7 @@ def _quality(data: Path, work: Path, archs, options: AdaptOptions, log) -> list[
     scenes = [(ds, ("qb", "ge1")) for ds in OTHER_4BAND] + [(MSDCNN_QB, ("ge1",)), (IMG_GE1, ("qb",)), (IMG_WV2, ("wv3",))]
     for arch in archs:
         for ds, sensors in scenes:
-            models = [f"{arch}-{sensor}" for sensor in sensors if f"{arch}-{sensor}" in shipped]
+            models = shipped_networks(sensors, (arch,))
             scene = _open(data, ds, work) if models else None
             for model in models:
                 log(f"tailor full resolution: {model} on {ds.label} ...")
