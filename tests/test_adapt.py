@@ -12,7 +12,7 @@ import torch
 from conftest import DATA, ONE_PER_ARCH, WV2_MAT, cli
 
 from pansharp_dist import open_scene
-from pansharp_dist.adapt.fit import GRAPH_WARMUP, AdaptOptions, fit_adaptation
+from pansharp_dist.adapt.fit import GRAPH_WARMUP, AdaptOptions, adaptation_batch, fit_adaptation
 from pansharp_dist.adapt.losses import (
     BicubicDecimation,
     LossWeights,
@@ -25,6 +25,7 @@ from pansharp_dist.adapt.sampling import (
     STRATEGIES, adaptation_grid, sample_tiles, sample_valid_tiles, tile_descriptors,
 )
 from pansharp_dist.bench.networks import PATCHES
+from pansharp_dist.bench.tailor import shared_step_seconds
 from pansharp_dist.errors import CorruptInputError, InvalidParameterError
 from pansharp_dist.infer import OutputSpec, fit, pansharpen, render
 from pansharp_dist.models import card, load
@@ -203,6 +204,19 @@ def test_the_fit_is_reproducible_whether_or_not_the_backbone_was_loaded_before(w
     first = fit_adaptation(wv2_scene, base, "tailor", AdaptOptions(k=4, patch=64, steps=5))[1]
     again = fit_adaptation(wv2_scene, base, "tailor", AdaptOptions(k=4, patch=64, steps=5))[1]
     assert first.losses == again.losses and first.tiles == again.tiles
+
+
+def test_the_benchmarks_shared_step_runs_the_fits_problem_and_trains_nothing(wv2_scene):
+    base = fit(wv2_scene, "fusionnet-wv3")
+    options = AdaptOptions(k=4, patch=64, steps=3)
+    batch = adaptation_batch(wv2_scene, base, options)
+    backbone_loss = float(batch.objective(batch.backbone.head(batch.features, batch.x))[0])
+    _, report = fit_adaptation(wv2_scene, base, "tailor", options)
+    assert batch.tiles == report.tiles and backbone_loss == report.losses[0]  # an untrained tailor is the backbone
+    before = {k: v.clone() for k, v in batch.backbone.state_dict().items()}
+    assert shared_step_seconds(wv2_scene, base, options, steps=2) > 0
+    assert all(p.grad is None for p in batch.backbone.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in batch.backbone.state_dict().items())
 
 
 def test_tailor_improves_cross_sensor_transfer_on_degraded_imgwv2(wv2_scene):

@@ -32,6 +32,7 @@ from safetensors.torch import save
 
 from ..errors import InvalidParameterError
 from ..models.checkpoints import card as model_card
+from ..models.backbones import Backbone, Inputs
 from ..models.network import NetworkFuser, resident
 from ..models.tailor import Tailor, TailorCard, TailorSpec, tailor_bytes
 from ..scene import Scene
@@ -98,6 +99,47 @@ class AdaptOptions:
     degradation: str = "mtf"
 
 
+@dataclass
+class AdaptBatch:
+    """The sampled tiles of one scene, prepared once for a fit, in model units on the fuser's device.
+
+    ``x``: the prepared PAN ``(k, 1, P, P)``, MS ``(k, C, P/r, P/r)`` and upsampled MS; ``features``:
+    the frozen backbone's ``(k, K, P', P')``; ``reference``: its output ``(k, C, P, P)``; ``rho_ref``:
+    the local correlation of the upsampled MS with the PAN (the spatial loss's floor).
+    """
+
+    tiles: list[int]
+    backbone: Backbone
+    loss: SceneLoss
+    x: Inputs
+    features: Tensor
+    reference: Tensor
+    rho_ref: Tensor
+
+    def objective(self, out: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The adaptation loss of an output ``(k, C, P, P)`` of these tiles, and its terms."""
+        return self.loss(out, self.x.ms, self.x.pan, self.rho_ref, self.reference)
+
+
+def adaptation_batch(scene: Scene, fuser: NetworkFuser, options: AdaptOptions = AdaptOptions()) -> AdaptBatch:
+    """Sample ``options.k`` tiles of ``scene`` (:mod:`.sampling`), read only those, and compute what every
+    step of a fit reuses: the prepared inputs, the frozen features and output, the spatial loss's floor."""
+    sensor = get_sensor(scene.sensor)
+    loss = SceneLoss(sensor.mtf_gains(scene.bands), scene.ratio, options.weights, degradation=options.degradation)
+    tiles, pan_np, ms_np = sample_valid_tiles(scene, adaptation_grid(scene, options.patch), options.k,
+                                              options.strategy, options.seed)
+    dev = fuser.device
+    backbone = resident(fuser.name, dev)
+    pan, ms = torch.from_numpy(pan_np[:, None]).to(dev), torch.from_numpy(ms_np).to(dev)
+    ms_scale = torch.tensor(fuser.ms_scale, device=dev).view(1, -1, 1, 1)
+    with torch.no_grad():
+        x = backbone.prepare(pan, ms, fuser.pan_scale, ms_scale)
+        features = backbone.features(x)
+        reference = backbone.head(features, x)
+        rho_ref = loss.reference_correlation(x.pan, x.lms)
+    return AdaptBatch(tiles, backbone, loss, x, features, reference, rho_ref)
+
+
 def fit_adaptation(
     scene: Scene, fuser: NetworkFuser, mode: str = "tailor", options: AdaptOptions = AdaptOptions(),
 ) -> tuple[NetworkFuser, AdaptReport]:
@@ -105,37 +147,26 @@ def fit_adaptation(
     to ``scene``; returns the adapted fuser (for :func:`~pansharp_dist.infer.pansharpen`) and the report."""
     if mode not in MODES:
         raise InvalidParameterError(f"unknown adaptation {mode!r}; choose one of {', '.join(MODES)}")
-    sensor = get_sensor(scene.sensor)
     model_id = fuser.name
     report = AdaptReport(mode)
     if mode == "none":
         return fuser, report
     start = time.perf_counter()
-    loss_fn = SceneLoss(sensor.mtf_gains(scene.bands), scene.ratio, options.weights, degradation=options.degradation)
-    grid = adaptation_grid(scene, options.patch)
-    report.tiles, pan_np, ms_np = sample_valid_tiles(scene, grid, options.k, options.strategy, options.seed)
-    dev = fuser.device
-    backbone = resident(model_id, dev)
-    pan, ms = torch.from_numpy(pan_np[:, None]).to(dev), torch.from_numpy(ms_np).to(dev)
-    ms_scale = torch.tensor(fuser.ms_scale, device=dev).view(1, -1, 1, 1)
-    with torch.no_grad():
-        x = backbone.prepare(pan, ms, fuser.pan_scale, ms_scale)
-        feats = backbone.features(x)
-        reference = backbone.head(feats, x)
-        rho_ref = loss_fn.reference_correlation(x.pan, x.lms)
+    batch = adaptation_batch(scene, fuser, options)
+    report.tiles = batch.tiles
+    backbone, x, feats = batch.backbone, batch.x, batch.features
     torch.manual_seed(options.seed)  # here: loading the backbone the first time draws from the generator
     if mode == "tailor":
         module = Tailor(TailorSpec(feats.shape[1], options.spec_width, options.spec_depth, options.spec_kernel,
-                                      options.spec_linear)).to(dev)
+                                      options.spec_linear)).to(fuser.device)
         forward = lambda: backbone.head(module(feats), x)  # noqa: E731
         lr = options.lr
     else:
         module = copy.deepcopy(backbone).requires_grad_(True).train()
         forward = lambda: module.head(module.features(x), x)  # noqa: E731
         lr = options.full_lr
-    objective = lambda out: loss_fn(out, x.ms, x.pan, rho_ref, reference)  # noqa: E731
-    cuda = torch.device(dev).type == "cuda"
-    _train(module, forward, objective, lr, options, report, start, cuda=cuda, graph=cuda and options.cuda_graph)
+    cuda = torch.device(fuser.device).type == "cuda"
+    _train(module, forward, batch.objective, lr, options, report, start, cuda=cuda, graph=cuda and options.cuda_graph)
     meta = model_card(model_id)
     if mode == "tailor":
         card = TailorCard(
@@ -171,7 +202,7 @@ def _train(
         opt.step()
         return total.detach(), terms
 
-    step = _GraphedStep(eager) if graph else eager
+    step = GraphedStep(eager) if graph else eager
     best, since = float("inf"), 0
     kept, report.kept_loss = None, float("inf")
     pending: list[Tensor] = []
@@ -218,7 +249,7 @@ def _keep_best(params: list[Tensor], kept: list[Tensor] | None, forward, objecti
             p.copy_(value)
 
 
-class _GraphedStep:
+class GraphedStep:
     """A CUDA training step: :data:`GRAPH_WARMUP` eager steps on a side stream, then one capture of the
     step as a CUDA graph, replayed at every call from then on (the capture itself computes nothing).
 
