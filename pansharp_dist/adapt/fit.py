@@ -165,8 +165,7 @@ def fit_adaptation(
         module = copy.deepcopy(backbone).requires_grad_(True).train()
         forward = lambda: module.head(module.features(x), x)  # noqa: E731
         lr = options.full_lr
-    cuda = torch.device(fuser.device).type == "cuda"
-    _train(module, forward, batch.objective, lr, options, report, start, cuda=cuda, graph=cuda and options.cuda_graph)
+    _train(module, forward, batch.objective, lr, options, report, start, fuser.device)
     meta = model_card(model_id)
     if mode == "tailor":
         card = TailorCard(
@@ -190,10 +189,10 @@ Step = Callable[[], tuple[Tensor, dict[str, Tensor]]]
 
 def _train(
     module, forward, objective, lr: float, options: AdaptOptions, report: AdaptReport, start: float,
-    cuda: bool, graph: bool,
+    device: str,
 ) -> None:
     params = [p for p in module.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr, capturable=cuda)  # on CUDA, eager or graphed: the same Adam arithmetic
+    opt = torch.optim.Adam(params, lr=lr, capturable=_on_cuda(device))  # on CUDA, eager or graphed: the same Adam arithmetic
 
     def eager() -> tuple[Tensor, dict[str, Tensor]]:
         opt.zero_grad(set_to_none=True)
@@ -202,7 +201,7 @@ def _train(
         opt.step()
         return total.detach(), terms
 
-    step = GraphedStep(eager) if graph else eager
+    step = training_step(eager, device, options)
     best, since = float("inf"), 0
     kept, report.kept_loss = None, float("inf")
     pending: list[Tensor] = []
@@ -249,7 +248,17 @@ def _keep_best(params: list[Tensor], kept: list[Tensor] | None, forward, objecti
             p.copy_(value)
 
 
-class GraphedStep:
+def _on_cuda(device: str) -> bool:
+    return torch.device(device).type == "cuda"
+
+
+def training_step(eager: Step, device: str, options: AdaptOptions) -> Step:
+    """How a fit on ``device`` runs the step ``eager``: as it is, or on CUDA (unless ``options.cuda_graph``
+    is off) replayed as a graph (:class:`_GraphedStep`) after :data:`GRAPH_WARMUP` eager calls."""
+    return _GraphedStep(eager) if _on_cuda(device) and options.cuda_graph else eager
+
+
+class _GraphedStep:
     """A CUDA training step: :data:`GRAPH_WARMUP` eager steps on a side stream, then one capture of the
     step as a CUDA graph, replayed at every call from then on (the capture itself computes nothing).
 

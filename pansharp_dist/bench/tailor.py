@@ -36,7 +36,7 @@ import torch
 import xarray as xr
 from affine import Affine
 
-from ..adapt.fit import GRAPH_WARMUP, AdaptOptions, GraphedStep, adaptation_batch, fit_adaptation
+from ..adapt.fit import GRAPH_WARMUP, AdaptOptions, adaptation_batch, fit_adaptation, training_step
 from ..infer import OutputSpec, fit, pansharpen, render
 from ..models.network import default_device
 from ..quality.evaluate import full_resolution_scores
@@ -245,8 +245,7 @@ def shared_step_seconds(scene: Scene, base, options: AdaptOptions, steps: int = 
         total.backward()
         return total.detach(), terms
 
-    cuda = torch.device(base.device).type == "cuda"
-    step = GraphedStep(eager) if cuda and options.cuda_graph else eager
+    step = training_step(eager, base.device, options)
     for _ in range(GRAPH_WARMUP + 1):
         step()
     _sync(base.device)
