@@ -23,7 +23,6 @@ from typing import ClassVar
 from functools import lru_cache
 
 import numpy as np
-from scipy.ndimage import correlate1d
 
 from .errors import EmptySceneError, InvalidParameterError
 from .sensors import Sensor
@@ -118,6 +117,8 @@ def separable_mtf_kernel(gain: float, ratio: int, taps: int = MTF_TAPS) -> np.nd
 
 
 def _lowpass(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import correlate1d  # SciPy is imported by the methods that filter, not by Brovey's runs
+
     out = correlate1d(img, kernel, axis=-2, mode="reflect", output=np.float32)
     return correlate1d(out, kernel, axis=-1, mode="reflect", output=np.float32)
 

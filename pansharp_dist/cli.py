@@ -35,7 +35,9 @@ Ms = Annotated[str, typer.Option("--ms", help="MS GeoTIFF/COG path or URL, or a 
 Sensor = Annotated[Optional[str], typer.Option("--sensor", help="Sensor (wv3, wv2, qb, ge1, ikonos, pleiades, landsat8).")]
 Tile = Annotated[int, typer.Option("--tile", help="Tile size in PAN pixels.")]
 Scheduler = Annotated[str, typer.Option(
-    "--scheduler", help="'local', 'cuda' (dask-cuda, one worker per GPU) or a scheduler address tcp:// or tls://HOST:PORT.",
+    "--scheduler", help="'auto' (in this process for scenes up to 256 PAN megapixels, else 'local'), 'threads' "
+    "(in this process), 'local' (worker processes), 'cuda' (dask-cuda, one worker per GPU) or a scheduler "
+    "address tcp:// or tls://HOST:PORT.",
 )]
 Workers = Annotated[Optional[int], typer.Option("--workers", help="Worker processes of a local cluster.")]
 BenchWorkDir = Annotated[Path, typer.Option("--work-dir", help="Folder for the benchmarks' mosaics and stores.")]
@@ -82,16 +84,17 @@ def _progress(enabled: bool):
     if not enabled:
         yield None
         return
-    columns = (TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[note]}"))
     bar = Progress(*columns, console=err, transient=False)
     tasks: dict[str, int] = {}
 
-    def update(phase: str, done: int, total: int) -> None:
+    def update(phase: str, done: int, total: int, note: str | None = None) -> None:
         if not tasks:
             bar.start()
         if phase not in tasks:
-            tasks[phase] = bar.add_task(phase, total=total)
-        bar.update(tasks[phase], completed=done, total=total)
+            tasks[phase] = bar.add_task(phase, total=total, note="")
+        bar.update(tasks[phase], completed=done, total=total, **({"note": note} if note is not None else {}))
 
     try:
         yield update
@@ -120,7 +123,7 @@ def run(
     sensor: Sensor = None,
     tile: Tile = 512,
     task_mp: TaskMp = 4.0,
-    scheduler: Scheduler = "local",
+    scheduler: Scheduler = "auto",
     workers: Workers = None,
     tls_config: TlsConfig = None,
     work_dir: Annotated[Optional[Path], typer.Option("--work-dir", help="Keep the Zarr stores and adaptation here.")] = None,
@@ -135,7 +138,7 @@ def run(
     adapt_steps: Annotated[int, typer.Option("--adapt-steps", help="Networks: step budget of the adaptation.")] = 300,
 ) -> None:
     """Pansharpen a PAN + MS pair into a cloud-optimized GeoTIFF."""
-    from .adapt.fit import AdaptOptions
+    from .adapt.options import AdaptOptions
     from .pipeline import run as run_pipeline
 
     with _edge(quiet=json_out), _progress(not json_out) as progress:
@@ -163,7 +166,7 @@ def ingest(
     sensor: Sensor = None,
     tile: Tile = 512,
     task_mp: TaskMp = 4.0,
-    scheduler: Scheduler = "local",
+    scheduler: Scheduler = "auto",
     workers: Workers = None,
     tls_config: TlsConfig = None,
     overwrite: Overwrite = False,
@@ -189,7 +192,7 @@ def ingest(
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the demo's outputs.")] = Path("pansharp-demo"),
     method: Annotated[str, typer.Option("--method")] = "mtf-glp-hpm",
-    scheduler: Scheduler = "local",
+    scheduler: Scheduler = "auto",
     workers: Workers = None,
 ) -> None:
     """Pansharpen the embedded sample scene: a COG, a PNG quicklook and a summary."""
@@ -342,20 +345,22 @@ def adapt(
     json_out: Json = False,
 ) -> None:
     """Adapt a pretrained network to one scene and save the result (a tailor of a few tens of KB)."""
-    from .adapt.fit import AdaptOptions, fit_adaptation
+    from .adapt.fit import fit_adaptation
+    from .adapt.options import AdaptOptions
     from .errors import InvalidParameterError
     from .export import check_output
     from .infer import fit
     from .store import open_store
 
-    with _edge(quiet=json_out):
+    with _edge(quiet=json_out), _progress(not json_out) as progress:
         check_output(out, overwrite)
         if mode not in ("tailor", "full"):
             raise InvalidParameterError(f"--mode must be 'tailor' or 'full', got {mode!r}")
         scene = open_store(zarr)
         options = AdaptOptions(k=tiles, patch=patch, strategy=strategy, steps=steps, seconds=seconds, seed=seed,
                                degradation=degradation)
-        fuser, report = fit_adaptation(scene, fit(scene, model, device=device), mode, options)
+        step_progress = (lambda done, total, loss: progress("adapt", done, total, f"loss {loss:.4g}")) if progress else None
+        fuser, report = fit_adaptation(scene, fit(scene, model, device=device), mode, options, progress=step_progress)
         tmp = out.with_name(f".{out.name}.tmp")
         try:
             tmp.write_bytes(fuser.weights)
@@ -364,7 +369,7 @@ def adapt(
             tmp.unlink(missing_ok=True)
     summary = {"out": str(out), "bytes": out.stat().st_size, "model": model, "mode": mode, "steps": report.steps,
                "seconds": round(report.seconds, 3), "tiles": report.tiles, "stopped": report.stopped,
-               "kept_step": report.kept_step, "terms": report.terms}
+               "kept_step": report.kept_step, "terms": report.terms, "losses": [round(v, 6) for v in report.losses]}
     typer.echo(json.dumps(summary) if json_out else
                f"wrote {out} ({summary['bytes'] / 1e3:.1f} KB): {report.steps} steps in {report.seconds:.1f} s "
                f"on {len(report.tiles)} tiles, stopped: {report.stopped}; kept the weights before step "
@@ -457,7 +462,7 @@ def bench_tailor(
     parts: Annotated[str, typer.Option("--parts", help="'quality', 'speed' or both, comma-separated.")] = "quality,speed",
 ) -> None:
     """Direct transfer, tailor and full fine-tuning on real cross-sensor pairs; adaptation speed."""
-    from .adapt.fit import AdaptOptions
+    from .adapt.options import AdaptOptions
     from .bench.tailor import run_tailor_bench
 
     with _edge():

@@ -1,7 +1,12 @@
-"""Getting a Dask client from a cluster spec, preparing its workers, and running block tasks on it.
+"""Getting a Dask client from a cluster spec: start a local cluster or join a running scheduler.
 
 Cluster specs (``--scheduler``):
 
+- ``auto`` (the command line's default): no cluster for a scene of at most
+  :data:`IN_PROCESS_MEGAPIXELS` PAN megapixels (as ``threads``), else ``local``;
+- ``threads``: no cluster: the run stays in this process, on dask's threads (the
+  client is ``None``). Nothing to start or stop, so a small scene takes about
+  as long as its computation;
 - ``local``: a :class:`distributed.LocalCluster` sized to the machine, one
   single-threaded worker process per core. When torch sees a CUDA device, each
   worker advertises one ``GPU`` resource (they share the device).
@@ -12,31 +17,29 @@ Cluster specs (``--scheduler``):
   certificates come from a Dask config file (``--tls-config``, the
   ``distributed.comm.tls`` section) or from Dask's own configuration.
 
-Fusion tasks of a GPU fuser request the ``GPU`` resource, so they run only on
-workers that advertise it. A fuser with resident state (a network) is installed
-on every worker once by a :class:`ResidentFuser` plugin, which the scheduler also
-gives to workers that join later (a replacement for a lost worker included).
+What runs on the workers once connected is elsewhere: the resident network
+(:mod:`.resident`) and the block tasks (:mod:`.tasks`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
-import pickle
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import dask
 import yaml
-from distributed.diagnostics.plugin import WorkerPlugin
 
-from .errors import ClusterError, InvalidParameterError
-from .methods import Fuser, ResidentState
+from .errors import ClusterError
 
-Progress = Callable[[int, int], None]
 CONNECT_TIMEOUT = "10s"
+IN_PROCESS_MEGAPIXELS = 256.0
+"""PAN megapixels up to which ``auto`` runs in this process: starting worker processes costs seconds (2 to 3 s
+on a 2-core machine, and as much again to stop them), more than such a scene takes to compute on threads."""
+SPECS = ("auto", "threads", "local", "cuda")
+"""The cluster specs besides a scheduler address."""
 WORKER_MALLOC = {"MALLOC_TRIM_THRESHOLD_": str(256 << 20), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
 """glibc settings for the worker processes of a cluster this module starts.
 
@@ -52,30 +55,43 @@ million to 0.56 million, and each worker's peak grew by 120 to 190 MiB (see
 
 @contextlib.contextmanager
 def connect(
-    scheduler: str = "local", workers: int | None = None, tls_config: str | Path | None = None
-) -> Iterator["distributed.Client"]:  # noqa: F821
+    scheduler: str = "local", workers: int | None = None, tls_config: str | Path | None = None,
+    megapixels: float | None = None,
+) -> Iterator["distributed.Client | None"]:  # noqa: F821
     """A client for the cluster spec ``scheduler``, closed (with any cluster it started) on exit.
 
     Args:
-        scheduler: ``"local"``, ``"cuda"``, ``tcp://HOST:PORT`` or ``tls://HOST:PORT``.
-        workers: worker processes of a ``local`` cluster (default: one per core).
+        scheduler: ``"auto"``, ``"threads"``, ``"local"``, ``"cuda"``, ``tcp://HOST:PORT`` or ``tls://HOST:PORT``.
+        workers: worker processes of a ``local`` cluster (default: one per core; naming them with ``auto``
+            asks for the local cluster).
         tls_config: a Dask YAML config file with the ``distributed.comm.tls`` certificates (``tls://`` only).
+        megapixels: the PAN megapixels of the work, for ``auto`` (``None``: start the local cluster).
+
+    Yields:
+        The client, or ``None`` for a run in this process on dask's threads (``threads``, or ``auto`` for a
+        small scene): every function taking ``client`` runs there when given ``None``.
 
     Raises:
         ClusterError: the cluster cannot be started or reached; the message says what to do.
     """
-    from distributed import Client
-
+    if scheduler == "auto":
+        small = megapixels is not None and megapixels <= IN_PROCESS_MEGAPIXELS and workers is None
+        scheduler = "threads" if small else "local"
     if workers is not None and scheduler != "local":
         raise ClusterError("--workers applies to --scheduler local only; size other clusters where they run")
     if tls_config is not None and not scheduler.startswith("tls://"):
         raise ClusterError("--tls-config applies to a tls:// scheduler address only")
+    if scheduler == "threads":
+        yield None
+        return
+    from distributed import Client
+
     if scheduler in ("local", "cuda"):
         with _start(scheduler, workers) as cluster, Client(cluster) as client:
             yield client
         return
     if not scheduler.startswith(("tcp://", "tls://")):
-        raise ClusterError(f"unknown cluster {scheduler!r}: use local, cuda, tcp://HOST:PORT or tls://HOST:PORT")
+        raise ClusterError(f"unknown cluster {scheduler!r}: use {', '.join(SPECS)}, tcp://HOST:PORT or tls://HOST:PORT")
     security = _security(tls_config) if scheduler.startswith("tls://") else None
     try:
         client = Client(scheduler, timeout=CONNECT_TIMEOUT, security=security)
@@ -164,151 +180,3 @@ def _dotted(config: dict, prefix: str = "") -> dict[str, object]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
-
-
-# --------------------------------------------------------------------------- resident fusers
-
-
-class ResidentFuser(WorkerPlugin):
-    """Installs a fuser's resident state (a network and its adaptation) on each worker, once.
-
-    Registered with the scheduler, so that workers joining later get it too.
-    Its name is keyed by the fuser's :attr:`~ResidentState.resident_key`
-    (checkpoint hash, adaptation hash, device): registering the same fuser twice
-    loads nothing again. Workers without the resources the fuser's tasks need
-    (a CPU worker beside GPU workers) never run them and skip the load.
-    """
-
-    def __init__(self, fuser: ResidentState) -> None:
-        self.fuser = fuser
-        self.payload = fuser.resident_payload()
-        self.name = f"pansharp-resident-{fuser.resident_key}"
-
-    def setup(self, worker) -> None:
-        if _satisfies(worker.state.total_resources, self.fuser.resources):
-            self.fuser.make_resident(self.payload)
-
-
-def _satisfies(have: dict[str, float], needed: dict[str, float]) -> bool:
-    """Whether a worker advertising resources ``have`` can run tasks that need ``needed``."""
-    return all(have.get(name, 0) >= amount for name, amount in needed.items())
-
-
-def install_fuser(client, fuser: Fuser) -> None:
-    """Make ``fuser`` ready on every worker of ``client`` (nothing to do for classical fusers).
-
-    Raises:
-        ClusterError: the fuser needs worker resources (a GPU) that no worker advertises.
-    """
-    if client is None or not isinstance(fuser, ResidentState):
-        return
-    needed = fuser.resources
-    if needed:
-        workers = client.scheduler_info(n_workers=-1)["workers"].values()
-        if not any(_satisfies(w.get("resources", {}), needed) for w in workers):
-            raise ClusterError(
-                f"{fuser.name} on {fuser.device} needs workers with resources {needed}, and none of the "
-                f"cluster's {len(workers)} workers has them: use --scheduler cuda, start workers with "
-                "'dask worker --resources GPU=1', or run on --device cpu"
-            )
-    client.register_plugin(ResidentFuser(fuser))
-
-
-def task_spec_bytes(collection) -> int:
-    """The largest pickled task of a dask ``collection``'s graph, in bytes (what one task ships to a worker)."""
-    graph = dict(collection.__dask_graph__())
-    return max(len(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)) for task in graph.values())
-
-
-# --------------------------------------------------------------------------- running tasks
-
-
-class TaskInput:
-    """Lazy arrays that the task receiving them computes itself, with dask's synchronous scheduler.
-
-    They are culled to the chunks they touch when made, so a task carries kilobytes. Reading inside
-    the task keeps a worker's memory to the blocks it is working on: had the reads been tasks of
-    their own, a read shared by the blocks of two rows (a halo, a coarse MS read) would be held
-    until the second row ran, and a block computed for a write would wait in memory for that write.
-    Not a dataclass, as dask would look inside one and turn the arrays into dependencies.
-    """
-
-    def __init__(self, *arrays) -> None:
-        self.arrays = dask.optimize(*arrays)
-
-    def __dask_tokenize__(self) -> tuple:
-        return tuple(a.name for a in self.arrays)
-
-    def compute(self) -> tuple:
-        """The arrays as numpy arrays."""
-        return dask.compute(*self.arrays, scheduler="sync")
-
-
-def current_client():
-    """The current distributed client of this process, or ``None``."""
-    from distributed import get_client
-
-    try:
-        return get_client()
-    except ValueError:
-        return None
-
-
-def run_tasks(
-    client,
-    tasks: Sequence[object],
-    progress: Progress | None = None,
-    labels: Sequence[str] | None = None,
-    resources: dict[str, float] | None = None,
-) -> Iterator[object]:
-    """Run delayed ``tasks`` and yield their (small) results as they finish.
-
-    ``resources`` restrict every task of the graph (reads and writes included)
-    to workers that advertise them; a graph annotation would not survive dask's
-    graph optimisation, which renames the fused tasks.
-
-    With ``client=None``, the current default distributed client is used if
-    there is one, else dask's threaded scheduler. The first task that fails
-    cancels the others and re-raises its error; on a distributed client, with
-    a note naming the task (``labels[i]``, e.g. its PAN window) when labels are given.
-    """
-    total = len(tasks)
-    if labels is not None and len(labels) != total:
-        raise InvalidParameterError(f"{len(labels)} labels for {total} tasks")
-    client = client or current_client()
-    if client is None:
-        results = dask.compute(*tasks, scheduler="threads")
-        for n, result in enumerate(results, 1):
-            if progress:
-                progress(n, total)
-            yield result
-        return
-    from distributed import as_completed
-
-    futures = client.compute(list(tasks), resources=resources or None)
-    index = {f.key: n for n, f in enumerate(futures)}
-    try:
-        for n, future in enumerate(as_completed(futures), 1):
-            with _labelled(labels, index[future.key]):
-                result = future.result()
-            future.release()
-            if progress:
-                progress(n, total)
-            yield result
-    finally:
-        client.cancel([f for f in futures if not f.done()])
-
-
-@contextlib.contextmanager
-def _labelled(labels: Sequence[str] | None, n: int) -> Iterator[None]:
-    try:
-        yield
-    except Exception as exc:
-        if labels is not None:
-            exc.add_note(labels[n])
-        raise
-
-
-def digest(*parts: object) -> str:
-    """A short stable hex digest of ``parts`` (their ``repr``), for names and fingerprints."""
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]

@@ -42,9 +42,9 @@ from rasterio.io import MemoryFile
 import xarray as xr
 import zarr
 
-from .cluster import run_tasks
 from .errors import InvalidParameterError, OutputExistsError, OutputNotWritableError
 from .store import read_intact, write_output
+from .tasks import run_tasks
 from .tiff import (
     COMPRESSION_CODES,
     FRAME,

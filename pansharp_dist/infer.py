@@ -21,12 +21,12 @@ import numpy as np
 import xarray as xr
 
 from .errors import InvalidParameterError
-from .cluster import TaskInput, current_client, digest, install_fuser
 from .methods import Fuser, fit_method, task_resources
 from .scene import Scene
 from .sensors import get_sensor
 from .stats import valid_mask
 from .store import block_size, block_windows, with_stats
+from .tasks import TaskInput, current_client, digest
 from .tiling import Tile, TileGrid, axis_chunks
 
 OUTPUT_NODATA = 0
@@ -174,7 +174,11 @@ def pansharpen(
     r, h = scene.ratio, grid.halo
     height, width = scene.shape
     ys, xs = (axis_chunks(n, block, h) for n in scene.shape)
-    install_fuser(client or current_client(), fuser)
+    client = client or current_client()
+    if client is not None:
+        from .resident import install_fuser  # distributed is imported where a cluster is in use, not before
+
+        install_fuser(client, fuser)
     fingerprint = digest(fuser, grid, spec, block, scene.name, scene.shape, tuple(scene.transform))
     fuse = partial(_fuse_block, fuser=fuser, spec=spec, grid=grid)
     name = f"fuse-{dask.base.tokenize(fingerprint, scene.pan.data.name, scene.ms.data.name)}"

@@ -9,6 +9,7 @@ and the exporter only ever see a ``Fuser``; they never ask which kind it is.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -54,7 +55,7 @@ class ResidentState(Protocol):
 
     The fuser itself stays small (kilobytes, pickled into every task); what it
     needs besides is sent to each worker once, by
-    :class:`~pansharp_dist.cluster.ResidentFuser`.
+    :class:`~pansharp_dist.resident.ResidentFuser`.
 
     Attributes:
         resources: Dask worker resources every task of this fuser needs (``{"GPU": 1}`` on CUDA).
@@ -92,10 +93,16 @@ def _classical() -> dict[str, FitFn]:
     }
 
 
-def _registry() -> dict[str, FitFn]:
-    from .models.network import network_methods
+def _fit_network(model_id: str, *args: object, **options: object) -> Fuser:
+    from .models.network import fit_network  # torch is imported when a network is fitted, not before
 
-    return {**_classical(), **network_methods()}
+    return fit_network(model_id, *args, **options)
+
+
+def _registry() -> dict[str, FitFn]:
+    from .models.cards import model_ids
+
+    return {**_classical(), **{model_id: partial(_fit_network, model_id) for model_id in model_ids()}}
 
 
 def method_names(kind: str | None = None) -> list[str]:
@@ -103,7 +110,7 @@ def method_names(kind: str | None = None) -> list[str]:
     if kind == "classical":
         return list(_classical())
     if kind == "network":
-        from .models import model_ids
+        from .models.cards import model_ids
 
         return model_ids()
     return list(_registry())
@@ -138,7 +145,7 @@ def check_method(name: str) -> str:
             why, for a network that is not shipped).
     """
     if name.lower() not in _registry():
-        from .models.checkpoints import withheld_note
+        from .models.cards import withheld_note
 
         raise UnknownMethodError(
             f"unknown method {name!r}; choose one of {', '.join(method_names())}{withheld_note(name)}"

@@ -16,23 +16,28 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
-from .adapt.fit import MODES, AdaptOptions, AdaptReport, fit_adaptation
+from .adapt import MODES
+from .adapt.options import AdaptOptions, AdaptReport
 from .cluster import connect
 from .errors import InvalidParameterError, StoreError
 from .export import check_compress, check_output, write_cog
 from .infer import fit, pansharpen, tile_grid
 from .methods import check_method, is_network
-from .models import card
-from .models.network import check_device
+from .models.cards import card
 from .scene import Scene, open_scene
 from .store import TASK_MEGAPIXELS, block_size, ingest, open_store, store_meta, write_output
 
-PhaseProgress = Callable[[str, int, int], None]
-"""``callback(phase, done, total)``; phases are ``ingest``, ``adapt``, ``fuse`` and ``cog``."""
+
+class PhaseProgress(Protocol):
+    """``callback(phase, done, total, note=None)``; phases are ``ingest``, ``adapt``, ``fuse`` and ``cog``;
+    ``note`` says more where a phase has more to say (the adaptation's current loss)."""
+
+    def __call__(self, phase: str, done: int, total: int, note: str | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -74,11 +79,12 @@ def _work_folder(out: Path, work_dir: str | Path | None) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def _client(client, scheduler: str, workers: int | None, tls_config: str | Path | None = None):
+def _client(client, scheduler: str, workers: int | None, tls_config: str | Path | None, scene: Scene):
+    """``client`` itself, or what ``scheduler`` gives for ``scene`` (``None``: this process's threads)."""
     if client is not None:
         yield client
     else:
-        with connect(scheduler, workers, tls_config) as made:
+        with connect(scheduler, workers, tls_config, megapixels=scene.shape[0] * scene.shape[1] / 1e6) as made:
             yield made
 
 
@@ -97,7 +103,7 @@ def run(
     adapt: str | None = None,
     adapt_options: AdaptOptions | None = None,
     client=None,
-    scheduler: str = "local",
+    scheduler: str = "auto",
     workers: int | None = None,
     tls_config: str | Path | None = None,
     work_dir: str | Path | None = None,
@@ -124,7 +130,7 @@ def run(
     options = _options(method, weights, device)
     adapt = adapt_mode_for(method, adapt)
     block = block_size(tile, task_megapixels)
-    with _work_folder(out, work_dir) as folder, _client(client, scheduler, workers, tls_config) as cl:
+    with _work_folder(out, work_dir) as folder, _client(client, scheduler, workers, tls_config, scene) as cl:
         tiles_path = folder / f"{out.stem}.tiles.zarr"
         hrms_path = folder / f"{out.stem}.hrms.zarr"
         adapt_path = folder / f"{out.stem}.{method.lower()}.{adapt}.safetensors"
@@ -187,17 +193,22 @@ def adapt_or_reuse(
 
     Returns the adapted fuser and a summary (the :class:`AdaptReport` in short, or ``{"reused": path}``).
     """
+    from .adapt.fit import fit_adaptation  # torch: imported where a network is adapted
+
     path = Path(path)
     if path.exists():
         return fuser.adapted(mode, path.read_bytes()), {"mode": mode, "reused": str(path)}
+    options = options or AdaptOptions()
+    steps = None
     if progress:
-        progress("adapt", 0, 1)
-    fuser, report = fit_adaptation(stored, fuser, mode, options or AdaptOptions())
+        progress("adapt", 0, options.steps)
+        steps = lambda done, total, loss: progress("adapt", done, total, f"loss {loss:.4g}")  # noqa: E731
+    fuser, report = fit_adaptation(stored, fuser, mode, options, progress=steps)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(fuser.weights)
     tmp.replace(path)
     if progress:
-        progress("adapt", 1, 1)
+        progress("adapt", report.steps, report.steps, f"{report.stopped}, kept loss {report.kept_loss:.4g}")
     return fuser, _adaptation_summary(report)
 
 
@@ -236,6 +247,7 @@ def _adaptation_summary(report: AdaptReport) -> dict:
         "stopped": report.stopped, "kept_step": report.kept_step,
         "kept_loss": round(report.kept_loss, 6) if report.kept_loss is not None else None,
         "terms": {k: round(v, 6) for k, v in report.terms.items()},
+        "losses": [round(v, 6) for v in report.losses],
     }
 
 
@@ -249,6 +261,8 @@ def _options(method: str, weights: tuple[float, ...] | None, device: str | None)
     if device is not None:
         if not is_network(method):
             raise InvalidParameterError(f"--device applies to network methods only, not to {method}")
+        from .models.network import check_device
+
         options["device"] = check_device(device)  # before the ingest, not after it
     return options
 
@@ -267,7 +281,7 @@ def ingest_scene(
     task_megapixels: float = TASK_MEGAPIXELS,
     patch: int | None = None,
     client=None,
-    scheduler: str = "local",
+    scheduler: str = "auto",
     workers: int | None = None,
     tls_config: str | Path | None = None,
     overwrite: bool = False,
@@ -277,7 +291,7 @@ def ingest_scene(
     out = check_output(out, overwrite)
     scene = open_scene(pan, ms, sensor, patch=patch)
     block = block_size(tile, task_megapixels)
-    with _client(client, scheduler, workers, tls_config) as cl:
+    with _client(client, scheduler, workers, tls_config, scene) as cl:
         if out.exists():
             shutil.rmtree(out)
         return ingest(scene, out, tile=tile, block=block, client=cl, progress=_phase(progress, "ingest"))

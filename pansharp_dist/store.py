@@ -47,7 +47,7 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from .cluster import TaskInput, run_tasks
+from .tasks import TaskInput, run_tasks
 from .errors import EmptySceneError, InvalidParameterError, StoreError
 from .scene import Scene
 from .stats import BlockStats, SceneStats, block_stats, valid_mask

@@ -27,9 +27,12 @@ import zarr
 from distributed import Client, LocalCluster, Scheduler, Security, SpecCluster, Worker, get_task_stream
 
 import pansharp_dist
-from pansharp_dist.adapt.fit import AdaptOptions, fit_adaptation
+from pansharp_dist.adapt.fit import fit_adaptation
+from pansharp_dist.adapt.options import AdaptOptions
 from pansharp_dist.bench.mosaic import mosaic_pair
-from pansharp_dist.cluster import WORKER_MALLOC, connect, install_fuser, task_spec_bytes
+from pansharp_dist.cluster import WORKER_MALLOC, connect
+from pansharp_dist.resident import install_fuser
+from pansharp_dist.tasks import task_spec_bytes
 from pansharp_dist.errors import ClusterError, CorruptInputError
 from pansharp_dist.infer import fit, pansharpen
 from pansharp_dist.pipeline import ingest_scene, run
@@ -245,7 +248,7 @@ def test_a_worker_killed_mid_run_changes_no_pixel(mosaic, tmp_path, dask_process
     work = tmp_path / "work"
     killed: dict[str, int] = {}
 
-    def kill_second_worker(phase: str, done: int, total: int) -> None:
+    def kill_second_worker(phase: str, done: int, total: int, note: str | None = None) -> None:
         if phase == "fuse" and done == 2 and not killed:
             dask_processes.workers[1].send_signal(signal.SIGKILL)
             killed["finished"] = len(finished_blocks(work / "out.hrms.zarr"))

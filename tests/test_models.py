@@ -28,7 +28,7 @@ from pansharp_dist.models import (
     load,
     record_native_checks,
 )
-from pansharp_dist.models.checkpoints import WITHHELD
+from pansharp_dist.models.cards import WITHHELD
 from pansharp_dist.pipeline import adapt_mode_for
 from pansharp_dist.models.radiometry import radiometry_for
 from pansharp_dist.sensors import UNKNOWN, get_sensor

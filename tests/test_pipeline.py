@@ -118,3 +118,41 @@ def test_uncompressed_cog_has_the_same_pixels_and_unknown_compressions_are_refus
                  "--compress", "LZMA9")
     assert result.returncode == 2 and "--compress must be one of" in result.stderr
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_a_small_scene_runs_in_this_process_and_writes_the_bytes_of_a_cluster_run(tmp_path, client):
+    threads, cluster = tmp_path / "threads.tif", tmp_path / "cluster.tif"
+    run(*GDAL_HPF, threads, method="brovey", tile=128, scheduler="threads")
+    run(*GDAL_HPF, cluster, method="brovey", tile=128, client=client)
+    assert threads.read_bytes() == cluster.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster.tif", "threads.tif"]
+
+
+def test_a_network_adapted_in_this_process_writes_the_bytes_of_a_cluster_run(tmp_path, client):
+    from pansharp_dist.adapt.options import AdaptOptions
+
+    threads, cluster = tmp_path / "threads.tif", tmp_path / "cluster.tif"
+    common = dict(method="fusionnet-wv3", tile=256, device="cpu", adapt_options=AdaptOptions(steps=3))
+    a = run(*GDAL_HPF, threads, scheduler="threads", **common)
+    b = run(*GDAL_HPF, cluster, client=client, **common)
+    assert a.adaptation["losses"] == b.adaptation["losses"] and len(a.adaptation["losses"]) == 3
+    assert threads.read_bytes() == cluster.read_bytes()
+
+
+def _modules_after(code: str) -> list[str]:
+    """Which of torch, distributed and prefect a fresh interpreter has imported after ``code``."""
+    probe = f"{code}\nimport sys\nprint(sorted(m for m in ('torch', 'distributed', 'prefect') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().replace("'", '"'))
+
+
+def test_importing_the_package_and_the_cli_loads_no_heavy_library():
+    assert _modules_after("import pansharp_dist, pansharp_dist.cli, pansharp_dist.pipeline") == []
+    assert _modules_after("import pansharp_dist as p; p.open_scene, p.run, p.method_names('network')") == []
+
+
+def test_a_classical_run_does_not_load_torch(tmp_path):
+    code = f"import pansharp_dist as p; p.run({str(GDAL_HPF[0])!r}, {str(GDAL_HPF[1])!r}, {str(tmp_path / 'b.tif')!r})"
+    assert "torch" not in _modules_after(code)  # dask itself imports distributed once it builds a graph
+    assert cog_valid(tmp_path / "b.tif")

@@ -24,79 +24,24 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor
 from safetensors.torch import save
 
 from ..errors import InvalidParameterError
-from ..models.checkpoints import card as model_card
+from ..models.cards import card as model_card
 from ..models.backbones import Backbone, Inputs
 from ..models.network import NetworkFuser, resident
 from ..models.tailor import Tailor, TailorCard, TailorSpec, tailor_bytes
 from ..scene import Scene
 from ..sensors import get_sensor
-from .losses import LossWeights, SceneLoss
+from . import MODES
+from .losses import SceneLoss
+from .options import AdaptOptions, AdaptReport
 from .sampling import adaptation_grid, sample_valid_tiles
 
-MODES = ("tailor", "full", "none")
-
-
-@dataclass
-class AdaptReport:
-    """What a fit did: mode, steps, seconds, tiles (grid indices), loss per step, final terms, why it stopped.
-
-    ``losses[i]`` is the loss of the weights before step ``i`` (``losses[0]``: the backbone's own).
-    The fit returns the weights of the lowest loss it saw: those before step ``kept_step``
-    (``kept_step == steps``: the weights after the last step), whose loss is ``kept_loss``.
-    """
-
-    mode: str
-    steps: int = 0
-    seconds: float = 0.0
-    tiles: list[int] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)
-    terms: dict[str, float] = field(default_factory=dict)
-    stopped: str = "not trained"
-    kept_step: int = 0
-    kept_loss: float | None = None
-
-
-@dataclass(frozen=True)
-class AdaptOptions:
-    """Knobs of the fit. ``k``: tiles; ``patch``: their side in PAN pixels; ``steps``/``seconds``: budgets;
-    ``lr``: Adam's step for the tailor, ``full_lr`` for the whole network; ``spec_*``: the tailor's shape;
-    ``cuda_graph``: on CUDA, replay the training step as a captured graph (``False``: eager steps);
-    ``degradation``: how the spectral loss reduces the output to the MS grid (:data:`~.losses.DEGRADATIONS`).
-
-    The tailor's shape (the linear map, one hidden layer of 64 channels, 1 x 1 kernels) was chosen
-    with FusionNet on the two reduced-resolution pairs that have a native model, WorldView-3 on
-    imgWV2 and WorldView-2 on the WorldView-3 patches: share of the SAM gap to the native model
-    closed, 53% and 51%. Without the linear map (16 channels, 3 x 3): 51% and 32%; with it,
-    3 x 3 kernels: 54% and 45% (one-off scripts, these options). The linear map also lifts the
-    full-resolution HQNR where direct transfer is worst (FusionNet GeoEye-1 on dgif pair 4, 300
-    steps as in ``pansharp-dist bench tailor``: 0.06 direct, 0.67 without it, 0.84 with it; full
-    fine-tuning 0.94).
-    """
-
-    k: int = 16
-    patch: int = 64
-    strategy: str = "manifold"
-    steps: int = 300
-    seconds: float = 120.0
-    lr: float = 3e-3
-    full_lr: float = 1e-4
-    patience: int = 30
-    min_delta: float = 1e-3
-    seed: int = 0
-    weights: LossWeights = LossWeights()
-    spec_width: int = 64
-    spec_depth: int = 1
-    spec_kernel: int = 1
-    spec_linear: bool = True
-    cuda_graph: bool = True
-    degradation: str = "mtf"
 
 
 @dataclass
@@ -140,11 +85,18 @@ def adaptation_batch(scene: Scene, fuser: NetworkFuser, options: AdaptOptions = 
     return AdaptBatch(tiles, backbone, loss, x, features, reference, rho_ref)
 
 
+StepProgress = Callable[[int, int, float], None]
+"""``callback(steps_done, step_budget, loss)``, called as the loss of each step is read back."""
+
+
 def fit_adaptation(
     scene: Scene, fuser: NetworkFuser, mode: str = "tailor", options: AdaptOptions = AdaptOptions(),
+    progress: StepProgress | None = None,
 ) -> tuple[NetworkFuser, AdaptReport]:
     """Adapt the network of ``fuser`` (fitted to this scene, or to the scene it was degraded from)
-    to ``scene``; returns the adapted fuser (for :func:`~pansharp_dist.infer.pansharpen`) and the report."""
+    to ``scene``; returns the adapted fuser (for :func:`~pansharp_dist.infer.pansharpen`) and the report.
+
+    ``progress`` follows the training steps (on CUDA in groups of :data:`CHECK_EVERY`)."""
     if mode not in MODES:
         raise InvalidParameterError(f"unknown adaptation {mode!r}; choose one of {', '.join(MODES)}")
     model_id = fuser.name
@@ -165,7 +117,7 @@ def fit_adaptation(
         module = copy.deepcopy(backbone).requires_grad_(True).train()
         forward = lambda: module.head(module.features(x), x)  # noqa: E731
         lr = options.full_lr
-    _train(module, forward, batch.objective, lr, options, report, start, fuser.device)
+    _train(module, forward, batch.objective, lr, options, report, start, fuser.device, progress)
     meta = model_card(model_id)
     if mode == "tailor":
         card = TailorCard(
@@ -181,7 +133,7 @@ def fit_adaptation(
     return fuser.adapted(mode, data), report
 
 
-CHECK_EVERY = 10  # steps between reading the loss back (each read waits for the device)
+CHECK_EVERY = 10  # steps between reading the loss back on CUDA (each read waits for the device); 1 on the CPU
 GRAPH_WARMUP = 3  # eager steps before the step is captured (lazy initialisation of kernels and Adam's state)
 
 Step = Callable[[], tuple[Tensor, dict[str, Tensor]]]
@@ -189,7 +141,7 @@ Step = Callable[[], tuple[Tensor, dict[str, Tensor]]]
 
 def _train(
     module, forward, objective, lr: float, options: AdaptOptions, report: AdaptReport, start: float,
-    device: str,
+    device: str, progress: StepProgress | None = None,
 ) -> None:
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, capturable=_on_cuda(device))  # on CUDA, eager or graphed: the same Adam arithmetic
@@ -202,6 +154,7 @@ def _train(
         return total.detach(), terms
 
     step = training_step(eager, device, options)
+    check_every = CHECK_EVERY if _on_cuda(device) else 1
     best, since = float("inf"), 0
     kept, report.kept_loss = None, float("inf")
     pending: list[Tensor] = []
@@ -212,7 +165,7 @@ def _train(
         total, terms = step()
         pending.append(total)
         report.steps = i + 1
-        if len(pending) < CHECK_EVERY and i + 1 < options.steps:
+        if len(pending) < check_every and i + 1 < options.steps:
             continue
         values = torch.stack(pending).tolist()
         pending.clear()
@@ -226,6 +179,8 @@ def _train(
             else:
                 since += 1
         weights_before.clear()
+        if progress:
+            progress(report.steps, options.steps, values[-1])
         if since >= options.patience:
             report.stopped = "converged"
             break

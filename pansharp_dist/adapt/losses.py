@@ -35,8 +35,6 @@ gap to the native WorldView-2 network, 1 closed 51.6%, 2 closed 49%.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -44,20 +42,9 @@ from torch import Tensor
 
 from ..errors import InvalidParameterError
 from ..quality.mtf import mtf_kernel
+from .options import LossWeights
 
 EPS = 1e-6
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """Weights of the three terms of the adaptation loss."""
-
-    spectral: float = 1.0
-    spatial: float = 1.0
-    consistency: float = 0.1
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 def box_mean(t: Tensor, window: int) -> Tensor:

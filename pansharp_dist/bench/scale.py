@@ -34,7 +34,8 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from ..adapt.fit import AdaptOptions, fit_adaptation
+from ..adapt.fit import fit_adaptation
+from ..adapt.options import AdaptOptions
 from ..classical import Brovey
 from ..cluster import connect
 from ..infer import OutputSpec, fit, pansharpen, render, tile_batches, tile_grid

@@ -36,7 +36,8 @@ import torch
 import xarray as xr
 from affine import Affine
 
-from ..adapt.fit import GRAPH_WARMUP, AdaptOptions, adaptation_batch, fit_adaptation, training_step
+from ..adapt.fit import GRAPH_WARMUP, adaptation_batch, fit_adaptation, training_step
+from ..adapt.options import AdaptOptions
 from ..infer import OutputSpec, fit, pansharpen, render
 from ..models.network import default_device
 from ..quality.evaluate import full_resolution_scores

@@ -4,7 +4,7 @@ The fitted fuser is a few numbers, the model id and the SHA-256 of its
 adaptation weights; it pickles to well under a kilobyte. The backbone is
 loaded once per process (a Dask worker keeps it resident) and moved to the
 device there; adaptation weights are installed once per process by hash
-(:func:`install_weights`; on a cluster, :class:`~pansharp_dist.cluster.ResidentFuser`
+(:func:`install_weights`; on a cluster, :class:`~pansharp_dist.resident.ResidentFuser`
 does it on every worker, present and future). Inference runs under ``torch.inference_mode()``, channels-last,
 on batches of tiles; on CUDA under float16 autocast unless ``half=False``.
 """
@@ -16,7 +16,7 @@ import hashlib
 import math
 import threading
 from dataclasses import dataclass, replace
-from functools import lru_cache, partial
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -26,7 +26,8 @@ from ..errors import BandCountError, ClusterError, InvalidParameterError
 from ..sensors import Sensor
 from ..stats import SceneStats
 from .backbones import Backbone
-from .checkpoints import card, load, model_ids
+from .cards import card
+from .checkpoints import load
 from .radiometry import radiometry_for
 from .tailor import Tailored, tailor_from_bytes
 
@@ -96,7 +97,7 @@ def installed_weights(sha: str) -> bytes:
     except KeyError:
         raise ClusterError(
             f"adaptation weights {sha[:12]} are not installed in this process; on a Dask cluster install the "
-            "fuser on the workers first: pansharp_dist.cluster.install_fuser(client, fuser)"
+            "fuser on the workers first: pansharp_dist.resident.install_fuser(client, fuser)"
         ) from None
 
 
@@ -253,8 +254,3 @@ def fit_network(
         batch=batch or (GPU_BATCH if cuda else CPU_BATCH),
         worker_resources=tuple(sorted((resources if resources is not None else {"GPU": 1} if cuda else {}).items())),
     )
-
-
-def network_methods() -> dict[str, partial]:
-    """``{model id: fit function}`` for every shipped backbone."""
-    return {model_id: partial(fit_network, model_id) for model_id in model_ids()}

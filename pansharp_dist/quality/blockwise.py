@@ -71,7 +71,7 @@ def reduced_resolution_metrics(
     Both are ``(band, y, x)`` arrays of the same shape (lazy or not). Equal to
     :func:`pansharp_dist.quality.metrics.reduced_resolution` on the same data.
     """
-    from ..cluster import run_tasks
+    from ..tasks import run_tasks
 
     ref = _as_dask(reference)
     fus = _as_dask(fused)
@@ -172,7 +172,7 @@ def full_resolution_metrics(
     borders are handled as there (circular for the 23-tap interpolator,
     symmetric for ``imresize``, replicated for the MTF filter).
     """
-    from ..cluster import run_tasks
+    from ..tasks import run_tasks
     from .fullres import imresize_down
     from .mtf import interp23, mtf_filter
 
