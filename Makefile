@@ -2,7 +2,7 @@
 VENV := .venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test gdal
+.PHONY: demo test test-fast gdal
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,3 +20,8 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed gdal
 	$(VENV)/bin/python -m pytest
+
+# The fast tier: every module's tests but the slow ones (real multi-process clusters, CLI runs of networks,
+# Prefect deployments, the larger scenes); about 2 minutes on a 2-core machine.
+test-fast: $(VENV)/.installed gdal
+	$(VENV)/bin/python -m pytest -m "not slow"

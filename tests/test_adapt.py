@@ -166,6 +166,7 @@ def test_sampling_is_deterministic_and_never_picks_nodata(tmp_path):
 
 # --------------------------------------------------------------------------- the fit
 
+@pytest.mark.slow
 def test_tailor_fit_lowers_the_loss_and_keeps_to_its_budgets(wv2_scene):
     base = fit(wv2_scene, "fusionnet-wv3")
     adapted, report = fit_adaptation(wv2_scene, base, "tailor", FAST)
@@ -221,6 +222,7 @@ def test_the_benchmarks_shared_step_runs_the_fits_problem_and_trains_nothing(wv2
     assert all(torch.equal(v, before[k]) for k, v in batch.backbone.state_dict().items())
 
 
+@pytest.mark.slow
 def test_tailor_improves_cross_sensor_transfer_on_degraded_imgwv2(wv2_scene):
     reduced = degrade(wv2_scene)
     truth = wv2_scene.ms.values[:, : reduced.shape[0], : reduced.shape[1]].astype(np.float64)
@@ -232,6 +234,7 @@ def test_tailor_improves_cross_sensor_transfer_on_degraded_imgwv2(wv2_scene):
     assert adapted["ERGAS"] < direct["ERGAS"] and adapted["SAM"] < direct["SAM"] and adapted["Q2n"] > direct["Q2n"]
 
 
+@pytest.mark.slow
 def test_adapted_network_tiled_equals_single_pass(wv2_scene):
     base = fit(wv2_scene, "dicnn-wv2")
     adapted, _ = fit_adaptation(wv2_scene, base, "tailor", FAST)
@@ -283,6 +286,7 @@ def test_graphed_cuda_steps_follow_the_eager_ones(model, mode, monkeypatch, wv2_
 
 # --------------------------------------------------------------------------- CLI
 
+@pytest.mark.slow
 def test_adapt_cli_and_run_with_adapt(tmp_path, client):
     store = tmp_path / "sample.zarr"
     done = cli("ingest", "--pan", str(SAMPLE / "pan.tif"), "--ms", str(SAMPLE / "ms.tif"), "--out", str(store), "--json")
@@ -317,6 +321,7 @@ def test_adapt_cli_and_run_with_adapt(tmp_path, client):
     assert refused.returncode == 2 and "network methods only" in refused.stderr
 
 
+@pytest.mark.slow
 def test_adapt_needs_a_tile_store(tmp_path):
     done = cli("adapt", "--zarr", str(tmp_path / "missing.zarr"), "--model", "pannet-qb", "--out", str(tmp_path / "t.st"))
     assert done.returncode == 2 and "not a pansharp-dist tile store" in done.stderr
@@ -327,6 +332,7 @@ def test_scene_stats_ms_dtype_drives_the_rule(wv2_scene):
     assert fit(wv2_scene, "pannet-wv2").rule.startswith("11-bit")
 
 
+@pytest.mark.slow
 def test_the_cli_shows_the_adaptation_step_by_step_and_json_carries_the_loss_curve(tmp_path):
     common = ["--pan", str(GDAL_HPF[0]), "--ms", str(GDAL_HPF[1]), "--method", "fusionnet-wv3", "--device", "cpu",
               "--adapt-steps", "4", "--tile", "256"]

@@ -159,6 +159,7 @@ def test_tasks_carry_under_100_kb_whatever_the_model_and_adaptation(sample_store
             assert len(fuser.weights) > 100_000
 
 
+@pytest.mark.slow
 def test_an_adapted_network_runs_on_workers_that_got_it_by_plugin(sample_store, client):
     base = fit(sample_store, "pnn-ge1", device="cpu")
     fuser, _ = fit_adaptation(sample_store, base, "tailor", AdaptOptions(steps=3, k=2, patch=32))
@@ -169,6 +170,7 @@ def test_an_adapted_network_runs_on_workers_that_got_it_by_plugin(sample_store, 
     assert all(fuser.weights_sha in shas for shas in loaded.values())
 
 
+@pytest.mark.slow
 def test_gpu_tasks_run_only_on_workers_that_advertise_a_gpu(sample_store, tmp_path):
     workers = {
         "gpu": {"cls": Worker, "options": {"nthreads": 1, "resources": {"GPU": 1}}},
@@ -202,6 +204,7 @@ def test_local_workers_keep_freed_heap_instead_of_trimming_it_at_once(client):
     assert list(client.run(_malloc_env).values()) == [WORKER_MALLOC] * 2
 
 
+@pytest.mark.slow
 def test_a_malloc_setting_already_in_the_environment_wins(monkeypatch):
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1048576")
     with connect("local", workers=1) as one:
@@ -244,6 +247,7 @@ def test_task_graph_of_a_gigapixel_scene_has_thousands_of_tasks(sample_store):
 # --------------------------------------------------------------------------- fault tolerance
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_changes_no_pixel(mosaic, tmp_path, dask_processes, reference_sha):
     work = tmp_path / "work"
     killed: dict[str, int] = {}
@@ -262,6 +266,7 @@ def test_a_worker_killed_mid_run_changes_no_pixel(mosaic, tmp_path, dask_process
     assert pixels_sha(tmp_path / "out.tif") == reference_sha
 
 
+@pytest.mark.slow
 def test_a_killed_client_resumes_with_only_the_unfinished_blocks(mosaic, tmp_path, dask_processes, reference_sha):
     work, out = tmp_path / "work", tmp_path / "out.tif"
     ledger = work / "out.hrms.zarr"

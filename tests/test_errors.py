@@ -150,6 +150,7 @@ def test_ingest_cli_refuses_existing_store(tmp_path):
     assert not os.path.exists(store)
 
 
+@pytest.mark.slow
 def test_a_damaged_tile_store_stops_a_resumed_run_with_one_line(tmp_path):
     work, out = tmp_path / "work", tmp_path / "fused.tif"
     args = ("run", "--pan", str(PAN), "--ms", str(MS), "--out", str(out), "--work-dir", str(work), "--workers", "1")

@@ -15,6 +15,7 @@ def fused_hpf(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_full_resolution_metrics_and_a_reference(fused_hpf):
     common = ["--pan", str(GDAL_HPF[0]), "--ms", str(GDAL_HPF[1]), "--fused", str(fused_hpf), "--sensor", "wv3",
               "--workers", "1", "--json"]
@@ -26,6 +27,7 @@ def test_full_resolution_metrics_and_a_reference(fused_hpf):
     assert with_ref["SAM"] == pytest.approx(0, abs=1e-6) and with_ref["ERGAS"] == 0 and with_ref["Q2n"] == pytest.approx(1)
 
 
+@pytest.mark.slow
 def test_reduced_resolution_protocol_scores_a_method():
     result = cli("eval", "--protocol", "reduced", "--pan", str(WV2_MAT), "--ms", str(WV2_MAT),
                  "--method", "mtf-glp-hpm", "--workers", "1", "--json")
@@ -35,12 +37,14 @@ def test_reduced_resolution_protocol_scores_a_method():
     assert 0 < scores["ERGAS"] < 10 and 0.5 < scores["Q2n"] < 1 and 0 < scores["SAM"] < 15
 
 
+@pytest.mark.slow
 def test_fused_image_on_another_grid_is_a_clear_error(fused_hpf):
     result = cli("eval", "--pan", str(VHR[0]), "--ms", str(VHR[1]), "--fused", str(fused_hpf), "--workers", "1")
     assert result.returncode == 2 and result.stderr.count("error:") == 1
     assert "pass the output of pansharp-dist run on this --pan/--ms pair" in " ".join(result.stderr.split())
 
 
+@pytest.mark.slow
 def test_quality_bench_scores_a_dataset_with_both_protocols():
     import warnings
 

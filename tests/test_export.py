@@ -58,7 +58,7 @@ def _levels(path: Path) -> list[np.ndarray]:
 @pytest.mark.parametrize(
     "scene",
     [
-        pytest.param("mosaic", id="2052px-mosaic-two-pyramid-passes"),
+        pytest.param("mosaic", id="2052px-mosaic-two-pyramid-passes", marks=pytest.mark.slow),
         pytest.param(SPACENET_NODATA, id="spacenet6-with-nodata"),
     ],
 )

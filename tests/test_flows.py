@@ -40,6 +40,7 @@ async def _artifacts() -> dict[str, object]:
         return {a.key: a for a in await api.read_artifacts() if a.key}
 
 
+@pytest.mark.slow
 def test_scene_flow_writes_cog_stac_item_quicklook_and_artifacts(tmp_path, scheduler):
     import asyncio
 
@@ -86,6 +87,7 @@ def _copy_pair(pair: tuple[Path, Path], folder: Path) -> tuple[Path, Path]:
     return tuple(Path(shutil.copy(p, folder / p.name)) for p in pair)
 
 
+@pytest.mark.slow
 def test_catalog_flow_processes_each_item_once_then_only_the_changed_one(tmp_path, scheduler):
     data = tmp_path / "data"
     items = [
@@ -110,6 +112,7 @@ def test_catalog_flow_processes_each_item_once_then_only_the_changed_one(tmp_pat
     assert Ledger(tmp_path / "ledger").get("hpf").updated == "2024-06-01"
 
 
+@pytest.mark.slow
 def test_a_corrupt_item_fails_alone_and_outside_hrefs_are_refused(tmp_path, scheduler):
     data = tmp_path / "data"
     good = _copy_pair(VHR, data / "good")
@@ -143,6 +146,7 @@ def test_href_policy_and_transient_errors():
     assert not is_transient(CorruptInputError("damaged")) and not is_transient(FileNotFoundError())
 
 
+@pytest.mark.slow
 def test_deployments_from_prefect_yaml_run_the_scene_flow_on_an_event(tmp_path, scheduler):
     import os
     import subprocess

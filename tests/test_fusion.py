@@ -19,6 +19,7 @@ from pansharp_dist.store import ingest
 from pansharp_dist.tiling import TileGrid
 
 SCENES = {"gdal_hpf_wv3": GDAL_HPF, "vhr_china": VHR, "imgWV2": (WV2_MAT, WV2_MAT)}
+SLOW_SCENES = {"vhr_china", "imgWV2"}  # 800² and 1280²: the tiled-equals-whole check on them is in the slow tier
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,9 @@ def stores(tmp_path_factory, client):
 
 
 @pytest.mark.parametrize("method", method_names("classical"))
-@pytest.mark.parametrize("scene_name", list(SCENES))
+@pytest.mark.parametrize(
+    "scene_name", [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW_SCENES else []) for n in SCENES]
+)
 def test_tiled_run_equals_single_pass_bit_for_bit(stores, client, scene_name, method):
     scene = stores[scene_name]
     fuser = fit(scene, method)
@@ -83,6 +86,7 @@ def test_tile_batches_cover_a_block_once_in_bounded_batches_of_one_read_size(y0,
         assert len({(t.read[1] - t.read[0], t.read[3] - t.read[2]) for t in batch}) == 1
 
 
+@pytest.mark.slow
 def test_a_halo_below_the_support_draws_seams(stores):
     scene = stores["imgWV2"]
     fuser = fit(scene, "mtf-glp-hpm")

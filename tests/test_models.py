@@ -125,6 +125,7 @@ def test_import_refuses_a_checkpoint_of_another_architecture(tmp_path):
         import_checkpoint(WEIGHTS / "WV3_dicnn1.pth", "unet", "wv3", tmp_path)
 
 
+@pytest.mark.slow
 def test_models_cli_lists_and_imports(tmp_path):
     listed = cli("models", "list", "--json")
     assert listed.returncode == 0, listed.stderr
@@ -140,6 +141,7 @@ def test_models_cli_lists_and_imports(tmp_path):
 
 # --------------------------------------------------------------------------- correct ports
 
+@pytest.mark.slow
 def test_wv3_ports_beat_exp_and_classical_on_pancollection_patches():
     classical = method_names("classical")
     nets = shipped_networks(("wv3",))
@@ -265,6 +267,7 @@ def test_a_backbone_resident_on_another_device_leaves_the_cpu_one_in_place():
     resident.cache_clear()
 
 
+@pytest.mark.slow
 def test_run_cli_with_a_network_writes_a_cog(tmp_path):
     out = tmp_path / "pannet.tif"
     done = cli("run", "--pan", str(SAMPLE / "pan.tif"), "--ms", str(SAMPLE / "ms.tif"), "--out", str(out),

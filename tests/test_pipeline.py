@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 from conftest import GDAL_HPF, VHR, cli, read_cog
 
@@ -24,6 +25,7 @@ def cog_valid(path: Path) -> bool:
     return result.returncode == 0 and "is a valid cloud optimized GeoTIFF" in result.stdout
 
 
+@pytest.mark.slow
 def test_cli_run_writes_a_valid_georeferenced_cog_equal_to_a_single_pass(tmp_path):
     out = tmp_path / "hpf.tif"
     result = cli("run", "--pan", str(GDAL_HPF[0]), "--ms", str(GDAL_HPF[1]), "--out", str(out),
@@ -42,6 +44,7 @@ def test_cli_run_writes_a_valid_georeferenced_cog_equal_to_a_single_pass(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hpf.tif"]  # work stores cleaned up
 
 
+@pytest.mark.slow
 def test_cli_shows_progress_and_keeps_stores_in_a_named_work_dir(tmp_path):
     work = tmp_path / "work"
     result = cli("run", "--pan", str(VHR[0]), "--ms", str(VHR[1]), "--out", str(tmp_path / "v.tif"),
@@ -78,6 +81,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_joining_an_existing_scheduler_gives_the_same_cog(tmp_path, dask_processes):
     local, remote = tmp_path / "local.tif", tmp_path / "remote.tif"
     common = ["--pan", str(VHR[0]), "--ms", str(VHR[1]), "--method", "brovey", "--tile", "256"]
@@ -89,6 +93,7 @@ def test_joining_an_existing_scheduler_gives_the_same_cog(tmp_path, dask_process
     np.testing.assert_array_equal(read_cog(remote)[0], read_cog(local)[0])
 
 
+@pytest.mark.slow
 def test_unreachable_scheduler_is_a_clear_error(tmp_path):
     result = cli("run", "--pan", str(VHR[0]), "--ms", str(VHR[1]), "--out", str(tmp_path / "x.tif"),
                  "--scheduler", f"tcp://127.0.0.1:{_free_port()}")
@@ -96,6 +101,7 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_demo_writes_cog_quicklook_and_summary(tmp_path):
     result = cli("demo", "--out", str(tmp_path), "--workers", "2")
     assert result.returncode == 0, result.stderr
@@ -106,6 +112,7 @@ def test_demo_writes_cog_quicklook_and_summary(tmp_path):
     assert png.count == 3 and rgb.std() > 10
 
 
+@pytest.mark.slow
 def test_uncompressed_cog_has_the_same_pixels_and_unknown_compressions_are_refused(tmp_path, client):
     zstd, raw = tmp_path / "zstd.tif", tmp_path / "raw.tif"
     run(*GDAL_HPF, zstd, method="brovey", tile=128, client=client)
@@ -128,6 +135,7 @@ def test_a_small_scene_runs_in_this_process_and_writes_the_bytes_of_a_cluster_ru
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster.tif", "threads.tif"]
 
 
+@pytest.mark.slow
 def test_a_network_adapted_in_this_process_writes_the_bytes_of_a_cluster_run(tmp_path, client):
     from pansharp_dist.adapt.options import AdaptOptions
 

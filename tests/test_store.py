@@ -104,6 +104,7 @@ def test_incomplete_or_foreign_store_is_refused(tmp_path):
         open_store(tmp_path / "foreign.zarr")
 
 
+@pytest.mark.slow
 def test_ingest_from_the_cli_writes_a_store(tmp_path):
     from conftest import cli
 
