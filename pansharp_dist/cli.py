@@ -459,7 +459,7 @@ def bench_tailor(
     quality_report: Annotated[Path, typer.Option("--quality-report")] = Path("docs/quality.md"),
     speed_report: Annotated[Path, typer.Option("--speed-report")] = Path("docs/benchmarks.md"),
     work_dir: BenchWorkDir = Path("bench-work"),
-    parts: Annotated[str, typer.Option("--parts", help="'quality', 'speed' or both, comma-separated.")] = "quality,speed",
+    parts: Annotated[str, typer.Option("--parts", help="'quality', 'speed', 'time' (time to quality against full fine-tuning), comma-separated.")] = "quality,speed",
 ) -> None:
     """Direct transfer, tailor and full fine-tuning on real cross-sensor pairs; adaptation speed."""
     from .adapt.options import AdaptOptions

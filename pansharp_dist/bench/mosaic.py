@@ -1,9 +1,9 @@
-"""Large benchmark scenes mosaicked from a real PAN + MS pair.
+"""Benchmark scenes cut or mosaicked from a real PAN + MS pair.
 
-The pair is repeated with mirrored copies (every other copy flipped, so that
-edges meet continuously) up to the requested PAN size, and written as tiled
-GeoTIFFs with a real georeference. Pixels are the source's real counts; no
-synthetic noise is added.
+A mosaic repeats the pair with mirrored copies (every other copy flipped, so
+that edges meet continuously) up to the requested PAN size; a crop keeps its
+centre. Both are written as tiled GeoTIFFs with a real georeference. Pixels are
+the source's real counts; no synthetic noise is added.
 """
 
 from __future__ import annotations
@@ -60,6 +60,36 @@ def mosaic_pair(pan: str | Path, ms: str | Path, size: int, folder: str | Path, 
             n = min(ms_strip, size // r - row)
             block = src_ms[:, _mirror_index(n, mh, row)][:, :, cols_ms]
             dst.write(block, window=((row, row + n), (0, size // r)))
+    return pan_path, ms_path
+
+
+def crop_pair(pan: str | Path, ms: str | Path, size: int, folder: str | Path) -> tuple[Path, Path]:
+    """Write ``pan_crop_{size}.tif`` and ``ms_crop_{size}.tif``: the central ``size`` x ``size`` PAN pixels of a
+    real pair (the start rounded down to a whole MS pixel) and the MS under them.
+
+    Returns the two paths; existing files of the right size are reused.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    scene = open_scene(pan, ms)
+    r = scene.ratio
+    if size % r or size > min(scene.shape):
+        raise ValueError(f"size {size} must be a multiple of the ratio {r} and fit the scene {scene.shape}")
+    pan_path, ms_path = folder / f"pan_crop_{size}.tif", folder / f"ms_crop_{size}.tif"
+    if _complete(pan_path, size) and _complete(ms_path, size // r):
+        return pan_path, ms_path
+    y0, x0 = ((n - size) // 2 // r * r for n in scene.shape)
+    x, y = BENCH_ORIGIN
+    pan_t = Affine(BENCH_PAN_PIXEL, 0, x, 0, -BENCH_PAN_PIXEL, y)
+    common = {"driver": "GTiff", "tiled": True, "blockxsize": 256, "blockysize": 256, "crs": BENCH_CRS}
+    pan_pixels = scene.pan.values[y0 : y0 + size, x0 : x0 + size]
+    ms_pixels = scene.ms.values[:, y0 // r : (y0 + size) // r, x0 // r : (x0 + size) // r]
+    with rasterio.open(pan_path, "w", width=size, height=size, count=1, dtype=pan_pixels.dtype,
+                       transform=pan_t, **common) as dst:
+        dst.write(pan_pixels[None])
+    with rasterio.open(ms_path, "w", width=size // r, height=size // r, count=ms_pixels.shape[0],
+                       dtype=ms_pixels.dtype, transform=pan_t @ Affine.scale(r), interleave="pixel", **common) as dst:
+        dst.write(ms_pixels)
     return pan_path, ms_path
 
 

@@ -59,6 +59,8 @@ from .networks import (
     shipped_networks,
 )
 from .quality import Dataset
+from .time_to_quality import MODEL as TTQ_MODEL
+from .time_to_quality import TAILOR_BUDGETS, full_budgets, time_to_quality
 
 MODES = ("none", "tailor", "full")
 SPEED_MODES = ("tailor", "full")
@@ -152,15 +154,42 @@ def run_tailor_bench(
     sizes: tuple[int, ...], device: str | None, log: Callable[[str], None] = lambda _: None,
     parts: tuple[str, ...] = ("quality", "speed"),
 ) -> None:
-    """Run the ``parts`` asked for (``quality``, ``speed``) and write their sections."""
+    """Run the ``parts`` asked for (``quality``, ``speed``, ``time``) and write their sections."""
     data = _shared_data()
     options = replace(options, patience=options.steps)  # the same number of steps for tailor and full
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if "time" in parts:
+            _replace_section(speed_report, f"tailor-time-{_kind(device)}", _time(data, work, device, speed_report, log))
         if "speed" in parts:
             _replace_section(speed_report, f"tailor-speed-{_kind(device)}", _speed(data, work, sizes, options, device, log))
         if "quality" in parts:
             _write_quality(quality_report, _quality(data, work, archs, options, log), options)
+
+
+def _time(data: Path, work: Path, device: str | None, report: Path, log) -> str:
+    kind = _kind(device)
+    plot = report.parent / f"tailor-time-to-quality-{kind}.png"
+    rows, _ = time_to_quality(data, work, device, plot, log)
+    return "\n".join([
+        f"<!-- bench:tailor-time-{kind}:start -->",
+        f"## Feature Tailor time to quality on {kind.upper()} (`pansharp-dist bench tailor --parts time --device {kind}`)",
+        "",
+        f"Machine: {_machine(device or default_device())}.",
+        f"{TTQ_MODEL} adapted to WorldView-2 `imgWV2` (cross-sensor), 16 tiles of 64 px, manifold sampling, the",
+        "default losses; each mode fitted with growing step budgets from the same start (tailor: "
+        f"{', '.join(map(str, TAILOR_BUDGETS))}; full: {', '.join(map(str, full_budgets()))}, until its convergence test",
+        "stops it), each fit's adaptation seconds and the HQNR of the scene fused with its result. Tailor s: the",
+        "first tailor fit at or above the tailor's final HQNR (its 300-step or converged fit); full s: the first",
+        "full fit at or above that HQNR, or its best fit's when none gets there. Plot: "
+        f"[`{plot.name}`]({plot.name}).",
+        "",
+        "| scene | none HQNR | tailor HQNR | tailor s | full best HQNR (steps, stop) | full s to the tailor's HQNR | "
+        "full s / tailor s |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        f"<!-- bench:tailor-time-{kind}:end -->",
+    ])
 
 
 def _kind(device: str | None) -> str:
