@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import shutil
 import time
 from pathlib import Path
@@ -31,13 +32,15 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 
 import pansharp_dist
-from pansharp_dist.catalog import HrefPolicy, redact_href
+from pansharp_dist.catalog import HrefPolicy, safe_name
 from pansharp_dist.cluster import connect
 from pansharp_dist.errors import InvalidParameterError, PansharpError
 from pansharp_dist.export import write_cog, write_quicklook
 from pansharp_dist.infer import fit, pansharpen
 from pansharp_dist.pipeline import adapt_mode_for, adapt_or_reuse, ingest_scene
 from pansharp_dist.quality.evaluate import evaluate
+from pansharp_dist.redact import redact_exception, redact_href, redact_logs
+from pansharp_dist.resume import saved_weights
 from pansharp_dist.sensors import default_rgb
 from pansharp_dist.stac import output_item, scene_assets, write_item
 from pansharp_dist.store import open_store, write_output
@@ -63,9 +66,24 @@ def _retry_transient(task, task_run, state) -> bool:  # noqa: ARG001  (Prefect's
 
 
 STEP = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": _retry_transient, "cache_policy": NO_CACHE}
+redact_logs()  # no log record of a flow run shows a credential or a signed-URL token
+
+
+def redacted(fn):
+    """``fn``, whose exceptions leave it without credentials in their messages (what a task's state shows)."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            raise redact_exception(exc)
+
+    return call
 
 
 @task(**STEP)
+@redacted
 def ingest(pan: str, ms: str, store: str, sensor: str | None, tile: int, scheduler: str) -> str:
     """Write the Zarr tile store; returns its path."""
     with connect(scheduler) as client:
@@ -74,6 +92,7 @@ def ingest(pan: str, ms: str, store: str, sensor: str | None, tile: int, schedul
 
 
 @task(**STEP)
+@redacted
 def adapt(store: str, method: str, mode: str, weights: str) -> str | None:
     """Fit the tailor (or the full network) on sampled tiles and save it; ``None`` for no adaptation."""
     if mode == "none":
@@ -85,12 +104,13 @@ def adapt(store: str, method: str, mode: str, weights: str) -> str | None:
 
 
 @task(**STEP)
+@redacted
 def infer(store: str, method: str, mode: str, weights: str | None, hrms: str, tile: int, scheduler: str) -> str:
     """Fuse every block into the output Zarr store, updating a progress artifact as blocks finish."""
     stored = open_store(store)
     fuser = fit(stored, method)
     if weights is not None:
-        fuser = fuser.adapted(mode, Path(weights).read_bytes())
+        fuser = fuser.adapted(mode, saved_weights(weights))
     artifact = create_progress_artifact(progress=0.0, key="pansharpen-blocks", description="output blocks written")
     last = [0.0]
 
@@ -106,6 +126,7 @@ def infer(store: str, method: str, mode: str, weights: str | None, hrms: str, ti
 
 
 @task(**STEP)
+@redacted
 def export(
     hrms: str, out_dir: str, name: str, sources: list[str], method: str, mode: str, scheduler: str
 ) -> dict[str, str]:
@@ -124,6 +145,7 @@ def export(
 
 
 @task(**STEP)
+@redacted
 def score(pan: str, ms: str, cog: str, sensor: str | None, scheduler: str) -> dict[str, float]:
     """Full-resolution quality of the COG against its PAN and MS (QNR, HQNR and their parts)."""
     with connect(scheduler) as client:
@@ -154,8 +176,9 @@ def pansharpen_scene(
         adapt_mode: ``tailor`` (default for networks), ``full`` or ``none``.
         scheduler: ``local`` (one LocalCluster for the whole flow run) or a scheduler address.
         allowed_roots: local folders / URL prefixes that hrefs must lie under (default: no restriction
-            for direct ``pan``/``ms``; required for ``item_href``).
-        name: output base name (default: the item id, else the PAN file's stem).
+            for direct ``pan``/``ms``; required for ``item_href``, whose assets must moreover be GeoTIFFs
+            that read no file outside them).
+        name: output base name (default: the item id, else the PAN file's stem), made a safe file name.
     """
     started = time.perf_counter()
     sources: list[str]
@@ -165,7 +188,7 @@ def pansharpen_scene(
         policy = HrefPolicy(tuple(allowed_roots))
         policy.check(item_href)
         assets = scene_assets(pystac.Item.from_file(item_href))
-        pan, ms = policy.check(assets.pan), policy.check(assets.ms)
+        pan, ms = policy.check_raster(assets.pan), policy.check_raster(assets.ms)
         sensor = sensor or assets.sensor
         name = name or assets.item_id
         sources = [redact_href(item_href)]
@@ -177,6 +200,7 @@ def pansharpen_scene(
             pan, ms = policy.check(pan), policy.check(ms)
         name = name or Path(pan).stem
         sources = [redact_href(pan), redact_href(ms)]
+    name = safe_name(name)
     mode = adapt_mode_for(method, adapt_mode)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from pansharp_dist.catalog import HrefPolicy, Ledger, LedgerRecord, redact_text, scan_catalog
+from pansharp_dist.catalog import HrefPolicy, Ledger, LedgerRecord, redact_text, safe_name, scan_catalog
 from pansharp_dist.errors import HrefRefusedError
 
 try:
@@ -62,7 +62,7 @@ def process(
     record = LedgerRecord(**item["record"])
     try:
         result = pansharpen_scene(
-            out_dir=str(Path(out_dir) / record.item_id), item_href=item["href"], method=method,
+            out_dir=str(Path(out_dir) / safe_name(record.item_id)), item_href=item["href"], method=method,
             adapt_mode=adapt_mode, scheduler=scheduler, allowed_roots=allowed_roots,
         )
         record.status, record.outputs, record.error = "done", {k: result[k] for k in ("cog", "stac", "quicklook")}, None

@@ -1,12 +1,14 @@
 """Catalogue-driven reprocessing: which STAC items need a run, under which roots hrefs may point, and a ledger.
 
 * :class:`HrefPolicy`: hrefs are resolved only under configured roots (local
-  folders, or URL prefixes such as ``s3://bucket/scenes/``); anything else,
-  ``..`` escapes included, is refused.
+  folders, or URL prefixes such as ``s3://bucket/scenes/``), compared as the
+  reader resolves them; anything else, ``..`` escapes and percent-encoded ones
+  included, is refused, and so are raster formats that read other files.
 * :func:`scan_catalog`: the items that carry a PAN and an MS asset, from a
-  static STAC catalogue (a local ``catalog.json``, read with pystac) or from an
-  ``http(s)`` catalogue or STAC API (pystac-client: item search when the API
-  offers it, else a walk of the catalogue).
+  static STAC catalogue (local or ``http(s)``, walked with pystac, each link
+  checked before it is followed) or from a STAC API's item search
+  (pystac-client).
+* :func:`safe_name`: an item id as a file name that stays in its folder.
 * :class:`Ledger`: one JSON record per item id (``updated``, input checksums,
   pipeline and model versions, status, outputs). An item needs a run when it
   has no record, or when any of those changed; an item that failed is not
@@ -18,22 +20,36 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import posixpath
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import pystac
 
 from . import __version__
-from .errors import HrefRefusedError, InputNotFoundError, InvalidParameterError
+from .errors import CorruptInputError, HrefRefusedError, InputNotFoundError, InvalidParameterError
+from .redact import redact_href, redact_text
 from .stac import SceneAssets, scene_assets
+from .outputs import atomic_write
+
+
+SAFE_DRIVERS = frozenset({"GTiff"})
+"""GDAL drivers a catalogue input may be read with: formats that do not point at other files (a VRT, for
+one, names its sources anywhere on the machine or the network)."""
+_ENCODED = re.compile(r"%(2e|2f|5c|25)", re.I)  # ".", "/", "\\" and "%" itself (double encoding)
 
 
 @dataclass(frozen=True)
 class HrefPolicy:
-    """Where catalogue hrefs may point: local folders and URL prefixes."""
+    """Where catalogue hrefs may point: local folders and URL prefixes.
+
+    An href is compared with the roots as the reader will see it: percent-decoded, ``.`` and ``..``
+    resolved (and, for local paths, symlinks). Percent-encoded dots, slashes, backslashes and percent signs,
+    backslashes themselves, and GDAL virtual paths (``/vsicurl/...``) are refused outright: no scene href
+    needs them, and each has been used to reach outside a root that a plain string comparison checks.
+    """
 
     roots: tuple[str, ...]
 
@@ -41,44 +57,79 @@ class HrefPolicy:
         """``href`` itself when it lies under a root.
 
         Raises:
-            HrefRefusedError: it does not (the message names the roots).
+            HrefRefusedError: it does not, or it is written in one of the refused ways (the message says which).
         """
-        parsed = urlparse(href)
-        scheme = parsed.scheme if len(parsed.scheme) > 1 else "file"
-        for root in self.roots:
-            root_scheme = urlparse(root).scheme if len(urlparse(root).scheme) > 1 else "file"
-            if root_scheme != scheme:
-                continue
-            if scheme == "file":
-                path = Path(parsed.path if parsed.scheme == "file" else href).resolve()
-                base = Path(urlparse(root).path if root.startswith("file:") else root).resolve()
-                if path.is_relative_to(base):
-                    return href
-            elif href.startswith(root.rstrip("/") + "/") and "/../" not in href:
-                return href
+        if _ENCODED.search(href) or "\\" in href or href.startswith("/vsi"):
+            raise HrefRefusedError(
+                f"{redact_href(href)} is refused: percent-encoded dots or separators, backslashes and GDAL virtual "
+                "paths cannot be checked against the allowed roots; give a plain path or URL"
+            )
+        target = _location(href)
+        if target is not None and any(_under(target, _location(root)) for root in self.roots):
+            return href
         raise HrefRefusedError(
             f"{redact_href(href)} is outside the allowed roots ({', '.join(self.roots)}); add its folder or URL prefix "
             "to the allowed roots if it is trusted"
         )
 
+    def check_raster(self, href: str) -> str:
+        """:meth:`check`, then open ``href`` and check what GDAL would read: a format of :data:`SAFE_DRIVERS`,
+        and every file GDAL lists for it (overviews, masks, sidecars) under a root as well.
 
-def redact_href(href: str) -> str:
-    """``href`` without credentials: user and password, and the query string (signed-URL tokens), removed."""
-    parsed = urlparse(href)
-    if len(parsed.scheme) <= 1 or parsed.scheme == "file":
+        Raises:
+            HrefRefusedError: a refused href, format or file.
+            InputNotFoundError: ``href`` cannot be opened.
+        """
+        import rasterio
+        from rasterio.errors import RasterioIOError
+
+        self.check(href)
+        try:
+            with rasterio.open(href) as src:
+                driver, files = src.driver, list(src.files)
+        except RasterioIOError as exc:
+            missing = any(s in str(exc) for s in ("No such file", "does not exist", "404"))
+            raise (InputNotFoundError if missing else CorruptInputError)(
+                f"cannot open {redact_href(href)} as a raster ({redact_text(str(exc))})") from None
+        if driver not in SAFE_DRIVERS:
+            raise HrefRefusedError(
+                f"{redact_href(href)} is a {driver} file; catalogue inputs must be {', '.join(sorted(SAFE_DRIVERS))} "
+                "(formats such as VRT read other files, which the allowed roots cannot vouch for)"
+            )
+        for file in files:
+            self.check(file.removeprefix("/vsicurl/"))
         return href
-    netloc = parsed.hostname or ""
-    if parsed.port:
-        netloc += f":{parsed.port}"
-    return parsed._replace(netloc=netloc, query="", fragment="").geturl()
 
 
-_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"),;]+")
+def _location(href: str) -> tuple[str, str, str] | None:
+    """``(scheme, host[:port], path)`` of ``href`` as a reader resolves it: percent-decoded, ``.``/``..`` resolved,
+    local paths made absolute through symlinks; ``None`` for an href that cannot be parsed."""
+    try:
+        parsed = urlparse(href)
+        scheme = parsed.scheme.lower() if len(parsed.scheme) > 1 else "file"
+        if scheme == "file":
+            local = unquote(parsed.path) if parsed.scheme else href
+            return "file", "", str(Path(local).resolve())
+        host = (parsed.hostname or "") + (f":{parsed.port}" if parsed.port else "")
+        return scheme, host, posixpath.normpath("/" + unquote(parsed.path).lstrip("/"))
+    except (ValueError, OSError, RuntimeError):  # a bad port, a symlink loop
+        return None
 
 
-def redact_text(text: str) -> str:
-    """``text`` with every URL in it passed through :func:`redact_href` (for logs, ledgers and artifacts)."""
-    return _URL.sub(lambda m: redact_href(m.group()), text)
+def _under(target: tuple[str, str, str], root: tuple[str, str, str] | None) -> bool:
+    if root is None or target[:2] != root[:2]:
+        return False
+    base = root[2].rstrip("/") or "/"
+    return target[2] == base or target[2].startswith(base.rstrip("/") + "/")
+
+
+def safe_name(item_id: str) -> str:
+    """An item id as a file name that stays in its folder and is not hidden: characters other than letters,
+    digits, ``-``, ``_`` and ``.`` become ``_``, and so do leading dots (``../../x`` is ``___.._x``); an empty id
+    is ``item``."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in item_id)
+    dots = len(safe) - len(safe.lstrip("."))
+    return "_" * dots + safe[dots:] or "item"
 
 
 def scan_catalog(
@@ -86,43 +137,64 @@ def scan_catalog(
 ) -> tuple[list[SceneAssets], list[str]]:
     """Items of the catalogue or STAC API at ``href`` with PAN and MS assets, and one line per item skipped.
 
+    A static catalogue is walked link by link, and a child or item link is followed only if its href lies
+    under the allowed roots; a link refused or unreadable, or an item without the assets, is one line of
+    the skipped list, and the walk goes on.
+
     Args:
         href: a local ``catalog.json``, or an ``http(s)`` catalogue or STAC API root.
-        policy: where the catalogue may lie.
+        policy: where the catalogue, and everything it links to, may lie.
         collections: API collections to search (all when ``None``).
 
     Raises:
-        InputNotFoundError: the catalogue cannot be read.
+        InputNotFoundError: the catalogue itself cannot be read.
         HrefRefusedError: the catalogue itself lies outside the roots.
     """
     policy.check(href)
+    skipped: list[str] = []
     try:
-        items = _remote_items(href, collections) if urlparse(href).scheme in ("http", "https") else \
-            pystac.Catalog.from_file(href).get_items(recursive=True)
-        scenes, skipped = [], []
+        api = _item_search(href) if urlparse(href).scheme in ("http", "https") else None
+        items = api.search(collections=collections).items() if api is not None else \
+            _walk(pystac.Catalog.from_file(href), policy, skipped)
+        scenes = []
         for item in items:
             try:
                 scenes.append(scene_assets(item))
-            except InvalidParameterError as exc:
-                skipped.append(str(exc))
-    except (OSError, pystac.STACError) as exc:
+            except (InvalidParameterError, ValueError, KeyError) as exc:
+                skipped.append(redact_text(f"item {getattr(item, 'id', '?')}: {exc}"))
+    except (OSError, pystac.STACError, ValueError) as exc:
         raise InputNotFoundError(f"cannot read the STAC catalogue {redact_href(href)} ({exc})") from None
     return scenes, skipped
 
 
-def _remote_items(href: str, collections: list[str] | None):
-    """Items of an ``http(s)`` catalogue: an API's item search, or a walk of a static catalogue."""
-    import warnings
+def _walk(catalog: pystac.Catalog, policy: HrefPolicy, skipped: list[str]):
+    """The items under ``catalog``, following only child and item links whose hrefs the policy allows."""
+    for link in catalog.get_links():
+        if link.rel not in ("child", "item"):
+            continue
+        target = link.get_absolute_href() or link.href
+        try:
+            policy.check(target)
+            linked = link.resolve_stac_object(root=catalog.get_root()).target
+        except HrefRefusedError as exc:
+            skipped.append(f"{link.rel} link of {catalog.id}: {exc}")
+            continue
+        except (OSError, pystac.STACError, ValueError, KeyError) as exc:
+            skipped.append(redact_text(f"{link.rel} link of {catalog.id} to {target} cannot be read ({exc})"))
+            continue
+        if isinstance(linked, pystac.Item):
+            yield linked
+        elif isinstance(linked, pystac.Catalog):
+            yield from _walk(linked, policy, skipped)
 
+
+def _item_search(href: str):
+    """The pystac-client API at ``href`` when it offers item search; ``None`` for a static catalogue (walked by
+    :func:`_walk`, links checked, like a local one)."""
     from pystac_client import Client, ConformanceClasses
-    from pystac_client.warnings import FallbackToPystac
 
     client = Client.open(href)
-    if client.conforms_to(ConformanceClasses.ITEM_SEARCH):
-        return client.search(collections=collections).items()
-    with warnings.catch_warnings():  # a static catalogue served over HTTP: walking it is the only way
-        warnings.simplefilter("ignore", FallbackToPystac)
-        return list(client.get_items(recursive=True))
+    return client if client.conforms_to(ConformanceClasses.ITEM_SEARCH) else None
 
 
 @dataclass
@@ -153,8 +225,7 @@ class Ledger:
         self._hashes: dict[str, str] = json.loads(self._hashes_path.read_text()) if self._hashes_path.exists() else {}
 
     def _path(self, item_id: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in item_id)
-        return self.folder / f"{safe}.json"
+        return self.folder / f"{safe_name(item_id)}.json"
 
     def get(self, item_id: str) -> LedgerRecord | None:
         path = self._path(item_id)
@@ -164,7 +235,9 @@ class Ledger:
         _write_json(self._path(record.item_id), asdict(record))
 
     def records(self) -> list[LedgerRecord]:
-        return [LedgerRecord(**json.loads(p.read_text())) for p in sorted(self.folder.glob("*.json"))]
+        """Every item's record (the ledger's own hidden files, such as its checksum cache, left out)."""
+        return [LedgerRecord(**json.loads(p.read_text())) for p in sorted(self.folder.glob("*.json"))
+                if not p.name.startswith(".")]
 
     def expected(self, scene: SceneAssets, method: str) -> LedgerRecord:
         """The record a run of ``scene`` with ``method`` would have now (checksums of the inputs included)."""
@@ -212,6 +285,4 @@ def model_version(method: str) -> str:
 
 
 def _write_json(path: Path, obj: object) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True).encode())

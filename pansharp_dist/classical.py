@@ -183,11 +183,54 @@ def fit_brovey(
 ) -> Brovey:
     """Brovey with the given pseudo-PAN weights, or equal weights ``1/B`` (GDAL's default)."""
     bands = stats.bands
-    if weights is None:
-        weights = (1.0 / bands,) * bands
+    weights = check_weights((1.0 / bands,) * bands if weights is None else weights, bands)
+    mean, _ = stats.lr_moments()  # MS bands, then the PAN averaged to the MS grid
+    intensity, pan = float(np.dot(weights, mean[:bands])) / sum(weights), float(mean[bands])
+    if not (intensity > 0 and pan > 0 and 1 / BROVEY_SCALE_GAP <= pan / intensity <= BROVEY_SCALE_GAP):
+        raise InvalidParameterError(
+            f"the PAN (mean {pan:.4g}) and the MS (mean intensity {intensity:.4g}) are not in the same units: Brovey "
+            "multiplies each MS band by PAN / intensity, so its output would be scaled by that gap (and clipped to "
+            f"the {stats.ms_dtype} range); rescale one of them, or use gsa or mtf-glp-hpm, which match the PAN to "
+            "the MS", "method")
+    return Brovey(weights, ratio)
+
+
+BROVEY_SCALE_GAP = 8.0
+"""Largest ratio of the PAN's mean to the MS intensity's mean (or its inverse) that Brovey accepts. The
+pairs in ``../shared/data`` lie between 0.64 and 2.0; a uint8 MS beside a uint16 PAN, or reflectance beside
+counts, is off by 100 or more."""
+
+
+def check_brovey_dtypes(pan_dtype: np.dtype, ms_dtype: np.dtype) -> None:
+    """Refuse, before any work, a PAN and an MS of integer types of different widths (uint16 beside uint8):
+    Brovey would scale the output by their gap. (:func:`fit_brovey` checks the units of any pair on the
+    scene's statistics.)
+
+    Raises:
+        InvalidParameterError: the widths differ (``parameter="method"``).
+    """
+    pan_dtype, ms_dtype = np.dtype(pan_dtype), np.dtype(ms_dtype)
+    if pan_dtype.kind in "ui" and ms_dtype.kind in "ui" and pan_dtype.itemsize != ms_dtype.itemsize:
+        raise InvalidParameterError(
+            f"the PAN is {pan_dtype} and the MS {ms_dtype}: Brovey multiplies each MS band by PAN / intensity, so "
+            f"its output would be scaled by their gap and clipped to the {ms_dtype} range; rescale one of them, or "
+            "use gsa or mtf-glp-hpm, which match the PAN to the MS", "method")
+
+
+def check_weights(weights: tuple[float, ...], bands: int) -> tuple[float, ...]:
+    """Brovey's pseudo-PAN weights as floats, if there is one per MS band, finite, not negative, not all zero.
+
+    Raises:
+        InvalidParameterError: they are not (``parameter="weights"``).
+    """
     if len(weights) != bands:
-        raise InvalidParameterError(f"Brovey needs {bands} weights (one per MS band); got {len(weights)}")
-    return Brovey(tuple(float(w) for w in weights), ratio)
+        raise InvalidParameterError(f"Brovey needs {bands} weights (one per MS band); got {len(weights)}", "weights")
+    weights = tuple(float(w) for w in weights)
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise InvalidParameterError(
+            f"Brovey's weights must be finite, not negative, and not all zero (they weight the MS bands into the "
+            f"intensity that the PAN replaces); got {', '.join(map(str, weights))}", "weights")
+    return weights
 
 
 # --------------------------------------------------------------------------- GSA

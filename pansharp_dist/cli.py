@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import warnings
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -54,21 +56,30 @@ def _bench_log(msg: str) -> None:
     err.print(msg, highlight=False)
 
 
+FLAGS = {"tile": "--tile", "task_megapixels": "--task-mp", "weights": "--weights", "steps": "--adapt-steps",
+         "patch": "--patch", "seconds": "--seconds"}
+"""The flag that sets each parameter the library names in its errors (:class:`InvalidParameterError`)."""
+ADAPT_FLAGS = {**FLAGS, "k": "--tiles", "steps": "--steps"}
+
+
 @contextmanager
-def _edge(quiet: bool = False):
-    """Turn library errors into one line and exit 2; show warnings as one line each."""
+def _edge(quiet: bool = False, flags: dict[str, str] = FLAGS):
+    """Turn library errors into one line and exit 2 (a parameter's error names its flag, from ``flags``);
+    show warnings as one line each."""
 
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
         if not quiet:
-            err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+            err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
     previous = warnings.showwarning
     warnings.showwarning = show
     logging.getLogger("rasterio").setLevel(logging.ERROR)
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # zarr's writes still in flight when a run has failed
     try:
         yield
     except PansharpError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        flag = flags.get(getattr(exc, "parameter", None) or "")
+        err.print(f"[red]error:[/] {f'{flag}: ' if flag else ''}{escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     finally:
         warnings.showwarning = previous
@@ -348,25 +359,20 @@ def adapt(
     from .adapt.fit import fit_adaptation
     from .adapt.options import AdaptOptions
     from .errors import InvalidParameterError
-    from .export import check_output
+    from .outputs import atomic_write, check_output
     from .infer import fit
     from .store import open_store
 
-    with _edge(quiet=json_out), _progress(not json_out) as progress:
-        check_output(out, overwrite)
+    with _edge(quiet=json_out, flags=ADAPT_FLAGS), _progress(not json_out) as progress:
+        check_output(out, overwrite, inputs=(zarr,))
         if mode not in ("tailor", "full"):
             raise InvalidParameterError(f"--mode must be 'tailor' or 'full', got {mode!r}")
-        scene = open_store(zarr)
         options = AdaptOptions(k=tiles, patch=patch, strategy=strategy, steps=steps, seconds=seconds, seed=seed,
                                degradation=degradation)
+        scene = open_store(zarr)
         step_progress = (lambda done, total, loss: progress("adapt", done, total, f"loss {loss:.4g}")) if progress else None
         fuser, report = fit_adaptation(scene, fit(scene, model, device=device), mode, options, progress=step_progress)
-        tmp = out.with_name(f".{out.name}.tmp")
-        try:
-            tmp.write_bytes(fuser.weights)
-            tmp.replace(out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write(out, fuser.weights)
     summary = {"out": str(out), "bytes": out.stat().st_size, "model": model, "mode": mode, "steps": report.steps,
                "seconds": round(report.seconds, 3), "tiles": report.tiles, "stopped": report.stopped,
                "kept_step": report.kept_step, "terms": report.terms, "losses": [round(v, 6) for v in report.losses]}
@@ -474,8 +480,28 @@ def bench_tailor(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: the commands, with a last guard. An error the library did not foresee is
+    one ``error:`` line asking for a report, exit 1 (``PANSHARP_DEBUG=1`` shows its traceback); Ctrl-C is one
+    line, exit 130. GDAL's own messages to standard error (warnings about a file's tags, say) are silenced
+    unless ``CPL_LOG`` names where they go: the CLI reports what matters as its own lines."""
+    os.environ.setdefault("CPL_LOG", os.devnull)
+    if not os.environ.get("PANSHARP_DEBUG"):  # coroutines of zarr's writes collected after a failed run's loop closed
+        sys.unraisablehook = lambda unraisable: None
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("[red]error:[/] interrupted; nothing was written at the output (a --work-dir keeps its work for "
+                  "--resume)", highlight=False)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001  (the last guard: every library error was turned into exit 2 above)
+        if os.environ.get("PANSHARP_DEBUG"):
+            raise
+        from .redact import redact_text
+
+        err.print(f"[red]error:[/] unexpected {type(exc).__name__}: {escape(redact_text(str(exc)).splitlines()[0]) if str(exc) else ''}"
+                  " -- this is a bug: please report it to the pansharp-dist maintainers with the command you ran; "
+                  "PANSHARP_DEBUG=1 shows the traceback", highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

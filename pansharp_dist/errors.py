@@ -10,7 +10,13 @@ from __future__ import annotations
 
 
 class PansharpError(Exception):
-    """Root of every error raised by pansharp-dist."""
+    """Root of every error raised by pansharp-dist. Its message never shows credentials: URLs in it lose their
+    user, password and query (:func:`~pansharp_dist.redact.redact_text`)."""
+
+    def __str__(self) -> str:
+        from .redact import redact_text
+
+        return redact_text(super().__str__())
 
 
 class InputNotFoundError(PansharpError, FileNotFoundError):
@@ -57,18 +63,30 @@ class UnknownMethodError(PansharpError, KeyError):
     """No fusion method has the requested name."""
 
     def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
+        from .redact import redact_text
+
+        return redact_text(str(self.args[0])) if self.args else ""
 
 
 class UnknownSensorError(PansharpError, KeyError):
     """No sensor has the requested name."""
 
     def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
+        from .redact import redact_text
+
+        return redact_text(str(self.args[0])) if self.args else ""
 
 
 class InvalidParameterError(PansharpError, ValueError):
-    """A parameter (tile size, weights, patch index, ...) is out of range."""
+    """A parameter (tile size, weights, patch index, ...) is out of range.
+
+    ``parameter`` names it as the Python API does (``tile``, ``task_megapixels``); the command line shows
+    the flag that sets it.
+    """
+
+    def __init__(self, message: str, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
 
 
 class ClusterError(PansharpError, ConnectionError):
@@ -81,3 +99,7 @@ class StoreError(PansharpError, OSError):
 
 class HrefRefusedError(PansharpError, PermissionError):
     """A catalogue href points outside the allowed roots or schemes."""
+
+
+class OutputLockedError(PansharpError, BlockingIOError):
+    """Another run is writing the same output at the same time."""

@@ -42,7 +42,8 @@ from rasterio.io import MemoryFile
 import xarray as xr
 import zarr
 
-from .errors import InvalidParameterError, OutputExistsError, OutputNotWritableError
+from .errors import InvalidParameterError
+from .outputs import check_output, output_lock, remove_leftovers
 from .store import read_intact, write_output
 from .tasks import run_tasks
 from .tiff import (
@@ -59,30 +60,6 @@ from .tiff import (
     predictor,
     read_tags,
 )
-
-def check_output(out: str | Path, overwrite: bool) -> Path:
-    """Fail early, before any work, if ``out`` cannot be written.
-
-    Raises:
-        OutputExistsError: ``out`` exists and ``overwrite`` is False.
-        OutputNotWritableError: the folder is missing or not writable.
-    """
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
-    folder = out.parent
-    if not folder.is_dir():
-        raise OutputNotWritableError(f"output folder {folder} does not exist; create it first")
-    probe = folder / f".{out.name}.probe-{uuid.uuid4().hex[:8]}"
-    try:
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise OutputNotWritableError(
-            f"cannot write to output folder {folder} ({exc.strerror or exc}); choose a writable --out"
-        ) from None
-    return out
-
 
 COMPRESSIONS = tuple(COMPRESSION_CODES)
 BLOCK = 2048
@@ -139,12 +116,19 @@ def write_cog(
     """
     out = check_output(out, overwrite)
     compress = check_compress(compress)
-    if isinstance(source, (str, Path)):
-        return _zarr_to_cog(Path(source), out, compress, client, progress, bigtiff)
-    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.work-", dir=out.parent) as tmp:
-        store = Path(tmp) / "hrms.zarr"
-        write_output(source, store, client)
-        return _zarr_to_cog(store, out, compress, client, progress, bigtiff)
+    with output_lock(out):
+        remove_leftovers(out, LEFTOVERS)
+        if isinstance(source, (str, Path)):
+            return _zarr_to_cog(Path(source), out, compress, client, progress, bigtiff)
+        with tempfile.TemporaryDirectory(prefix=f".{out.name}.encode-", dir=out.parent) as tmp:
+            store = Path(tmp) / "hrms.zarr"
+            write_output(source, store, client)
+            return _zarr_to_cog(store, out, compress, client, progress, bigtiff)
+
+
+LEFTOVERS = ("parts", "partial", "encode")
+"""What a killed COG writer leaves beside its output (``.<name>.parts-*``, ``.partial-*``, ``.encode-*``); the
+next writer of the same output removes them."""
 
 
 @dataclass(frozen=True)
@@ -397,7 +381,7 @@ def write_quicklook(cog: str | Path, png: str | Path, rgb: tuple[int, int, int],
         scale = max(1, -(-max(src.width, src.height) // max_size))
         shape = (3, max(1, src.height // scale), max(1, src.width // scale))
         data = src.read([i + 1 for i in rgb], out_shape=shape, resampling=Resampling.average).astype(np.float64)
-        valid = np.all(data != (src.nodata if src.nodata is not None else np.nan), axis=0)
+        valid = np.all(np.isfinite(data) if src.nodata is None or np.isnan(src.nodata) else data != src.nodata, axis=0)
     out = np.zeros(shape, np.uint8)
     for k in range(3):
         band = data[k]

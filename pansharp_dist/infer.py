@@ -29,16 +29,14 @@ from .store import block_size, block_windows, with_stats
 from .tasks import TaskInput, current_client, digest
 from .tiling import Tile, TileGrid, axis_chunks
 
-OUTPUT_NODATA = 0
-
-
 @dataclass(frozen=True)
 class OutputSpec:
     """How fused float32 values become output pixels.
 
     Integer scenes keep the MS dtype: values are rounded and clipped to
     ``[1, dtype max]`` so that 0 stays free to mean nodata. Float scenes give
-    float32. Pixels where the PAN or any MS band is nodata become 0.
+    float32, whose nodata is NaN (0 is a value reflectance can take). Pixels where
+    the PAN or any MS band is nodata, or not finite, become :attr:`nodata`.
     """
 
     dtype: str
@@ -52,6 +50,11 @@ class OutputSpec:
         dtype = str(scene.ms.dtype) if kind in "ui" else "float32"
         return cls(dtype, scene.ratio, scene.pan_nodata, scene.ms_nodata)
 
+    @property
+    def nodata(self) -> float:
+        """The output's nodata value: 0 for integer outputs, NaN for float ones."""
+        return 0 if np.dtype(self.dtype).kind in "ui" else float("nan")
+
     def finish(self, fused: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """``(B, H, W)`` float32 to output dtype, nodata where ``valid`` is False."""
         dtype = np.dtype(self.dtype)
@@ -60,7 +63,7 @@ class OutputSpec:
             out = np.clip(np.rint(fused), 1, info.max).astype(dtype)
         else:
             out = fused.astype(dtype)
-        out[:, ~valid] = OUTPUT_NODATA
+        out[:, ~valid] = self.nodata
         return out
 
 
@@ -74,11 +77,19 @@ def render(fuser: Fuser, pan: np.ndarray, ms: np.ndarray, spec: OutputSpec) -> n
 
 def render_batch(fuser: Fuser, pan: np.ndarray, ms: np.ndarray, spec: OutputSpec) -> list[np.ndarray]:
     """:func:`render` for a batch of same-sized windows ``pan (N, H, W)``, ``ms (N, B, H/r, W/r)``."""
-    fused = fuser.fuse(pan, ms)
+    fused = fuser.fuse(_finite(pan), _finite(ms))
     return [
         spec.finish(f, valid_mask(p, m, spec.ratio, spec.pan_nodata, spec.ms_nodata)[0])
         for f, p, m in zip(fused, pan, ms)
     ]
+
+
+def _finite(a: np.ndarray) -> np.ndarray:
+    """``a`` with NaN and infinities set to 0: they are nodata (:func:`~pansharp_dist.stats.valid_mask`), and
+    left in they would turn every output pixel within the method's reach into NaN."""
+    if a.dtype.kind != "f" or np.isfinite(a).all():
+        return a
+    return np.where(np.isfinite(a), a, 0).astype(a.dtype)
 
 
 def tile_batches(grid: TileGrid, y0: int, y1: int, x0: int, x1: int, most: int) -> list[list[Tile]]:
@@ -164,7 +175,7 @@ def pansharpen(
     fuser = method if isinstance(method, Fuser) else fit(scene, method, client, **options)
     if fuser.ratio != scene.ratio:
         raise InvalidParameterError(f"method fitted for ratio {fuser.ratio}, scene has ratio {scene.ratio}")
-    block = block or block_size(tile)
+    block = block or block_size(tile, ratio=scene.ratio)
     grid = tile_grid(scene, fuser, tile)
     if block % grid.tile:
         raise InvalidParameterError(f"block {block} must be a multiple of the tile size {grid.tile}")
@@ -194,7 +205,7 @@ def pansharpen(
         coords={"band": np.arange(1, scene.bands + 1), "y": scene.pan.y, "x": scene.pan.x},
         name="hrms",
         attrs={
-            "method": fuser.name, "_FillValue": OUTPUT_NODATA, "fingerprint": fingerprint,
+            "method": fuser.name, "_FillValue": spec.nodata, "fingerprint": fingerprint,
             "resources": task_resources(fuser),
         },
     )

@@ -12,6 +12,7 @@ ledger does not list are computed.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 import time
@@ -24,11 +25,13 @@ from typing import Protocol
 from .adapt import MODES
 from .adapt.options import AdaptOptions, AdaptReport
 from .cluster import connect
-from .errors import InvalidParameterError, StoreError
-from .export import check_compress, check_output, write_cog
+from .errors import InvalidParameterError, OutputNotWritableError, StoreError
+from .export import check_compress, write_cog
 from .infer import fit, pansharpen, tile_grid
 from .methods import check_method, is_network
 from .models.cards import card
+from .outputs import check_output, disk_errors, output_lock, remove_leftovers, remove_owned
+from .resume import check_record, remove_weights, run_record, save_weights, saved_weights, write_record
 from .scene import Scene, open_scene
 from .store import TASK_MEGAPIXELS, block_size, ingest, open_store, store_meta, write_output
 
@@ -68,14 +71,32 @@ def _work_folder(out: Path, work_dir: str | Path | None) -> Iterator[Path]:
     """The caller's work folder, or a temporary one beside ``out`` removed on exit."""
     if work_dir is not None:
         folder = Path(work_dir)
-        folder.mkdir(parents=True, exist_ok=True)
+        if folder.exists() and not folder.is_dir():
+            raise InvalidParameterError(f"--work-dir {folder} is a file; give a folder (it is created if missing)")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputNotWritableError(f"cannot create the work folder {folder} ({exc.strerror or exc})") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputNotWritableError(f"the work folder {folder} is not writable; choose another --work-dir")
         yield folder
         return
-    folder = Path(tempfile.mkdtemp(prefix=f".{out.stem}.work-", dir=out.parent))
+    remove_leftovers(out, ("work",))  # of runs killed before they could remove theirs (we hold the output's lock)
+    folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.work-", dir=out.parent))
     try:
         yield folder
     finally:
+        _remove_settled(folder)
+
+
+def _remove_settled(folder: Path, tries: int = 40) -> None:
+    """Remove ``folder``, again while something still writes into it: after a failed write (a full disk) the
+    storage library's other chunk writes of that task are still in flight on its own thread for a moment."""
+    for _ in range(tries):
         shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager
@@ -124,20 +145,35 @@ def run(
     start = time.perf_counter()
     if resume and work_dir is None:
         raise InvalidParameterError("--resume needs the --work-dir of the interrupted run")
-    out = check_output(out, overwrite)
+    out = check_output(out, overwrite, inputs=(pan, ms))
     check_compress(compress)
     scene = open_scene(pan, ms, sensor, patch=patch)
-    options = _options(method, weights, device)
     adapt = adapt_mode_for(method, adapt)
-    block = block_size(tile, task_megapixels)
-    with _work_folder(out, work_dir) as folder, _client(client, scheduler, workers, tls_config, scene) as cl:
+    options = _options(method, weights, device, scene)
+    block = block_size(tile, task_megapixels, scene.ratio)
+    settings = {
+        "method": method.lower(), "sensor": sensor, "tile": tile, "block": block, "patch": patch, "weights": weights,
+        "device": device, "adapt": adapt, "adapt_options": asdict(adapt_options or AdaptOptions()),
+    }
+    with (
+        disk_errors(f"{out} or its work files" if work_dir is None else f"{out} or {work_dir}"),
+        output_lock(out),
+        _work_folder(out, work_dir) as folder,
+        _client(client, scheduler, workers, tls_config, scene) as cl,
+    ):
         tiles_path = folder / f"{out.stem}.tiles.zarr"
         hrms_path = folder / f"{out.stem}.hrms.zarr"
         adapt_path = folder / f"{out.stem}.{method.lower()}.{adapt}.safetensors"
-        if not resume:
+        record_path = folder / f"{out.stem}.run.json"
+        record = run_record({"pan": pan, "ms": ms}, settings) if work_dir is not None else None
+        if resume:
+            check_record(record_path, record)
+        else:
             for stale in (tiles_path, hrms_path):
-                shutil.rmtree(stale, ignore_errors=True)
-            adapt_path.unlink(missing_ok=True)
+                remove_owned(stale)
+            remove_weights(adapt_path)
+            if record is not None:
+                write_record(record_path, record)
         stored = _reuse_store(tiles_path, scene, tile, block) if resume else None
         if stored is None:
             stored = ingest(scene, tiles_path, tile=tile, block=block, client=cl, progress=_phase(progress, "ingest"))
@@ -175,7 +211,7 @@ def _reuse_store(path: Path, scene: Scene, tile: int, block: int) -> Scene | Non
     try:
         meta = store_meta(path)
     except StoreError:  # missing, or its ingest did not finish
-        shutil.rmtree(path, ignore_errors=True)
+        remove_owned(path)
         return None
     if (meta["name"], meta["tile"], meta["block"]) != (scene.name, tile, block):
         raise StoreError(
@@ -192,21 +228,22 @@ def adapt_or_reuse(
     """Adapt ``fuser`` to the scene and save the weights at ``path``, or reuse those a previous attempt saved there.
 
     Returns the adapted fuser and a summary (the :class:`AdaptReport` in short, or ``{"reused": path}``).
+
+    Raises:
+        StoreError: the saved weights do not match the hash saved with them (:func:`~.resume.saved_weights`).
     """
     from .adapt.fit import fit_adaptation  # torch: imported where a network is adapted
 
-    path = Path(path)
-    if path.exists():
-        return fuser.adapted(mode, path.read_bytes()), {"mode": mode, "reused": str(path)}
+    saved = saved_weights(path)
+    if saved is not None:
+        return fuser.adapted(mode, saved), {"mode": mode, "reused": str(path)}
     options = options or AdaptOptions()
     steps = None
     if progress:
         progress("adapt", 0, options.steps)
         steps = lambda done, total, loss: progress("adapt", done, total, f"loss {loss:.4g}")  # noqa: E731
     fuser, report = fit_adaptation(stored, fuser, mode, options, progress=steps)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(fuser.weights)
-    tmp.replace(path)
+    save_weights(path, fuser.weights)
     if progress:
         progress("adapt", report.steps, report.steps, f"{report.stopped}, kept loss {report.kept_loss:.4g}")
     return fuser, _adaptation_summary(report)
@@ -251,13 +288,22 @@ def _adaptation_summary(report: AdaptReport) -> dict:
     }
 
 
-def _options(method: str, weights: tuple[float, ...] | None, device: str | None) -> dict[str, object]:
-    """Method options from the run's arguments, refusing those the method does not take."""
+def _options(method: str, weights: tuple[float, ...] | None, device: str | None, scene: Scene) -> dict[str, object]:
+    """Method options from the run's arguments, refusing those the method does not take or that do not fit
+    ``scene`` (weights per band, a network's bands and ratio), before any work."""
     options: dict[str, object] = {}
+    if is_network(method):
+        card(method).check_fits(scene.bands, scene.ratio)
+    if method.lower() == "brovey":
+        from .classical import check_brovey_dtypes
+
+        check_brovey_dtypes(scene.pan.dtype, scene.ms.dtype)
     if weights is not None:
         if method.lower() != "brovey":
-            raise InvalidParameterError(f"weights apply to brovey only, not to {method}")
-        options["weights"] = weights
+            raise InvalidParameterError(f"weights apply to brovey only, not to {method}", "weights")
+        from .classical import check_weights
+
+        options["weights"] = check_weights(weights, scene.bands)
     if device is not None:
         if not is_network(method):
             raise InvalidParameterError(f"--device applies to network methods only, not to {method}")
@@ -288,10 +334,9 @@ def ingest_scene(
     progress: PhaseProgress | None = None,
 ) -> Scene:
     """Open a PAN + MS pair and write its Zarr tile store at ``out``."""
-    out = check_output(out, overwrite)
+    out = check_output(out, overwrite, inputs=(pan, ms), store=True)
     scene = open_scene(pan, ms, sensor, patch=patch)
-    block = block_size(tile, task_megapixels)
-    with _client(client, scheduler, workers, tls_config, scene) as cl:
-        if out.exists():
-            shutil.rmtree(out)
+    block = block_size(tile, task_megapixels, scene.ratio)
+    with disk_errors(str(out)), output_lock(out), _client(client, scheduler, workers, tls_config, scene) as cl:
+        remove_owned(out)
         return ingest(scene, out, tile=tile, block=block, client=cl, progress=_phase(progress, "ingest"))

@@ -10,6 +10,7 @@ geotransforms; pairs without georeferencing are assumed to share the origin.
 
 from __future__ import annotations
 
+import errno
 import math
 import warnings
 from dataclasses import dataclass, replace
@@ -35,7 +36,7 @@ from .errors import (
     ResolutionRatioError,
     UnsupportedDtypeError,
 )
-from .sensors import find_sensor, get_sensor
+from .sensors import find_sensor, get_sensor, sensor_ids
 from .stats import SceneStats
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
@@ -145,8 +146,10 @@ def open_scene(
         chunk: PAN chunk size in pixels; MS chunks are ``chunk // ratio``.
 
     Raises:
-        PansharpError: a subclass that says what is wrong with the input.
+        PansharpError: a subclass that says what is wrong with the input (or with the sensor files named
+            in ``PANSHARP_SENSORS``, read here first so that a broken one is never silently passed over).
     """
+    sensor_ids()
     pan_r = _read_input(pan, "PAN", patch)
     ms_r = _read_input(ms, "MS", patch)
     if pan_r.data.shape[0] != 1:
@@ -197,8 +200,14 @@ def _read_input(path: str | Path, role: str, patch: int | None) -> _Raster:
 def _local_path(text: str, role: str) -> Path:
     parsed = urlparse(text)
     local = Path(parsed.path) if parsed.scheme == "file" else Path(text)
-    if not local.exists():
-        raise InputNotFoundError(f"{role} file not found: {text}; check the path")
+    try:
+        local.stat()
+    except FileNotFoundError:
+        raise InputNotFoundError(f"{role} file not found: {text}; check the path") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputNotFoundError(f"{role} {text} is a loop of symbolic links; point the link at the file") from None
+        raise CorruptInputError(f"cannot read {role} {text} ({exc.strerror or exc})") from None
     return local
 
 
@@ -347,6 +356,13 @@ def _read_mat(path: Path, role: str, patch: int | None) -> _Raster:
         )
     arr = np.asarray(arrays[key])
     stacked = key in ("pan", "ms")
+    dims = (3, 4) if stacked else (2, 3)
+    if arr.ndim not in dims or arr.dtype.kind not in "uif" or 0 in arr.shape:
+        raise CorruptInputError(
+            f"{path}: {key} is a {arr.ndim}-D {arr.dtype} array of shape {arr.shape}; a {role} "
+            f"{'stack' if stacked else 'image'} is {' or '.join(f'{d}-D' for d in dims)} numbers "
+            f"({'patch, ' if stacked else ''}rows, columns{'' if role == 'PAN' and not stacked else ', bands'})"
+        )
     if stacked:
         n = arr.shape[0]
         if patch is None:
@@ -360,8 +376,8 @@ def _read_mat(path: Path, role: str, patch: int | None) -> _Raster:
     _check_dtype(str(arr.dtype), role, str(path))
     data = xr.DataArray(da.from_array(arr, chunks=(-1, 2048, 2048)), dims=("band", "y", "x"))
     data = data.assign_coords(band=np.arange(1, arr.shape[0] + 1))
-    sensor_value = arrays.get("sensor")
-    sensor = find_sensor(str(np.ravel(sensor_value)[0])) if sensor_value is not None else None
+    sensor_value = np.ravel(arrays.get("sensor", []))
+    sensor = find_sensor(str(sensor_value[0])) if sensor_value.size else None  # an empty field: no sensor
     return _Raster(data, None, None, None, sensor.id if sensor else None, str(path))
 
 
@@ -373,9 +389,12 @@ def _load_mat(path: Path) -> dict[str, Any]:
     except NotImplementedError:  # MATLAB v7.3: HDF5, column-major
         import h5py
 
-        with h5py.File(path, "r") as f:
-            return {k: np.asarray(f[k]).T for k in f.keys() if isinstance(f[k], h5py.Dataset)}
-    except (ValueError, OSError) as exc:
+        try:
+            with h5py.File(path, "r") as f:
+                return {k: np.asarray(f[k]).T for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+        except (OSError, ValueError, TypeError, KeyError) as exc:  # a v7.3 header on what is not HDF5
+            raise CorruptInputError(f"{path} is not a readable MATLAB v7.3 file ({_first_line(exc)})") from None
+    except (ValueError, OSError, TypeError) as exc:
         raise CorruptInputError(f"{path} is not a readable MATLAB file ({_first_line(exc)})") from None
 
 

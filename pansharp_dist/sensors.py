@@ -129,8 +129,12 @@ def load_sensors(path: str | Path) -> list[Sensor]:
     """Register every ``[[sensor]]`` table of a TOML file; returns the sensors added."""
     try:
         tables = tomllib.loads(Path(path).read_text()).get("sensor", [])
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidParameterError(f"cannot read sensor file {path} ({exc})") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidParameterError(f"cannot read the sensor file {path} ({exc}); fix it or unset PANSHARP_SENSORS",
+                                    "sensors") from None
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
+        raise InvalidParameterError(f"the sensor file {path} holds no [[sensor]] tables; see pansharp_dist/sensors.py",
+                                    "sensors")
     names = {f.name for f in fields(Sensor)}
     added = []
     for table in tables:
@@ -139,14 +143,46 @@ def load_sensors(path: str | Path) -> list[Sensor]:
         if unknown or missing:
             raise InvalidParameterError(
                 f"sensor {table.get('id', '?')} in {path}: unknown fields {sorted(unknown)}, "
-                f"missing fields {sorted(missing)}"
+                f"missing fields {sorted(missing)}", "sensors"
             )
+        wrong = [f"{name} ({_TYPES[name][1]})" for name in table if not _TYPES[name][0](table[name])]
+        if wrong:
+            raise InvalidParameterError(f"sensor {table.get('id', '?')} in {path}: wrong values of {', '.join(wrong)}",
+                                        "sensors")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
         sensor = Sensor(**values)
         if len(sensor.mtf_ms) not in (1, len(sensor.bands)) or not all(0 < g < 1 for g in sensor.mtf_ms):
-            raise InvalidParameterError(f"sensor {sensor.id} in {path}: one MTF gain in (0, 1) per band")
+            raise InvalidParameterError(f"sensor {sensor.id} in {path}: one MTF gain in (0, 1) per band", "sensors")
+        if not all(0 <= i < len(sensor.bands) for i in sensor.rgb):
+            raise InvalidParameterError(f"sensor {sensor.id} in {path}: rgb indexes must name bands (0-based)", "sensors")
         added.append(register_sensor(sensor))
     return added
+
+
+def _strings(v: object) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+
+
+def _whole(v: object, low: int, high: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _gain(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1
+
+
+_TYPES = {
+    "id": (lambda v: isinstance(v, str) and bool(_key(v)), "a non-empty text"),
+    "name": (lambda v: isinstance(v, str) and bool(v), "a non-empty text"),
+    "bands": (lambda v: _strings(v) and bool(v), "a list of band names"),
+    "bit_depth": (lambda v: _whole(v, 1, 32), "a whole number of bits, 1 to 32"),
+    "ratio": (lambda v: _whole(v, 1, 64), "a whole PAN/MS ratio, 1 to 64"),
+    "mtf_ms": (lambda v: isinstance(v, list) and bool(v) and all(_gain(g) for g in v), "a list of gains in (0, 1)"),
+    "mtf_pan": (_gain, "a gain in (0, 1)"),
+    "rgb": (lambda v: isinstance(v, list) and len(v) == 3 and all(_whole(i, 0, 255) for i in v), "three band indexes"),
+    "aliases": (_strings, "a list of names"),
+}
+"""What each field of a ``[[sensor]]`` table must hold, and how to say it."""
 
 
 def _lookup() -> dict[str, Sensor]:

@@ -49,11 +49,12 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .tasks import TaskInput, run_tasks
 from .errors import EmptySceneError, InvalidParameterError, StoreError
+from .outputs import TILE_STORE_ATTR, remove_owned
 from .scene import Scene
 from .stats import BlockStats, SceneStats, block_stats, valid_mask
 
 LAYOUT_VERSION = 3  # 2: statistics record the MS dtype (network radiometry); 3: all-fill shards are stored
-ATTR = "pansharp_dist"
+ATTR = TILE_STORE_ATTR
 OUTPUT_CHUNK = 512
 TASK_MEGAPIXELS = 4.0  # PAN megapixels per task by default: 2048 x 2048 blocks of 512 tiles
 LEDGER = "ledger"
@@ -61,18 +62,41 @@ _CODECS = (BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"), Crc32cCodec
 _OUTPUT_CODEC = numcodecs.Zstd(level=1, checksum=True)
 
 
-def block_size(tile: int, task_megapixels: float = TASK_MEGAPIXELS) -> int:
+def block_size(tile: int, task_megapixels: float = TASK_MEGAPIXELS, ratio: int = 1) -> int:
     """PAN pixels along each side of a block (one task, one shard) of about ``task_megapixels``.
 
-    A whole number of tiles, rounded up to a multiple of 512 (the output chunk)
-    when larger than 512. A 4-gigapixel scene at the default 4 MP is about 1,000 tasks.
+    A whole number of tiles and, when larger than 512, of 512-pixel output chunks (the COG's blocks).
+    A 4-gigapixel scene at the default 4 MP is about 1,000 tasks.
+
+    Raises:
+        InvalidParameterError: ``tile`` is not a positive multiple of ``ratio``, or no block near the size
+            asked for holds whole tiles and whole output chunks (the message suggests tile sizes that do);
+            ``task_megapixels`` is not a positive finite number.
     """
-    if task_megapixels <= 0:
-        raise InvalidParameterError(f"megapixels per task must be positive, got {task_megapixels}")
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile <= 0:
+        raise InvalidParameterError(f"the tile size must be a positive number of PAN pixels, got {tile}", "tile")
+    if not (isinstance(task_megapixels, (int, float)) and math.isfinite(task_megapixels) and task_megapixels > 0):
+        raise InvalidParameterError(
+            f"the PAN megapixels per task must be a positive finite number, got {task_megapixels}", "task_megapixels")
+    if tile % ratio:
+        raise InvalidParameterError(
+            f"the tile size {tile} is not a multiple of the resolution ratio {ratio}; use {_tile_sizes(ratio)}", "tile")
     size = tile * max(1, round(math.sqrt(task_megapixels * 1e6) / tile))
     if size > OUTPUT_CHUNK and size % OUTPUT_CHUNK:
-        size = -(-size // OUTPUT_CHUNK) * OUTPUT_CHUNK
+        step = math.lcm(tile, OUTPUT_CHUNK)
+        if step > 4 * size:
+            raise InvalidParameterError(
+                f"tiles of {tile} pixels do not line up with the {OUTPUT_CHUNK}-pixel output chunks in a block "
+                f"of about {task_megapixels:g} megapixels (whole tiles and whole chunks first meet at {step} "
+                f"pixels); use {_tile_sizes(ratio)}", "tile")
+        size = -(-size // step) * step
     return size
+
+
+def _tile_sizes(ratio: int) -> str:
+    """Tile sizes that are multiples of ``ratio`` and line up with the output chunks, as a phrase."""
+    sizes = [ratio * 2**k for k in range(12) if 128 <= ratio * 2**k <= 1024]
+    return f"a tile size of {', '.join(map(str, sizes[:-1]))} or {sizes[-1]}"
 
 
 def ingest(
@@ -102,7 +126,7 @@ def ingest(
     """
     path = Path(path)
     r = scene.ratio
-    block = block or block_size(tile)
+    block = block or block_size(tile, ratio=scene.ratio)
     if tile % r or block % tile:
         raise InvalidParameterError(
             f"tile {tile} must be a multiple of the ratio {r} and block {block} a multiple of tile"
@@ -223,6 +247,9 @@ def store_meta(path: str | Path) -> dict:
         meta = dict(group.attrs[ATTR])
     except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as exc:
         raise StoreError(f"{path} is not a pansharp-dist tile store ({exc}); create one with 'pansharp-dist ingest'") from None
+    except (ValueError, TypeError, OSError) as exc:  # a zarr.json that is not JSON, or not zarr's
+        raise StoreError(f"{path}: its metadata (zarr.json) is damaged ({type(exc).__name__}: {exc}); ingest the "
+                         "scene again (a run: rerun without --resume)") from None
     if meta.get("layout") != LAYOUT_VERSION:
         raise StoreError(
             f"{path} has store layout {meta.get('layout')}; this version reads layout {LAYOUT_VERSION}: ingest the "
@@ -361,8 +388,7 @@ def output_chunk(chunks: tuple[tuple[int, ...], ...]) -> int:
 def create_output(hrms: xr.DataArray, path: str | Path) -> None:
     """Create the Zarr v2 output store for ``hrms`` (metadata, coordinates and an empty ledger)."""
     path = Path(path)
-    if path.exists():
-        shutil.rmtree(path)
+    remove_owned(path)
     ds = hrms.to_dataset(name="hrms")
     for var in ds.variables.values():
         var.encoding = {}
@@ -381,10 +407,17 @@ def write_output_block(block: np.ndarray, path: str, y0: int, x0: int) -> int:
     """Write one ``(B, h, w)`` block of the output store at ``(y0, x0)`` and enter it in the ledger.
 
     Returns the bytes written. The ledger entry is made only after the pixels are written.
+
+    Chunks are written one call at a time: a write that fails (a full disk) then leaves no other write of
+    the block in flight on the storage library's own thread, to land after the caller has cleaned up.
     """
     arr = zarr.open_array(str(Path(path) / "hrms"), mode="r+", zarr_format=2).with_config({"write_empty_chunks": True})
-    _, h, w = block.shape
-    arr[:, y0 : y0 + h, x0 : x0 + w] = block
+    bands, h, w = block.shape
+    _, ch, cw = arr.chunks
+    for b in range(bands):
+        for r in range(0, h, ch):
+            for c in range(0, w, cw):
+                arr[b, y0 + r : y0 + min(r + ch, h), x0 + c : x0 + min(c + cw, w)] = block[b, r : r + ch, c : c + cw]
     (Path(path) / LEDGER / f"{y0}_{x0}").touch()
     return int(block.nbytes)
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import pickle
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
 
 import dask
@@ -85,7 +87,10 @@ def run_tasks(
         raise InvalidParameterError(f"{len(labels)} labels for {total} tasks")
     client = client or current_client()
     if client is None:
-        results = dask.compute(*tasks, scheduler=dask.threaded.get)
+        # a pool of our own, left only once its threads are idle: when a task fails, the tasks running beside
+        # it finish before the error reaches the caller, so that its clean-up (a work folder removed) is final
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            results = dask.compute(*tasks, scheduler=dask.threaded.get, pool=pool)
         for n, result in enumerate(results, 1):
             if progress:
                 progress(n, total)

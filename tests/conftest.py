@@ -42,10 +42,10 @@ def client():
         yield c
 
 
-def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run the installed ``pansharp-dist`` console script."""
+def cli(*args: str, timeout: int = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the installed ``pansharp-dist`` console script (with ``env`` added to the environment)."""
     exe = shutil.which("pansharp-dist", path=str(Path(sys.executable).parent)) or "pansharp-dist"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 

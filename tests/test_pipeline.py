@@ -38,7 +38,7 @@ def test_cli_run_writes_a_valid_georeferenced_cog_equal_to_a_single_pass(tmp_pat
     pixels, meta = read_cog(out)
     scene = open_scene(*GDAL_HPF)
     assert meta["crs"] == scene.crs and meta["transform"].almost_equals(scene.transform)
-    assert meta["nodata"] == 0 and meta["blocks"][0] == (512, 512) and meta["overviews"] == [2]
+    assert np.isnan(meta["nodata"]) and meta["blocks"][0] == (512, 512) and meta["overviews"] == [2]  # float32
     expected = render(fit(scene, "gsa"), scene.pan.values, scene.ms.values, OutputSpec.for_scene(scene))
     np.testing.assert_array_equal(pixels, expected)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hpf.tif"]  # work stores cleaned up
@@ -51,7 +51,7 @@ def test_cli_shows_progress_and_keeps_stores_in_a_named_work_dir(tmp_path):
                  "--tile", "256", "--workers", "1", "--work-dir", str(work))
     assert result.returncode == 0, result.stderr
     assert all(phase in result.stderr for phase in ("ingest", "fuse", "cog"))
-    assert sorted(p.name for p in work.iterdir()) == ["v.hrms.zarr", "v.tiles.zarr"]
+    assert sorted(p.name for p in work.iterdir()) == ["v.hrms.zarr", "v.run.json", "v.tiles.zarr"]
 
 
 def test_python_api_is_lazy_and_mirrors_the_cli(tmp_path, client):

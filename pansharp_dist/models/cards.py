@@ -19,7 +19,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from ..errors import InputNotFoundError, UnknownMethodError
+from ..errors import BandCountError, InputNotFoundError, InvalidParameterError, UnknownMethodError
+from ..outputs import atomic_write
 
 WEIGHTS = "weights"
 
@@ -98,6 +99,23 @@ class ModelCard:
     licence: str
     native_checks: tuple[NativeCheck, ...] = ()
 
+    def check_fits(self, bands: int, ratio: int) -> None:
+        """Refuse a scene of ``bands`` MS bands and resolution ``ratio`` that this network was not trained for.
+
+        Raises:
+            BandCountError: another number of bands (the message says which models fit).
+            InvalidParameterError: another ratio.
+        """
+        if bands != len(self.bands):
+            fitting = [c.id for c in list_models() if len(c.bands) == bands and c.ratio == ratio]
+            raise BandCountError(
+                f"model {self.id} takes {len(self.bands)} MS bands ({', '.join(self.bands)}) but the scene has "
+                f"{bands}: choose a model of a {bands}-band sensor"
+                + (f" ({', '.join(fitting)})" if fitting else " (none is shipped: use a classical method)"))
+        if ratio != self.ratio:
+            raise InvalidParameterError(
+                f"model {self.id} was trained for ratio {self.ratio}; the scene has ratio {ratio}: use a classical method")
+
     def native_failures(self, adapt: str = "none") -> list[NativeCheck]:
         """The own-sensor checks the network failed when run with adaptation ``adapt``."""
         return [c for c in self.native_checks if c.adapt == adapt and not c.passed]
@@ -141,9 +159,7 @@ def _read_card(path: Path) -> ModelCard:
 
 def write_card(meta: ModelCard, folder: Path) -> None:
     """``<id>.json`` in ``folder``, written under a temporary name and renamed: never half a card."""
-    tmp = folder / f".{meta.id}.json.tmp"
-    tmp.write_text(json.dumps(asdict(meta), indent=2) + "\n")
-    tmp.replace(folder / f"{meta.id}.json")
+    atomic_write(folder / f"{meta.id}.json", (json.dumps(asdict(meta), indent=2) + "\n").encode())
 
 
 def record_native_checks(checks: dict[str, list[NativeCheck]], folder: str | Path | None = None) -> list[ModelCard]:

@@ -60,7 +60,10 @@ def _without_duplicates(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     kept = {}
     for key, value in state.items():
         if key.startswith("backbone."):
-            _, index, rest = key.split(".", 2)
+            parts = key.split(".", 2)
+            if len(parts) != 3 or not parts[1].isdigit():
+                raise CorruptInputError(f"checkpoint key {key} is not backbone.<block>.<layer>: not a DLPan-Toolbox state dict")
+            _, index, rest = parts
             twin = state.get(f"res{int(index) + 1}.{rest}")
             if twin is None or not torch.equal(twin, value):
                 raise CorruptInputError(f"checkpoint key {key} has no identical res{int(index) + 1}.{rest}")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import load as safetensors_load
 
-from ..errors import BandCountError, ClusterError, InvalidParameterError
+from ..errors import ClusterError, InvalidParameterError
 from ..sensors import Sensor
 from ..stats import SceneStats
 from .backbones import Backbone
@@ -232,13 +232,7 @@ def fit_network(
     ``resources`` are the Dask worker resources its tasks request (default: ``{"GPU": 1}`` on CUDA, none on CPU).
     """
     meta = card(model_id)
-    if stats.bands != len(meta.bands):
-        raise BandCountError(
-            f"model {meta.id} takes {len(meta.bands)} MS bands ({', '.join(meta.bands)}) but the scene has "
-            f"{stats.bands}: choose a model of a {stats.bands}-band sensor (pansharp-dist models list)"
-        )
-    if ratio != meta.ratio:
-        raise InvalidParameterError(f"model {meta.id} was trained for ratio {meta.ratio}; the scene has ratio {ratio}")
+    meta.check_fits(stats.bands, ratio)
     device = check_device(device or default_device())
     radiometry = radiometry_for(stats, sensor, meta.input_p99_ms, meta.input_p99_pan)
     cuda = device.startswith("cuda")
