@@ -81,6 +81,10 @@ def _edge(quiet: bool = False, flags: dict[str, str] = FLAGS):
         flag = flags.get(getattr(exc, "parameter", None) or "")
         err.print(f"[red]error:[/] {f'{flag}: ' if flag else ''}{escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err.print("[red]error:[/] interrupted; nothing was written at the output (a --work-dir keeps its work for "
+                  "--resume)", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     finally:
         warnings.showwarning = previous
 
@@ -482,17 +486,16 @@ def bench_tailor(
 def main() -> None:
     """Console-script entry point: the commands, with a last guard. An error the library did not foresee is
     one ``error:`` line asking for a report, exit 1 (``PANSHARP_DEBUG=1`` shows its traceback); Ctrl-C is one
-    line, exit 130. GDAL's own messages to standard error (warnings about a file's tags, say) are silenced
+    line, exit 130 (:func:`_edge`). GDAL's own messages to standard error (warnings about a file's tags, say) are silenced
     unless ``CPL_LOG`` names where they go: the CLI reports what matters as its own lines."""
     os.environ.setdefault("CPL_LOG", os.devnull)
     if not os.environ.get("PANSHARP_DEBUG"):  # coroutines of zarr's writes collected after a failed run's loop closed
         sys.unraisablehook = lambda unraisable: None
+    # the process's children (a local cluster's workers and its resource tracker) would warn of what a
+    # Ctrl-C left them, after the run's own line
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:multiprocessing.resource_tracker")
     try:
         app()
-    except KeyboardInterrupt:
-        err.print("[red]error:[/] interrupted; nothing was written at the output (a --work-dir keeps its work for "
-                  "--resume)", highlight=False)
-        sys.exit(130)
     except Exception as exc:  # noqa: BLE001  (the last guard: every library error was turned into exit 2 above)
         if os.environ.get("PANSHARP_DEBUG"):
             raise

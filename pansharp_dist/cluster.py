@@ -111,7 +111,7 @@ def _start(kind: str, workers: int | None) -> Iterator[object]:
 
     # Any free dashboard port: no clash warnings. A failed task's error reaches the caller (the CLI's one
     # line; the API's exception, with the worker's traceback), so the workers' own log of it is silenced.
-    common = {"dashboard_address": ":0", "silence_logs": logging.CRITICAL}
+    common = {"dashboard_address": ":0", "silence_logs": logging.CRITICAL, "preload": ["pansharp_dist.worker_signals"]}
     if kind == "cuda":
         try:
             from dask_cuda import LocalCUDACluster

@@ -495,3 +495,29 @@ def test_a_full_disk_is_one_error_line_and_leaves_nothing(tmp_path, inputs):
         assert list(disk.iterdir()) == []
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduler", ["threads", "local"])
+def test_ctrl_c_is_one_line_exit_130_and_leaves_nothing(tmp_path, scheduler):
+    import signal
+    import time
+
+    from conftest import WV2_MAT
+
+    exe = Path(sys.executable).with_name("pansharp-dist")
+    run = subprocess.Popen(  # a session of its own: the signal reaches the run and its workers, as Ctrl-C does
+        [str(exe), "run", "--pan", str(WV2_MAT), "--ms", str(WV2_MAT), "--out", str(tmp_path / "o.tif"),
+         "--method", "fusionnet-wv3", "--adapt", "none", "--device", "cpu", "--tile", "256", "--scheduler", scheduler],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.name.startswith(".o.tif.work-") for p in tmp_path.iterdir()):
+        time.sleep(0.1)  # interrupt once the run is under way
+    time.sleep(1.0)
+    os.killpg(run.pid, signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    lines = [line for line in stderr.splitlines() if line.strip() and "━" not in line and "warning:" not in line]
+    assert run.returncode == 130 and lines == [
+        "error: interrupted; nothing was written at the output (a --work-dir keeps its work for --resume)"], stderr
+    assert list(tmp_path.iterdir()) == []
