@@ -229,3 +229,25 @@ def test_a_catalogue_served_over_http_is_scanned_through_pystac_client(tmp_path)
             scan_catalog(f"{base}catalog/catalog.json", HrefPolicy(("http://elsewhere.example/",)))
     finally:
         server.terminate()
+
+
+@pytest.mark.slow
+def test_a_failed_scene_flow_shows_no_credential_in_its_states_or_logs(tmp_path, scheduler):
+    import asyncio
+
+    secret = f"https://ana:pa;ss,wd@127.0.0.1:{_free_port()}/scenes/pan.tif?X-Amz-Signature=s3cr3t"
+    state = pansharpen_scene(out_dir=str(tmp_path), pan=secret, ms=str(GDAL_HPF[1]), method="brovey",
+                             scheduler=scheduler, name="secret", return_state=True)
+    assert state.is_failed()
+
+    async def shown() -> str:
+        async with get_client() as api:
+            flow_run = await api.read_flow_run(state.state_details.flow_run_id)
+            tasks = await api.read_task_runs()
+            logs = await api.read_logs()
+        states = [flow_run.state.message or ""] + [t.state.message or "" for t in tasks if t.state]
+        return "\n".join(states + [log.message for log in logs])
+
+    text = asyncio.run(shown())
+    assert "127.0.0.1" in text  # the failure is there to read, with where it happened...
+    assert "pa;ss" not in text and "ana:" not in text and "s3cr3t" not in text  # ...and without the secrets
