@@ -73,8 +73,10 @@ def _edge(quiet: bool = False, flags: dict[str, str] = FLAGS):
 
     previous = warnings.showwarning
     warnings.showwarning = show
-    logging.getLogger("rasterio").setLevel(logging.ERROR)
-    logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # zarr's writes still in flight when a run has failed
+    if not os.environ.get("PANSHARP_DEBUG"):
+        # the libraries' own error logs (a lost scheduler or worker, zarr's writes in flight when a run failed)
+        # would repeat, with tracebacks, what the command says in one line; PANSHARP_DEBUG=1 keeps them
+        logging.disable(logging.ERROR)
     try:
         yield
     except PansharpError as exc:

@@ -35,6 +35,11 @@ import yaml
 from .errors import ClusterError
 
 CONNECT_TIMEOUT = "10s"
+WORKER_TTL = "60s"
+"""How long the scheduler of a cluster this module starts waits for a silent worker (a hung GPU driver, a
+stopped or swapping node) before it gives the worker's tasks to the others (Dask's default: 5 minutes). For
+a scheduler you start yourself: ``DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL=60s dask scheduler``, or
+``distributed.scheduler.worker-ttl`` in its Dask configuration (``deploy/README.md``)."""
 IN_PROCESS_MEGAPIXELS = 256.0
 """PAN megapixels up to which ``auto`` runs in this process: starting worker processes costs seconds (2 to 3 s
 on a 2-core machine, and as much again to stop them), more than such a scene takes to compute on threads."""
@@ -133,12 +138,41 @@ def _start(kind: str, workers: int | None) -> Iterator[object]:
         )
     spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **WORKER_MALLOC}
     try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env,
+                              "distributed.scheduler.worker-ttl": WORKER_TTL}):
             cluster = make()
     except Exception as exc:  # noqa: BLE001  (any start-up failure becomes one clear error)
         raise ClusterError(f"could not start a {kind} Dask cluster ({exc})") from None
     with cluster:
         yield cluster
+
+
+@contextlib.contextmanager
+def cluster_errors(client) -> Iterator[None]:
+    """Turn the failures of the cluster behind ``client`` met in the block into :class:`ClusterError`, one line
+    that says what happened and how to go on: the scheduler lost (a run continues with ``--resume`` and the
+    same ``--work-dir`` on a new cluster, keeping the blocks finished so far), or a task that killed every
+    worker it was given. Nothing to do without a client."""
+    if client is None:
+        yield
+        return
+    from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
+    from distributed.scheduler import KilledWorker
+
+    address = client.scheduler.address if client.scheduler is not None else "the scheduler"
+    try:
+        yield
+    except KilledWorker as exc:
+        raise ClusterError(
+            f"a task killed each worker that ran it ({exc}); it likely runs out of memory: lower --task-mp, or "
+            "give the workers more memory"
+        ) from None
+    except (FutureCancelledError, CommClosedError) as exc:
+        raise ClusterError(
+            f"lost the connection to the Dask scheduler at {address} ({type(exc).__name__}); start the cluster "
+            "again and rerun with --resume and the same --work-dir: the blocks finished so far are kept"
+        ) from None
 
 
 def _torch_sees_cuda() -> bool:

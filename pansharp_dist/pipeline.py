@@ -24,7 +24,7 @@ from typing import Protocol
 
 from .adapt import MODES
 from .adapt.options import AdaptOptions, AdaptReport
-from .cluster import connect
+from .cluster import cluster_errors, connect
 from .errors import InvalidParameterError, OutputNotWritableError, StoreError
 from .export import check_compress, write_cog
 from .infer import fit, pansharpen, tile_grid
@@ -160,6 +160,7 @@ def run(
         output_lock(out),
         _work_folder(out, work_dir) as folder,
         _client(client, scheduler, workers, tls_config, scene) as cl,
+        cluster_errors(cl),
     ):
         tiles_path = folder / f"{out.stem}.tiles.zarr"
         hrms_path = folder / f"{out.stem}.hrms.zarr"
@@ -337,6 +338,9 @@ def ingest_scene(
     out = check_output(out, overwrite, inputs=(pan, ms), store=True)
     scene = open_scene(pan, ms, sensor, patch=patch)
     block = block_size(tile, task_megapixels, scene.ratio)
-    with disk_errors(str(out)), output_lock(out), _client(client, scheduler, workers, tls_config, scene) as cl:
+    with (
+        disk_errors(str(out)), output_lock(out), _client(client, scheduler, workers, tls_config, scene) as cl,
+        cluster_errors(cl),
+    ):
         remove_owned(out)
         return ingest(scene, out, tile=tile, block=block, client=cl, progress=_phase(progress, "ingest"))

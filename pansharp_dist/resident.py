@@ -40,10 +40,12 @@ def _satisfies(have: dict[str, float], needed: dict[str, float]) -> bool:
 
 
 def install_fuser(client, fuser: Fuser) -> None:
-    """Make ``fuser`` ready on every worker of ``client`` (nothing to do for classical fusers).
+    """Make ``fuser`` ready on every worker of ``client`` (nothing to do for classical fusers), tolerating
+    workers lost during the install (:data:`INSTALL_TRIES`).
 
     Raises:
-        ClusterError: the fuser needs worker resources (a GPU) that no worker advertises.
+        ClusterError: the fuser needs worker resources (a GPU) that no worker advertises, or every try lost
+            a worker.
     """
     if client is None or not isinstance(fuser, ResidentState):
         return
@@ -56,4 +58,20 @@ def install_fuser(client, fuser: Fuser) -> None:
                 f"cluster's {len(workers)} workers has them: use --scheduler cuda, start workers with "
                 "'dask worker --resources GPU=1', or run on --device cpu"
             )
-    client.register_plugin(ResidentFuser(fuser))
+    plugin = ResidentFuser(fuser)
+    for attempt in range(INSTALL_TRIES):
+        try:
+            client.register_plugin(plugin)
+            return
+        except OSError as exc:  # distributed's CommClosedError: a worker lost while the plugin reached it
+            if attempt + 1 == INSTALL_TRIES:
+                raise ClusterError(
+                    f"could not install {fuser.name} on the workers: {INSTALL_TRIES} tries each lost a worker "
+                    f"({exc}); check the cluster's workers and rerun (with --resume and the same --work-dir)"
+                ) from None
+
+
+INSTALL_TRIES = 4
+"""Installs of the resident network tried before giving up. The scheduler keeps the plugin from the first
+try on, for every worker that joins later; a worker lost while the plugin reached it fails that try, and the
+next reaches the workers still there (a worker that has it already keeps it: its state is keyed)."""

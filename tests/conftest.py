@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -69,30 +70,37 @@ def read_cog(path: Path) -> tuple[np.ndarray, dict]:
 
 class DaskProcesses:
     """A ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1 (single-threaded, no nanny, so that a
-    killed worker stays dead); scratch space under ``folder``."""
+    killed worker stays dead); scratch space under ``folder``; ``scheduler_env``: settings of the scheduler
+    (``DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL``, say)."""
 
-    def __init__(self, folder: Path, workers: int = 2) -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    def __init__(self, folder: Path, workers: int = 2, scheduler_env: dict[str, str] | None = None) -> None:
+        self.folder = folder
+        self.env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         file = folder / "scheduler.json"
         self.scheduler = subprocess.Popen(
             [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
              "--no-dashboard", "--scheduler-file", str(file)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**self.env, **(scheduler_env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.time() + 60
         while not file.exists() and time.time() < deadline:
             time.sleep(0.1)
         self.address = json.loads(file.read_text())["address"]
-        self.workers = [
+        self.workers: list[subprocess.Popen] = []
+        self.add_workers(workers)
+
+    def add_workers(self, n: int) -> None:
+        """Start ``n`` more workers and wait until the scheduler has them all."""
+        self.workers += [
             subprocess.Popen(
                 [sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--nthreads", "1",
-                 "--no-nanny", "--no-dashboard", "--host", "127.0.0.1", "--local-directory", str(folder)],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                 "--no-nanny", "--no-dashboard", "--host", "127.0.0.1", "--local-directory", str(self.folder)],
+                env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
-            for _ in range(workers)
+            for _ in range(n)
         ]
         with Client(self.address, timeout="30s") as client:
-            client.wait_for_workers(workers, timeout=60)
+            client.wait_for_workers(sum(w.poll() is None for w in self.workers), timeout=60)
 
     def alive_workers(self) -> int:
         with Client(self.address, timeout="30s") as client:
@@ -110,6 +118,7 @@ class DaskProcesses:
     def close(self) -> None:
         for proc in [*self.workers, self.scheduler]:
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a stopped process ends only once it runs again
                 proc.terminate()
         for proc in [*self.workers, self.scheduler]:
             try:

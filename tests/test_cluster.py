@@ -24,6 +24,7 @@ import rasterio
 import torch
 import yaml
 import zarr
+from conftest import DaskProcesses
 from distributed import Client, LocalCluster, Scheduler, Security, SpecCluster, Worker, get_task_stream
 
 import pansharp_dist
@@ -317,3 +318,224 @@ def test_a_corrupt_input_tile_names_the_block_and_file_and_writes_no_cog(mosaic,
     assert f"PAN {pan}: the block at rows 768:1024, columns 1280:1536 cannot be read" in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pan_corrupt.tif"]
 
+
+
+# --------------------------------------------------------------------------- faults of the cluster itself
+
+
+@pytest.fixture(scope="module")
+def small_mosaic(tmp_path_factory, client) -> tuple[tuple[Path, Path], str]:
+    """A 1024 x 1024 mosaic of the sample (16 blocks) and the pixels of an undisturbed network run on it."""
+    pair = mosaic_pair(SAMPLE / "pan.tif", SAMPLE / "ms.tif", 1024, tmp_path_factory.mktemp("small"))
+    return pair, _reference(pair, tmp_path_factory, client, "tailor")
+
+
+def _reference(pair, tmp_path_factory, client, adapt: str) -> str:
+    out = tmp_path_factory.mktemp(f"small-reference-{adapt}") / "ref.tif"
+    run(*pair, out, client=client, adapt_options=AdaptOptions(steps=ADAPT_STEPS), **{**NETWORK, "adapt": adapt})
+    return pixels_sha(out)
+
+
+@pytest.fixture(scope="module")
+def small_unadapted_reference(small_mosaic, tmp_path_factory, client) -> str:
+    """The pixels of an undisturbed run of the network as trained (no adaptation) on the small mosaic."""
+    return _reference(small_mosaic[0], tmp_path_factory, client, "none")
+
+
+def _cli_args(mosaic, out: Path, work: Path, address: str) -> list[str]:
+    return [sys.executable, "-m", "pansharp_dist.cli", "run", "--pan", str(mosaic[0]), "--ms", str(mosaic[1]),
+            "--out", str(out), "--method", NETWORK["method"], "--device", "cpu", "--tile", "128",
+            "--task-mp", str(NETWORK["task_megapixels"]), "--adapt-steps", str(ADAPT_STEPS),
+            "--scheduler", address, "--work-dir", str(work), "--json"]
+
+
+def _same_threads() -> dict[str, str]:
+    """The environment of a CLI process that fits the tailor with as many torch threads as this one (BLAS
+    libraries split their sums by thread: another count differs in the last bits)."""
+    threads = str(torch.get_num_threads())
+    return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+
+
+@pytest.mark.slow
+def test_a_lost_scheduler_is_one_line_and_resume_on_a_new_cluster_keeps_the_finished_blocks(small_mosaic, tmp_path):
+    mosaic, reference_sha = small_mosaic
+    work, out = tmp_path / "work", tmp_path / "out.tif"
+    (tmp_path / "first").mkdir()
+    first = DaskProcesses(tmp_path / "first")
+    try:
+        cli_run = subprocess.Popen(_cli_args(mosaic, out, work, first.address), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env=_same_threads())
+        deadline = time.time() + 300
+        while len(finished_blocks(work / "out.hrms.zarr")) < 2 and time.time() < deadline and cli_run.poll() is None:
+            time.sleep(0.02)
+        first.scheduler.send_signal(signal.SIGKILL)  # the scheduler lost mid-run, on the second block's event
+        _, stderr = cli_run.communicate(timeout=120)
+    finally:
+        first.close()
+    lines = [line for line in stderr.splitlines() if line.strip() and "━" not in line and "warning:" not in line]
+    assert cli_run.returncode == 2 and len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert "lost the connection to the Dask scheduler" in lines[0] and "--resume" in lines[0]
+    assert not out.exists()
+    before = len(finished_blocks(work / "out.hrms.zarr"))
+    (tmp_path / "second").mkdir()
+    second = DaskProcesses(tmp_path / "second")
+    try:
+        resumed = subprocess.run([*_cli_args(mosaic, out, work, second.address), "--resume"], capture_output=True,
+                                 text=True, timeout=300, env=_same_threads())
+    finally:
+        second.close()
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert before >= 2 and report["computed_blocks"] == 16 - before
+    assert pixels_sha(out) == reference_sha
+
+
+def _once_in(phase: str, done: int, action) -> tuple:
+    """A progress callback that calls action() once, the first time `phase` has reported `done` or more units,
+    and the list that records it (the event the fault tests aim at, instead of a sleep that may miss it)."""
+    fired: list[str] = []
+
+    def progress(current: str, count: int, total: int, note: str | None = None) -> None:
+        if current == phase and count >= done and not fired:
+            action()
+            fired.append(current)
+
+    return progress, fired
+
+
+@pytest.mark.slow
+def test_a_worker_lost_while_the_network_is_installed_costs_only_that_worker(small_mosaic, tmp_path):
+    mosaic, reference_sha = small_mosaic
+    def die_when_a_plugin_arrives(dask_worker) -> None:
+        """Make this worker's process die the moment the next worker plugin reaches it: a worker lost in the
+        middle of the install, every time, not by a timing that may miss it. (Nested, so that it travels by
+        value: the workers cannot import this test module.)"""
+        import os as _os
+        import signal as _signal
+
+        def die(*args, **kwargs):
+            _os.kill(_os.getpid(), _signal.SIGKILL)
+
+        dask_worker.handlers["plugin-add"] = die
+
+    procs = DaskProcesses(tmp_path, workers=3)
+    try:
+        with Client(procs.address) as client:
+            doomed = [address for address, pid in client.run(os.getpid).items() if pid == procs.workers[2].pid]
+            client.run(die_when_a_plugin_arrives, workers=doomed)
+        report = run(*mosaic, tmp_path / "out.tif", scheduler=procs.address, work_dir=tmp_path / "work",
+                     adapt_options=AdaptOptions(steps=ADAPT_STEPS), **NETWORK)
+        assert procs.workers[2].wait(timeout=30) == -signal.SIGKILL  # it died as the install reached it
+        assert procs.alive_workers() == 2 and report.computed_blocks == 16
+        assert pixels_sha(tmp_path / "out.tif") == reference_sha
+    finally:
+        procs.close()
+
+
+
+@pytest.mark.slow
+def test_a_hung_worker_is_noticed_and_its_tasks_move_to_the_others(small_mosaic, tmp_path):
+    mosaic, reference_sha = small_mosaic
+    ttl = 8  # seconds of silence before the scheduler gives a worker's tasks away (the clusters we start: 60)
+    procs = DaskProcesses(tmp_path, scheduler_env={"DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL": f"{ttl}s"})
+    stopped: dict[str, float] = {}
+
+    def stop_second_worker() -> None:
+        procs.workers[1].send_signal(signal.SIGSTOP)  # hung: alive, holding its tasks, answering nothing
+        stopped["at"] = time.monotonic()
+
+    progress, _ = _once_in("fuse", 2, stop_second_worker)
+
+    try:
+        report = run(*mosaic, tmp_path / "out.tif", scheduler=procs.address, work_dir=tmp_path / "work",
+                     adapt_options=AdaptOptions(steps=ADAPT_STEPS), progress=progress, **NETWORK)
+        took = time.monotonic() - stopped["at"]
+        assert stopped and report.computed_blocks == 16
+        assert pixels_sha(tmp_path / "out.tif") == reference_sha
+        assert took < ttl + 30  # noticed in about the TTL, not Dask's 5 minutes
+    finally:
+        procs.workers[1].kill()  # dropped by the scheduler while stopped: it need not be asked twice
+        procs.close()
+
+
+@pytest.mark.slow
+def test_a_worker_added_mid_run_gets_the_network_and_takes_blocks(small_mosaic, tmp_path):
+    mosaic, reference_sha = small_mosaic
+    procs = DaskProcesses(tmp_path, workers=1)
+    add_a_worker, added = _once_in("fuse", 2, lambda: procs.add_workers(1))
+
+    try:
+        run(*mosaic, tmp_path / "out.tif", scheduler=procs.address, work_dir=tmp_path / "work",
+            adapt_options=AdaptOptions(steps=ADAPT_STEPS), progress=add_a_worker, **NETWORK)
+        with Client(procs.address) as client:
+            executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
+            plugins = client.run(lambda dask_worker: [n for n in dask_worker.plugins if n.startswith("pansharp-")])
+        assert added and len(executed) == 2 and all(count > 0 for count in executed.values())
+        assert all(names for names in plugins.values())  # the late worker got the resident network too
+        assert pixels_sha(tmp_path / "out.tif") == reference_sha
+    finally:
+        procs.close()
+
+
+@pytest.mark.slow
+def test_a_worker_retired_mid_run_loses_no_work(small_mosaic, tmp_path):
+    mosaic, reference_sha = small_mosaic
+    procs = DaskProcesses(tmp_path, workers=2)
+    retired: list[str] = []
+
+    def retire_first() -> None:
+        with Client(procs.address) as client:
+            address = sorted(client.scheduler_info(n_workers=-1)["workers"])[0]
+            client.retire_workers([address], close_workers=True)
+        retired.append(address)
+
+    retire_one, _ = _once_in("fuse", 2, retire_first)
+
+    try:
+        report = run(*mosaic, tmp_path / "out.tif", scheduler=procs.address, work_dir=tmp_path / "work",
+                     adapt_options=AdaptOptions(steps=ADAPT_STEPS), progress=retire_one, **NETWORK)
+        assert retired and procs.alive_workers() == 1 and report.computed_blocks == 16
+        assert pixels_sha(tmp_path / "out.tif") == reference_sha
+    finally:
+        procs.close()
+
+
+@pytest.mark.slow
+def test_a_run_on_an_adaptive_cluster_writes_the_same_bytes(small_mosaic, tmp_path):
+    mosaic, reference_sha = small_mosaic
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        cluster.adapt(minimum=1, maximum=2, interval="200ms", wait_count=2)
+        with Client(cluster) as client:
+            report = run(*mosaic, tmp_path / "out.tif", client=client, adapt_options=AdaptOptions(steps=ADAPT_STEPS),
+                         **NETWORK)
+    assert report.computed_blocks == 16
+    assert pixels_sha(tmp_path / "out.tif") == reference_sha
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("adapt, phase", [("tailor", p) for p in ("ingest", "adapt", "fuse", "cog")]
+                         + [("none", p) for p in ("ingest", "fuse", "cog")])
+def test_a_worker_killed_in_any_phase_changes_no_pixel(small_mosaic, small_unadapted_reference, tmp_path, adapt, phase):
+    pair, reference = small_mosaic
+    reference = reference if adapt == "tailor" else small_unadapted_reference
+    procs = DaskProcesses(tmp_path, workers=2)
+    kill_in_phase, killed = _once_in(phase, 1, lambda: procs.workers[1].send_signal(signal.SIGKILL))
+
+    try:
+        report = run(*pair, tmp_path / "out.tif", scheduler=procs.address, work_dir=tmp_path / "work",
+                     adapt_options=AdaptOptions(steps=ADAPT_STEPS), progress=kill_in_phase,
+                     **{**NETWORK, "adapt": adapt})
+        assert killed == [phase] and procs.workers[1].wait(timeout=30) == -signal.SIGKILL
+        assert report.computed_blocks == report.blocks == 16
+        assert pixels_sha(tmp_path / "out.tif") == reference
+    finally:
+        procs.close()
+
+
+@pytest.mark.slow
+def test_a_task_that_kills_every_worker_it_meets_is_one_clear_error():
+    from pansharp_dist.cluster import cluster_errors
+
+    with connect("local", workers=1) as client, pytest.raises(ClusterError, match="killed each worker that ran it"):
+        with cluster_errors(client):
+            client.submit(os._exit, 1, pure=False).result()  # the worker's process ends; its nanny starts another

@@ -6,10 +6,11 @@ network tasks request. Adjust the partition, account and memory to your site.
 
 import argparse
 
+import dask
 from dask_jobqueue import SLURMCluster
 from distributed import Client
 
-from pansharp_dist.cluster import WORKER_MALLOC
+from pansharp_dist.cluster import WORKER_MALLOC, WORKER_TTL
 from pansharp_dist.pipeline import run
 
 
@@ -24,6 +25,8 @@ def main() -> None:
     parser.add_argument("--work-dir", default=None, help="shared folder kept for --resume")
     args = parser.parse_args()
 
+    # the scheduler runs here: a hung worker (a stuck driver) gives its blocks away after WORKER_TTL, not 5 minutes
+    dask.config.set({"distributed.scheduler.worker-ttl": WORKER_TTL})
     cluster = SLURMCluster(
         queue=args.partition,
         cores=4,
