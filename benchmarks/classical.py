@@ -1,4 +1,4 @@
-"""``pansharp-dist bench classical``: Brovey through the pipeline against GDAL.
+"""``python -m benchmarks classical``: Brovey through the pipeline against GDAL.
 
 For each PAN size, a scene is mosaicked from the real WorldView-2 pair
 ``grip_unina_pnn/imgWV2.mat`` (mirrored copies, real georeference), then in one
@@ -15,8 +15,6 @@ ratios, each pair measured within minutes.
 from __future__ import annotations
 
 import os
-import platform
-import re
 import shutil
 import subprocess
 import time
@@ -29,14 +27,14 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from ..errors import InvalidParameterError, PansharpError
-from ..export import cog_options
-from .measured import measured_run
-from .memory import PeakMemory
+from pansharp_dist.errors import InvalidParameterError, PansharpError
+from pansharp_dist.export import cog_options
+from pansharp_dist.timing import measured_run
+from pansharp_dist.timing import PeakMemory
 from .mosaic import mosaic_pair
+from .results import machine, shared_data, write_result
 
 SOURCE = Path("grip_unina_pnn") / "imgWV2.mat"
-MARK = "classical"
 
 
 @dataclass(frozen=True)
@@ -85,15 +83,6 @@ class ClassicalRow:
         return max(getattr(p, f"{side}_peak") for p in self.pairs)
 
 
-def _shared_data() -> Path:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent.parent / "shared" / "data"
-        if candidate.is_dir():
-            return candidate
-    raise InvalidParameterError("benchmark data not found: put the shared data in ../shared/data beside the repository")
-
-
 def _gdal(pan: Path, ms: Path, out: Path, bands: int) -> tuple[float, int]:
     exe = shutil.which("gdal_pansharpen.py") or shutil.which("gdal_pansharpen")
     if exe is None:
@@ -132,17 +121,17 @@ def _mad_percent(a: Path, b: Path, size: int) -> float:
 
 
 def run_classical_bench(
-    sizes: list[int], work_dir: Path, report: Path, workers: int | None = None, repeats: int = 2,
+    sizes: list[int], work_dir: Path, results: Path, workers: int | None = None, repeats: int = 2,
     log: Callable[[str], None] = lambda _: None,
 ) -> list[ClassicalRow]:
-    """Run the benchmark for each PAN ``size``, ``repeats`` pairs of runs each, and write the table into ``report``.
+    """Run the benchmark for each PAN ``size``, ``repeats`` pairs of runs each, and write the table into ``results`` (a folder of Markdown tables).
 
     Raises:
         InvalidParameterError: ``repeats`` below 1.
     """
     if repeats < 1:
         raise InvalidParameterError(f"--repeats must be at least 1, got {repeats}")
-    data = _shared_data()
+    data = shared_data()
     rows = []
     for size in sizes:
         log(f"[{size}^2] mosaicking {SOURCE} ...")
@@ -157,7 +146,7 @@ def run_classical_bench(
         rows.append(ClassicalRow(size, pairs, _mad_percent(ours_path, gdal_path, size)))
         for path in (ours_path, gdal_path):
             path.unlink(missing_ok=True)
-    _write_report(report, rows, workers, repeats)
+    _write_report(results, rows, workers, repeats)
     return rows
 
 
@@ -182,27 +171,12 @@ def _pair(
     return ClassicalPair(ours_s, gdal_s, phases, client_peak, worker_peak, gdal_peak)
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        found = re.search(r"model name\s*:\s*(.+)", info.read_text())
-        cpu = found.group(1).strip() if found else cpu
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    gdal_cli = subprocess.run(["gdalinfo", "--version"], capture_output=True, text=True).stdout.strip()
-    return (
-        f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, no GPU; Python {platform.python_version()}, "
-        f"rasterio GDAL {rasterio.__gdal_version__}, Debian {gdal_cli}"
-    )
-
-
-def _write_report(report: Path, rows: list[ClassicalRow], workers: int | None, repeats: int) -> None:
+def _write_report(results: Path, rows: list[ClassicalRow], workers: int | None, repeats: int) -> None:
     mb = 2**20
     lines = [
-        f"<!-- bench:{MARK}:start -->",
-        "## Classical Brovey: pipeline vs `gdal_pansharpen.py` (`pansharp-dist bench classical`)",
+        "## Classical Brovey: pipeline vs `gdal_pansharpen.py` (`python -m benchmarks classical`)",
         "",
-        f"Machine: {_machine()}. LocalCluster of {workers or os.cpu_count()} single-threaded workers.",
+        f"Machine: {machine()}. LocalCluster of {workers or os.cpu_count()} single-threaded workers.",
         "Scene: `grip_unina_pnn/imgWV2.mat` (WorldView-2, 8 bands, uint16) mosaicked with mirrored copies,",
         "EPSG:32633 at 0.5 m PAN / 2 m MS. Both sides write a COG (512 blocks, ZSTD, predictor 2, average",
         "overviews, all CPUs) with equal weights 1/8 and cubic MS upsampling. Throughput is PAN megapixels per",
@@ -232,17 +206,5 @@ def _write_report(report: Path, rows: list[ClassicalRow], workers: int | None, r
             f"Peak memory from {first.size}² to {last.size}² ({last.megapixels / first.megapixels:.0f}x the pixels): "
             f"client x{growth['client']:.2f}, worker x{growth['worker']:.2f}, GDAL x{growth['gdal']:.2f}.",
         ]
-    lines.append(f"<!-- bench:{MARK}:end -->")
-    _replace_section(report, MARK, "\n".join(lines))
+    write_result(results, "classical", "\n".join(lines))
 
-
-def _replace_section(
-    report: Path, mark: str, body: str,
-    title: str = "# Benchmarks\n\nRegenerate each section with the command in its title.\n",
-) -> None:
-    """Replace the ``bench:<mark>`` section of ``report`` with ``body`` (appended if absent)."""
-    report.parent.mkdir(parents=True, exist_ok=True)
-    text = report.read_text() if report.exists() else title
-    pattern = re.compile(rf"<!-- bench:{mark}:start -->.*?<!-- bench:{mark}:end -->", re.S)
-    text = pattern.sub(lambda _: body, text) if pattern.search(text) else text.rstrip() + "\n\n" + body + "\n"
-    report.write_text(text)

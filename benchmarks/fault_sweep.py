@@ -2,7 +2,7 @@
 
 Usage (from the repository, with ``../shared/data`` beside it)::
 
-    python benchmarks/fault_sweep.py [--size 1024] [--ttl 10] [--work /tmp/fault-sweep]
+    python -m benchmarks.fault_sweep [--size 1024] [--ttl 10] [--work /tmp/fault-sweep]
 
 On a real ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1 (no nanny, one thread each), a
 network run (FusionNet QuickBird, adapted by the tailor, 256-pixel blocks) on a mirror mosaic of the
@@ -36,7 +36,7 @@ from distributed import Client
 
 import pansharp_dist
 from pansharp_dist.adapt.options import AdaptOptions
-from pansharp_dist.bench.mosaic import mosaic_pair
+from benchmarks.mosaic import mosaic_pair
 from pansharp_dist.errors import ClusterError
 from pansharp_dist.pipeline import run
 

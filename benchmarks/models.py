@@ -1,4 +1,4 @@
-"""``pansharp-dist bench models``: PAN megapixels per second of each network's forward pass.
+"""``python -m benchmarks models``: PAN megapixels per second of each network's forward pass.
 
 The bare forward (radiometry, upsampling, network) through
 :meth:`NetworkFuser.fuse <pansharp_dist.models.network.NetworkFuser.fuse>` on
@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..infer import fit
-from ..models import list_models
-from ..models.network import default_device
-from ..scene import open_scene
-from .classical import _replace_section, _shared_data
+from pansharp_dist.fusion import make_fuser
+from pansharp_dist.models import list_models
+from pansharp_dist.models.network import default_device
+from pansharp_dist.scene import open_scene
+from .results import shared_data, write_result
 
 SAMPLE = resources.files("pansharp_dist") / "sample"
 # (PAN, MS, scene sensor, MS bands of the networks timed on it); relative paths are under ../shared/data
@@ -36,7 +36,7 @@ SOURCES = (
 )
 
 
-def _tiles(scene, size: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+def sample_tiles(scene, size: int, count: int) -> tuple[np.ndarray, np.ndarray]:
     """``count`` real ``size`` x ``size`` PAN tiles and their MS, float32 (wrapping over the scene)."""
     r = scene.ratio
     pan, ms = scene.pan.values.astype(np.float32), scene.ms.values.astype(np.float32)
@@ -49,7 +49,7 @@ def _tiles(scene, size: int, count: int) -> tuple[np.ndarray, np.ndarray]:
             np.stack([ms[:, y // r : (y + size) // r, x // r : (x + size) // r] for y, x in zip(ys, xs)]))
 
 
-def _sync(device: str) -> None:
+def sync_device(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
 
@@ -57,12 +57,12 @@ def _sync(device: str) -> None:
 def _rate(call: Callable[[], object], device: str, pixels: int, seconds: float) -> float:
     """Megapixels per second of ``call`` (``pixels`` each), after a warm-up, over at least ``seconds``."""
     call()
-    _sync(device)
+    sync_device(device)
     runs, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds or runs < 2:
         call()
         runs += 1
-    _sync(device)
+    sync_device(device)
     return runs * pixels / (time.perf_counter() - start) / 1e6
 
 
@@ -83,7 +83,7 @@ def throughput(fuser, pan: np.ndarray, ms: np.ndarray, core: int, seconds: float
             _rate(lambda: fuser.fuse(pan, ms), fuser.device, pixels, seconds))
 
 
-def _machine(device: str) -> str:
+def device_machine(device: str) -> str:
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
     names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -93,12 +93,12 @@ def _machine(device: str) -> str:
 
 
 def run_models_bench(
-    report: Path, device: str | None, tile: int, seconds: float, log: Callable[[str], None] = lambda _: None
+    results: Path, device: str | None, tile: int, seconds: float, log: Callable[[str], None] = lambda _: None
 ) -> None:
-    """Time every shipped network on ``device`` and write a section of ``report``."""
+    """Time every shipped network on ``device`` and write a section of ``results`` (a folder of Markdown tables)."""
     device = device or default_device()
     kind = "cuda" if device.startswith("cuda") else "cpu"
-    data = _shared_data()
+    data = shared_data()
     rows = []
     for pan_path, ms_path, sensor, bands in SOURCES:
         with warnings.catch_warnings():
@@ -107,18 +107,17 @@ def run_models_bench(
         for meta in (c for c in list_models() if len(c.bands) == bands):
             precisions = (True, False) if device.startswith("cuda") else (False,)
             for half in precisions:
-                fuser = fit(scene, meta.id, device=device, half=half)
+                fuser = make_fuser(scene, meta.id, device=device, half=half)
                 batch = fuser.batch
-                pan, ms = _tiles(scene, tile + 2 * fuser.halo, batch)
+                pan, ms = sample_tiles(scene, tile + 2 * fuser.halo, batch)
                 bare, whole = throughput(fuser, pan, ms, tile, seconds)
                 label = "float16 autocast" if half else ("float32 (TF32 convolutions)" if kind == "cuda" else "float32")
                 log(f"{meta.id} {label}: forward {bare:.2f}, fuse call {whole:.2f} PAN MP/s")
                 rows.append(f"| {meta.id} | {label} | {batch} x {tile}² (+{fuser.halo} halo) | {bare:.2f} | {whole:.2f} |")
-    _replace_section(report, f"models-{kind}", "\n".join([
-        f"<!-- bench:models-{kind}:start -->",
-        f"## Network forward throughput on {kind.upper()} (`pansharp-dist bench models --device {kind}`)",
+    write_result(results, f"models-{kind}", "\n".join([
+        f"## Network forward throughput on {kind.upper()} (`python -m benchmarks models --device {kind}`)",
         "",
-        f"Machine: {_machine(device)}. Core PAN megapixels per second on one batch of real tiles",
+        f"Machine: {device_machine(device)}. Core PAN megapixels per second on one batch of real tiles",
         "(read windows with the network's halo), after a warm-up, over at least "
         f"{seconds:g} s per figure:",
         "the bare forward with inputs already on the device, and the whole fuser call (float32",
@@ -127,5 +126,4 @@ def run_models_bench(
         "| network | precision | batch | forward PAN MP/s | fuser call PAN MP/s |",
         "|---|---|---|---|---|",
         *rows,
-        f"<!-- bench:models-{kind}:end -->",
     ]))

@@ -14,7 +14,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 
-from ..scene import open_scene
+from pansharp_dist.scene import open_scene
 
 BENCH_CRS = "EPSG:32633"  # UTM zone 33N
 BENCH_ORIGIN = (500_000.0, 5_000_000.0)

@@ -1,4 +1,4 @@
-"""``pansharp-dist bench networks``: the pretrained networks on real data, native and cross-sensor.
+"""``python -m benchmarks networks``: the pretrained networks on real data, native and cross-sensor.
 
 Two tables for ``docs/quality.md``:
 
@@ -27,15 +27,15 @@ import numpy as np
 import rasterio
 import scipy.io
 
-from ..adapt.fit import fit_adaptation
-from ..infer import OutputSpec, fit, pansharpen, render
-from ..methods import is_network, method_names
-from ..models import NativeCheck, card, model_ids, record_native_checks
-from ..quality.evaluate import full_resolution_scores
-from ..quality.metrics import reduced_resolution
-from ..quality.mtf import degrade, interp23
-from ..scene import Scene, open_scene
-from .classical import _replace_section, _shared_data
+from pansharp_dist.adapt.training import adapt_fuser
+from pansharp_dist.fusion import OutputSpec, make_fuser, pansharpen, render
+from pansharp_dist.methods import is_network, method_names
+from pansharp_dist.models import NativeCheck, card, model_ids, record_native_checks
+from pansharp_dist.quality.evaluate import full_resolution_scores
+from pansharp_dist.quality.metrics import reduced_resolution
+from pansharp_dist.quality.mtf import degrade, interp23
+from pansharp_dist.scene import Scene, open_scene
+from .results import shared_data, write_result
 from .quality import Dataset
 
 ARCHS = ("fusionnet", "pannet", "dicnn", "pnn")
@@ -82,7 +82,7 @@ def reduced_scores(scene: Scene, methods: list[str], adapt: str = "none") -> dic
     truth = scene.ms.values[:, : reduced.shape[0], : reduced.shape[1]].astype(np.float64)
     out = {"EXP": reduced_resolution(truth, interp23(reduced.ms.values, scene.ratio), scene.ratio)}
     for method in methods:
-        fuser = fit_adaptation(reduced, fit(scene, method), adapt)[0] if is_network(method) else fit(reduced, method)
+        fuser = adapt_fuser(reduced, make_fuser(scene, method), adapt)[0] if is_network(method) else make_fuser(reduced, method)
         out[method] = reduced_resolution(truth, _fused(reduced, fuser), scene.ratio)
     return out
 
@@ -98,7 +98,7 @@ def patch_scores(path: Path, methods: list[str], count: int | None = None) -> di
         totals["EXP"].append(reduced_resolution(truth, interp23(scene.ms.values, scene.ratio), scene.ratio))
         spec = OutputSpec.for_scene(scene)
         for method in methods:
-            fused = render(fit(scene, method), scene.pan.values, scene.ms.values, spec).astype(np.float64)
+            fused = render(make_fuser(scene, method), scene.pan.values, scene.ms.values, spec).astype(np.float64)
             totals[method].append(reduced_resolution(truth, fused, scene.ratio))
     return {m: {k: float(np.nanmean([s[k] for s in rows])) for k in rows[0]} for m, rows in totals.items()}
 
@@ -191,23 +191,22 @@ def _table(label: str, scores: dict[str, dict[str, float]], cols: tuple[str, ...
     return "\n".join(lines) + "\n"
 
 
-def run_networks_bench(report: Path, work: Path, log: Callable[[str], None] = lambda _: None,
+def run_networks_bench(results: Path, work: Path, log: Callable[[str], None] = lambda _: None,
                        patches: int | None = None) -> None:
-    """Score the networks natively and across sensors; write both tables into ``report``.
+    """Score the networks natively and across sensors; write both tables into ``results`` (a folder of Markdown tables).
 
     A full run (all patches) also records each network's own-sensor check in its
     shipped model card (:func:`~pansharp_dist.models.record_native_checks`).
     """
-    data = _shared_data()
+    data = shared_data()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         native, checks = native_table(data, log, patches)
     if patches is None:
         record_native_checks(checks)
     cross = cross_table(data, work, log, patches)
-    _replace_section(report, "networks", "\n".join([
-        "<!-- bench:networks:start -->",
-        "## Pretrained networks, native and cross-sensor (`pansharp-dist bench networks`)",
+    write_result(results, "networks", "\n".join([
+        "## Pretrained networks, native and cross-sensor (`python -m benchmarks networks`)",
         "",
         "Reduced resolution: the Wald protocol above (a network is fitted on the full scene, so that",
         "its radiometry is the sensor's, and run on the degraded one); `fusionnet_wv3_patches` are",
@@ -230,5 +229,4 @@ def run_networks_bench(report: Path, work: Path, log: Callable[[str], None] = la
         "another sensor with the same number of bands.",
         "",
         cross,
-        "<!-- bench:networks:end -->",
-    ]), title="# Quality\n\nRegenerate each section with the command in its title.\n")
+    ]))

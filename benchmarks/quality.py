@@ -1,4 +1,4 @@
-"""``pansharp-dist bench quality``: every dataset, every classical method, both protocols.
+"""``python -m benchmarks quality``: every dataset, every classical method, both protocols.
 
 For each real pair in ``../shared/data``: the reduced-resolution metrics (Wald
 protocol: MTF degradation by the sensor's gains, fuse, score against the
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..infer import pansharpen
-from ..methods import method_names
-from ..quality.evaluate import full_resolution_scores
-from ..quality.metrics import reduced_resolution
-from ..quality.mtf import degrade, interp23
-from ..scene import Scene, open_scene
-from .classical import _replace_section, _shared_data
+from pansharp_dist.fusion import pansharpen
+from pansharp_dist.methods import method_names
+from pansharp_dist.quality.evaluate import full_resolution_scores
+from pansharp_dist.quality.metrics import reduced_resolution
+from pansharp_dist.quality.mtf import degrade, interp23
+from pansharp_dist.scene import Scene, open_scene
+from .results import shared_data, write_result
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,9 @@ def score_dataset(scene: Scene, methods: list[str]) -> dict[str, dict[str, float
     return out
 
 
-def run_quality_bench(report: Path, log: Callable[[str], None] = lambda _: None) -> None:
-    """Score every dataset and write the tables into ``report``."""
-    data = _shared_data()
+def run_quality_bench(results: Path, log: Callable[[str], None] = lambda _: None) -> None:
+    """Score every dataset and write the tables into ``results`` (a folder of Markdown tables)."""
+    data = shared_data()
     methods = method_names("classical")
     sections = []
     for ds in DATASETS:
@@ -91,8 +91,7 @@ def run_quality_bench(report: Path, log: Callable[[str], None] = lambda _: None)
             results = score_dataset(scene, methods)
         sections.append(_table(ds, scene, results))
     body = "\n".join([
-        "<!-- bench:quality:start -->",
-        "## Classical methods on every dataset (`pansharp-dist bench quality`)",
+        "## Classical methods on every dataset (`python -m benchmarks quality`)",
         "",
         "Reduced resolution: Wald protocol (each image filtered by its sensor's MTF, toolbox `genMTF`",
         "design, and decimated by the ratio), scored against the original MS. Full resolution: the",
@@ -103,9 +102,8 @@ def run_quality_bench(report: Path, log: Callable[[str], None] = lambda _: None)
         "are flat in both images are left out of the full-resolution means.",
         "",
         *sections,
-        "<!-- bench:quality:end -->",
     ])
-    _replace_section(report, "quality", body, title="# Quality\n\nRegenerate each section with the command in its title.\n")
+    write_result(results, "quality", body)
 
 
 def _table(ds: Dataset, scene: Scene, results: dict[str, dict[str, float]]) -> str:

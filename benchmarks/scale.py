@@ -1,4 +1,4 @@
-"""``pansharp-dist bench scale``: cost against scene size, an output larger than RAM, parallel efficiency.
+"""``python -m benchmarks scale``: cost against scene size, an output larger than RAM, parallel efficiency.
 
 Three parts, each a section of docs/benchmarks.md:
 
@@ -34,19 +34,20 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from ..adapt.fit import fit_adaptation
-from ..adapt.options import AdaptOptions
-from ..classical import Brovey
-from ..cluster import connect
-from ..infer import OutputSpec, fit, pansharpen, render, tile_batches, tile_grid
-from ..scene import open_scene
-from ..pipeline import ingest_scene
-from ..store import block_size, write_output
-from ..tiff import TILE
-from .classical import SOURCE, _machine, _replace_section, _shared_data
-from .measured import MeasuredRun, measured_run
-from .models import _machine as _models_machine
-from .models import _tiles, throughput
+from pansharp_dist.adapt.training import adapt_fuser
+from pansharp_dist.adapt.options import AdaptOptions
+from pansharp_dist.classical import Brovey
+from pansharp_dist.cluster import connect
+from pansharp_dist.fusion import OutputSpec, make_fuser, pansharpen, render, tile_batches, tile_grid
+from pansharp_dist.scene import open_scene
+from pansharp_dist.pipeline import ingest_scene
+from pansharp_dist.store import block_size, write_output
+from pansharp_dist.tiff import TILE
+from .classical import SOURCE
+from .results import machine, shared_data, write_result
+from pansharp_dist.timing import MeasuredRun, measured_run
+from .models import device_machine
+from .models import sample_tiles, throughput
 from .mosaic import mosaic_pair
 
 MIB = 2**20
@@ -68,7 +69,7 @@ def fitted_exponent(pixels: list[float], seconds: list[float]) -> float:
 
 
 def run_scale(sizes: list[int], work_dir: Path, method: str, workers: int | None, log: Callable[[str], None]) -> list[ScaleRow]:
-    data = _shared_data()
+    data = shared_data()
     rows = []
     for size in sizes:
         log(f"[scale {size}^2] mosaicking {SOURCE} ...")
@@ -87,7 +88,7 @@ def run_big(size: int, work_dir: Path, method: str, workers: int | None, log: Ca
     """One uncompressed COG larger than RAM; returns its facts. The inputs and the COG are removed afterwards."""
     from rio_cogeo.cogeo import cog_validate
 
-    data = _shared_data()
+    data = shared_data()
     log(f"[big {size}^2] mosaicking {SOURCE} ...")
     pan, ms = mosaic_pair(data / SOURCE, data / SOURCE, size, work_dir)
     out = work_dir / f"big_{size}.tif"
@@ -145,12 +146,12 @@ def _bare_forward_rate(store, fuser, tile: int, blocks: int) -> tuple[float, int
 
 def run_parallel(size: int, model: str, work_dir: Path, log: Callable[[str], None], tile: int = 512) -> dict:
     """Fuse-phase throughput with 1 and 2 workers, end to end with 2, and the bare forward rate."""
-    data = _shared_data()
+    data = shared_data()
     pan, ms = mosaic_pair(data / SOURCE, data / SOURCE, size, work_dir)
     store_path = work_dir / f"parallel_{size}.tiles.zarr"
     shutil.rmtree(store_path, ignore_errors=True)
     store = ingest_scene(pan, ms, store_path, tile=tile, workers=2, overwrite=True)
-    fuser = fit(store, model, device="cpu")
+    fuser = make_fuser(store, model, device="cpu")
     mp = size * size / 1e6
     fuse_rate = {}
     for workers in (1, 2):
@@ -178,7 +179,7 @@ CUDA_SOURCE = ("zpnn_wv3_example/WV3_example.mat", "wv3")
 def run_parallel_cuda(size: int, model: str, work_dir: Path, workers: int | None, log: Callable[[str], None],
                       tile: int = 512, device: str = "cuda") -> dict:
     """On one GPU (``device``): the end-to-end run with a tailor against the bare tailored forward pass."""
-    data = _shared_data()
+    data = shared_data()
     source, sensor = CUDA_SOURCE
     pan, ms = mosaic_pair(data / source, data / source, size, work_dir)
     mp = size * size / 1e6
@@ -190,8 +191,8 @@ def run_parallel_cuda(size: int, model: str, work_dir: Path, workers: int | None
              "fuse": mp / (ph["fuse"] - ph["adapt"]), "workers": len(run_.worker_peaks)}
     log(f"[parallel cuda] {run_.seconds:.1f} s: {facts['end_to_end']:.2f} MP/s; fuse phase {facts['fuse']:.2f} MP/s")
     scene = open_scene(pan, ms, sensor)
-    fuser, _ = fit_adaptation(scene, fit(scene, model, device=device), "tailor", AdaptOptions())
-    tiles_pan, tiles_ms = _tiles(scene, tile + 2 * fuser.halo, fuser.batch)
+    fuser, _ = adapt_fuser(scene, make_fuser(scene, model, device=device), "tailor", AdaptOptions())
+    tiles_pan, tiles_ms = sample_tiles(scene, tile + 2 * fuser.halo, fuser.batch)
     facts["bare"], facts["call"] = throughput(fuser, tiles_pan, tiles_ms, tile, seconds=5.0)
     facts["batch"], facts["halo"] = fuser.batch, fuser.halo
     log(f"[parallel cuda] bare tailored forward {facts['bare']:.2f} MP/s, fuser call {facts['call']:.2f} MP/s")
@@ -201,30 +202,29 @@ def run_parallel_cuda(size: int, model: str, work_dir: Path, workers: int | None
 
 
 def run_scale_bench(
-    report: Path, work_dir: Path, sizes: list[int], big: int | None, parallel: int | None,
+    results: Path, work_dir: Path, sizes: list[int], big: int | None, parallel: int | None,
     method: str = "brovey", model: str = "fusionnet-wv2", workers: int | None = None,
     log: Callable[[str], None] = lambda _: None, device: str = "cpu",
 ) -> None:
-    """Run the parts asked for and write their sections into ``report`` (``device``: of the parallel part)."""
+    """Run the parts asked for and write their sections into ``results`` (a folder of Markdown tables) (``device``: of the parallel part)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     n_workers = workers or os.cpu_count() or 1
     if sizes:
-        _replace_section(report, "scale", _scale_section(run_scale(sizes, work_dir, method, workers, log), method, n_workers))
+        write_result(results, "scale", _scale_section(run_scale(sizes, work_dir, method, workers, log), method, n_workers))
     if big:
-        _replace_section(report, "big", _big_section(run_big(big, work_dir, method, workers, log), method, n_workers))
+        write_result(results, "big", _big_section(run_big(big, work_dir, method, workers, log), method, n_workers))
     if parallel and device.startswith("cuda"):
-        _replace_section(report, "parallel-cuda", _parallel_cuda_section(
+        write_result(results, "parallel-cuda", _parallel_cuda_section(
             run_parallel_cuda(parallel, model, work_dir, workers, log)))
     elif parallel:
-        _replace_section(report, "parallel", _parallel_section(run_parallel(parallel, model, work_dir, log)))
+        write_result(results, "parallel", _parallel_section(run_parallel(parallel, model, work_dir, log)))
 
 
 def _scale_section(rows: list[ScaleRow], method: str, workers: int) -> str:
     lines = [
-        "<!-- bench:scale:start -->",
-        "## Cost against scene size (`pansharp-dist bench scale --sizes ...`)",
+        "## Cost against scene size (`python -m benchmarks scale --sizes ...`)",
         "",
-        f"Machine: {_machine()}. LocalCluster of {workers} single-threaded workers; method {method}; tile 512,",
+        f"Machine: {machine()}. LocalCluster of {workers} single-threaded workers; method {method}; tile 512,",
         "tasks of 2048² PAN pixels (4 MP). Scenes: `grip_unina_pnn/imgWV2.mat` (WorldView-2, 8 bands, uint16)",
         "mosaicked with mirrored copies. Wall time is end to end (ingest, fit, fuse, ZSTD COG; cluster start",
         "excluded); peaks are resident memory sampled every 0.1 s.",
@@ -250,7 +250,6 @@ def _scale_section(rows: list[ScaleRow], method: str, workers: int) -> str:
             f"peak changes x{last.run.client_peak / first.run.client_peak:.2f} and the largest worker peak "
             f"x{last.run.worker_peak / first.run.worker_peak:.2f}.",
         ]
-    lines.append("<!-- bench:scale:end -->")
     return "\n".join(lines)
 
 
@@ -259,10 +258,9 @@ def _big_section(facts: dict, method: str, workers: int) -> str:
     size = facts["size"]
     ph = run_.phases
     return "\n".join([
-        "<!-- bench:big:start -->",
-        "## An output larger than RAM (`pansharp-dist bench scale --sizes '' --big SIZE`)",
+        "## An output larger than RAM (`python -m benchmarks scale --sizes '' --big SIZE`)",
         "",
-        f"Machine: {_machine()}. LocalCluster of {workers} single-threaded workers; method {method}; COG written",
+        f"Machine: {machine()}. LocalCluster of {workers} single-threaded workers; method {method}; COG written",
         "uncompressed (`--compress NONE`) with average overviews. Scene mosaicked from `grip_unina_pnn/imgWV2.mat`.",
         "",
         "| PAN size | COG size | RAM | wall (s) | ingest / fuse / COG (s) | peak client (MiB) | peak per worker (MiB) "
@@ -277,7 +275,6 @@ def _big_section(facts: dict, method: str, workers: int) -> str:
         "`rio-cogeo validate` is run with `strict=True`. Last full-resolution tile (the data furthest into the file) "
         "against Brovey recomputed on that corner of the inputs: "
         + {True: "**identical**.", False: "**different**.", None: "not checked (only for Brovey)."}[facts["tail"]],
-        "<!-- bench:big:end -->",
     ])
 
 
@@ -286,10 +283,9 @@ def _parallel_section(facts: dict) -> str:
     speedup = fuse[2] / fuse[1]
     ph = facts["phases"]
     return "\n".join([
-        "<!-- bench:parallel:start -->",
-        "## Parallel efficiency (`pansharp-dist bench scale --sizes '' --parallel SIZE`)",
+        "## Parallel efficiency (`python -m benchmarks scale --sizes '' --parallel SIZE`)",
         "",
-        f"Machine: {_machine()}. Network {facts['model']} on CPU, no adaptation, tile 512, on a "
+        f"Machine: {machine()}. Network {facts['model']} on CPU, no adaptation, tile 512, on a "
         f"{facts['size']}² scene mosaicked from `grip_unina_pnn/imgWV2.mat`. Rates are PAN megapixels per second.",
         "",
         "| measure | MP/s |",
@@ -303,7 +299,6 @@ def _parallel_section(facts: dict) -> str:
         f"2 workers (2 x {bare:.3f} MP/s): **{e2e / (2 * bare) * 100:.0f}%** (target 85%). The end-to-end run took "
         f"{facts['seconds']:.1f} s: ingest {ph.get('ingest', 0):.1f} s, fuse to {ph.get('fuse', 0):.1f} s, COG to "
         f"{ph.get('cog', 0):.1f} s.",
-        "<!-- bench:parallel:end -->",
     ])
 
 
@@ -311,10 +306,9 @@ def _parallel_cuda_section(facts: dict) -> str:
     ph = facts["phases"]
     bare, e2e = facts["bare"], facts["end_to_end"]
     return "\n".join([
-        "<!-- bench:parallel-cuda:start -->",
-        "## Parallel efficiency on a GPU (`pansharp-dist bench scale --sizes '' --parallel SIZE --device cuda`)",
+        "## Parallel efficiency on a GPU (`python -m benchmarks scale --sizes '' --parallel SIZE --device cuda`)",
         "",
-        f"Machine: {_models_machine('cuda')}; {os.cpu_count()} cores. Network {facts['model']} with a Feature Tailor "
+        f"Machine: {device_machine('cuda')}; {os.cpu_count()} cores. Network {facts['model']} with a Feature Tailor "
         f"fitted on the scene (default options), tile 512, on a {facts['size']}² 8-band WorldView-3 scene mosaicked "
         f"from `zpnn_wv3_example`; LocalCluster of {facts['workers']} single-threaded workers sharing the GPU. "
         "Rates are PAN megapixels per second on one GPU.",
@@ -329,5 +323,4 @@ def _parallel_cuda_section(facts: dict) -> str:
         f"End to end against the bare forward pass: **{e2e / bare * 100:.1f}%** (target 85%). The run took "
         f"{facts['seconds']:.1f} s: ingest to {ph.get('ingest', 0):.1f} s, adaptation to {ph.get('adapt', 0):.1f} s, "
         f"fuse to {ph.get('fuse', 0):.1f} s, COG to {ph.get('cog', 0):.1f} s.",
-        "<!-- bench:parallel-cuda:end -->",
     ])

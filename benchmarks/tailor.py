@@ -1,4 +1,4 @@
-"""``pansharp-dist bench tailor``: direct transfer, the Feature Tailor and full fine-tuning, side by side.
+"""``python -m benchmarks tailor``: direct transfer, the Feature Tailor and full fine-tuning, side by side.
 
 Quality (``docs/quality.md``), for each cross-sensor pair, with the same tiles,
 losses and step budget for ``tailor`` and ``full``:
@@ -36,16 +36,16 @@ import torch
 import xarray as xr
 from affine import Affine
 
-from ..adapt.fit import GRAPH_WARMUP, adaptation_batch, fit_adaptation, training_step
-from ..adapt.options import AdaptOptions
-from ..infer import OutputSpec, fit, pansharpen, render
-from ..models.network import default_device
-from ..quality.evaluate import full_resolution_scores
-from ..quality.metrics import reduced_resolution
-from ..quality.mtf import degrade
-from ..scene import Scene, open_scene, with_grid
-from .classical import _replace_section, _shared_data
-from .models import _machine, _sync
+from pansharp_dist.adapt.training import GRAPH_WARMUP, adaptation_batch, adapt_fuser, training_step
+from pansharp_dist.adapt.options import AdaptOptions
+from pansharp_dist.fusion import OutputSpec, make_fuser, pansharpen, render
+from pansharp_dist.models.network import default_device
+from pansharp_dist.quality.evaluate import full_resolution_scores
+from pansharp_dist.quality.metrics import reduced_resolution
+from pansharp_dist.quality.mtf import degrade
+from pansharp_dist.scene import Scene, open_scene, with_grid
+from .results import shared_data, write_result
+from .models import device_machine, sync_device
 from .mosaic import mosaic_pair
 from .networks import (
     GDAL_WV3,
@@ -71,7 +71,7 @@ REDUCED = ("ERGAS", "SAM", "Q2n")
 
 def _adapted(scene: Scene, base, options: AdaptOptions) -> dict:
     """``{mode: (fuser, report)}`` for none, tailor and full on ``scene``."""
-    return {mode: fit_adaptation(scene, base, mode, options) for mode in MODES}
+    return {mode: adapt_fuser(scene, base, mode, options) for mode in MODES}
 
 
 def reduced_pair(data: Path, ds: Dataset, arch: str, cross: str, native: str, options: AdaptOptions) -> dict:
@@ -80,9 +80,9 @@ def reduced_pair(data: Path, ds: Dataset, arch: str, cross: str, native: str, op
     reduced = degrade(scene)
     truth = scene.ms.values[:, : reduced.shape[0], : reduced.shape[1]].astype(np.float64)
     rows = {}
-    for mode, (fuser, _) in _adapted(reduced, fit(scene, f"{arch}-{cross}"), options).items():
+    for mode, (fuser, _) in _adapted(reduced, make_fuser(scene, f"{arch}-{cross}"), options).items():
         rows[mode] = reduced_resolution(truth, _fused(reduced, fuser), scene.ratio)
-    rows["native"] = reduced_resolution(truth, _fused(reduced, fit(scene, f"{arch}-{native}")), scene.ratio)
+    rows["native"] = reduced_resolution(truth, _fused(reduced, make_fuser(scene, f"{arch}-{native}")), scene.ratio)
     return rows
 
 
@@ -111,8 +111,8 @@ def reduced_patches(data: Path, arch: str, options: AdaptOptions) -> dict:
     mosaic, pans, mss, gts = _patch_mosaic(data / PATCHES.pan)
     spec = OutputSpec.for_scene(mosaic)
     options = replace(options, degradation="bicubic")
-    fusers = {mode: f for mode, (f, _) in _adapted(mosaic, fit(mosaic, f"{arch}-wv2"), options).items()}
-    fusers["native"] = fit(mosaic, f"{arch}-wv3")
+    fusers = {mode: f for mode, (f, _) in _adapted(mosaic, make_fuser(mosaic, f"{arch}-wv2"), options).items()}
+    fusers["native"] = make_fuser(mosaic, f"{arch}-wv3")
     rows = {}
     for mode, fuser in fusers.items():
         scores = [reduced_resolution(g.astype(np.float64), render(fuser, p, m, spec).astype(np.float64), mosaic.ratio)
@@ -124,7 +124,7 @@ def reduced_patches(data: Path, arch: str, options: AdaptOptions) -> dict:
 def full_scene(scene: Scene, model: str, options: AdaptOptions) -> dict:
     """Full-resolution metrics of none/tailor/full for ``model`` on ``scene``."""
     return {mode: full_resolution_scores(scene, _fused(scene, fuser))
-            for mode, (fuser, _) in _adapted(scene, fit(scene, model), options).items()}
+            for mode, (fuser, _) in _adapted(scene, make_fuser(scene, model), options).items()}
 
 
 def _gap(rows: dict, metric: str) -> float:
@@ -150,45 +150,43 @@ def _reduced_table(label: str, rows: dict) -> str:
 
 
 def run_tailor_bench(
-    quality_report: Path, speed_report: Path, work: Path, archs: tuple[str, ...], options: AdaptOptions,
+    results: Path, work: Path, archs: tuple[str, ...], options: AdaptOptions,
     sizes: tuple[int, ...], device: str | None, log: Callable[[str], None] = lambda _: None,
     parts: tuple[str, ...] = ("quality", "speed"),
 ) -> None:
     """Run the ``parts`` asked for (``quality``, ``speed``, ``time``) and write their sections."""
-    data = _shared_data()
+    data = shared_data()
     options = replace(options, patience=options.steps)  # the same number of steps for tailor and full
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if "time" in parts:
-            _replace_section(speed_report, f"tailor-time-{_kind(device)}", _time(data, work, device, speed_report, log))
+            write_result(results, f"tailor-time-{_kind(device)}", _time(data, work, device, results, log))
         if "speed" in parts:
-            _replace_section(speed_report, f"tailor-speed-{_kind(device)}", _speed(data, work, sizes, options, device, log))
+            write_result(results, f"tailor-speed-{_kind(device)}", _speed(data, work, sizes, options, device, log))
         if "quality" in parts:
-            _write_quality(quality_report, _quality(data, work, archs, options, log), options)
+            _write_quality(results, _quality(data, work, archs, options, log), options)
 
 
-def _time(data: Path, work: Path, device: str | None, report: Path, log) -> str:
+def _time(data: Path, work: Path, device: str | None, results: Path, log) -> str:
     kind = _kind(device)
-    plot = report.parent / f"tailor-time-to-quality-{kind}.png"
+    plot = results.parent / f"tailor-time-to-quality-{kind}.png"
     rows, _ = time_to_quality(data, work, device, plot, log)
     return "\n".join([
-        f"<!-- bench:tailor-time-{kind}:start -->",
-        f"## Feature Tailor time to quality on {kind.upper()} (`pansharp-dist bench tailor --parts time --device {kind}`)",
+        f"## Feature Tailor time to quality on {kind.upper()} (`python -m benchmarks tailor --parts time --device {kind}`)",
         "",
-        f"Machine: {_machine(device or default_device())}.",
+        f"Machine: {device_machine(device or default_device())}.",
         f"{TTQ_MODEL} adapted to WorldView-2 `imgWV2` (cross-sensor), 16 tiles of 64 px, manifold sampling, the",
         "default losses; each mode fitted with growing step budgets from the same start (tailor: "
         f"{', '.join(map(str, TAILOR_BUDGETS))}; full: {', '.join(map(str, full_budgets()))}, until its convergence test",
         "stops it), each fit's adaptation seconds and the HQNR of the scene fused with its result. Tailor s: the",
         "first tailor fit at or above the tailor's final HQNR (its 300-step or converged fit); full s: the first",
         "full fit at or above that HQNR, or its best fit's when none gets there. Plot: "
-        f"[`{plot.name}`]({plot.name}).",
+        f"[`{plot.name}`](../{plot.name}).",
         "",
         "| scene | none HQNR | tailor HQNR | tailor s | full best HQNR (steps, stop) | full s to the tailor's HQNR | "
         "full s / tailor s |",
         "|---|---|---|---|---|---|---|",
         *rows,
-        f"<!-- bench:tailor-time-{kind}:end -->",
     ])
 
 
@@ -203,10 +201,9 @@ def _tailor_shape(options: AdaptOptions) -> str:
             f"{k} x {k} kernels, lr {options.lr:g}.")
 
 
-def _write_quality(quality_report: Path, sections: list[str], options: AdaptOptions) -> None:
-    _replace_section(quality_report, "tailor", "\n".join([
-        "<!-- bench:tailor:start -->",
-        "## Feature Tailor against direct transfer and full fine-tuning (`pansharp-dist bench tailor`)",
+def _write_quality(results: Path, sections: list[str], options: AdaptOptions) -> None:
+    write_result(results, "tailor", "\n".join([
+        "## Feature Tailor against direct transfer and full fine-tuning (`python -m benchmarks tailor`)",
         "",
         f"Same tiles ({options.k} of {options.patch} x {options.patch} PAN pixels, {options.strategy} sampling),",
         f"losses and {options.steps} steps for `tailor` and `full`; `none` is direct transfer; `native` is",
@@ -217,8 +214,7 @@ def _write_quality(quality_report: Path, sections: list[str], options: AdaptOpti
         "their MS to 0.07% away from the borders, the MTF model to 9%): there it uses that reduction.",
         "",
         *sections,
-        "<!-- bench:tailor:end -->",
-    ]), title="# Quality\n\nRegenerate each section with the command in its title.\n")
+    ]))
 
 
 def _quality(data: Path, work: Path, archs, options: AdaptOptions, log) -> list[str]:
@@ -253,7 +249,7 @@ def _quality(data: Path, work: Path, archs, options: AdaptOptions, log) -> list[
 def _adapt_and_infer(scene: Scene, base, mode: str, options: AdaptOptions) -> tuple[float, float, int]:
     """Seconds to adapt, seconds to adapt and pansharpen the whole scene, and the steps taken."""
     start = time.perf_counter()
-    fuser, report = fit_adaptation(scene, base, mode, options)
+    fuser, report = adapt_fuser(scene, base, mode, options)
     adapted = time.perf_counter() - start
     pansharpen(scene, fuser, tile=512).data.compute(scheduler="threads")
     return adapted, time.perf_counter() - start, report.steps
@@ -265,7 +261,7 @@ SHARED_STEPS = 50
 def shared_step_seconds(scene: Scene, base, options: AdaptOptions, steps: int = SHARED_STEPS) -> float:
     """Seconds per step of what a tailor's training step runs whatever the tailor: the frozen head on the
     sampled tiles' features, the losses, and their gradient back to the features. Eager on the CPU; on
-    CUDA replayed as a graph, as :func:`~pansharp_dist.adapt.fit.fit_adaptation` runs its steps."""
+    CUDA replayed as a graph, as :func:`~pansharp_dist.adapt.training.adapt_fuser` runs its steps."""
     batch = adaptation_batch(scene, base, options)
     features = batch.features.clone().requires_grad_(True)
 
@@ -278,11 +274,11 @@ def shared_step_seconds(scene: Scene, base, options: AdaptOptions, steps: int = 
     step = training_step(eager, base.device, options)
     for _ in range(GRAPH_WARMUP + 1):
         step()
-    _sync(base.device)
+    sync_device(base.device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(base.device)
+    sync_device(base.device)
     return (time.perf_counter() - start) / steps
 
 
@@ -292,7 +288,7 @@ def _speed(data: Path, work: Path, sizes, options: AdaptOptions, device: str | N
     for size in sizes:
         pan_path, ms_path = mosaic_pair(data / SPEED_SOURCE.pan, data / SPEED_SOURCE.ms, size, work / f"tailor-{size}")
         scene = open_scene(pan_path, ms_path, SPEED_SOURCE.sensor)
-        base = fit(scene, SPEED_MODEL, device=device)
+        base = make_fuser(scene, SPEED_MODEL, device=device)
         if not rows:  # warm-up of both modes (model loads, kernel selection), so neither pays it in the table
             for mode in SPEED_MODES:
                 _adapt_and_infer(scene, base, mode, replace(options, steps=2))
@@ -307,10 +303,9 @@ def _speed(data: Path, work: Path, sizes, options: AdaptOptions, device: str | N
                     f"{f[0] / (options.steps * shared):.1f}x |")
     kind = _kind(device)
     return "\n".join([
-        f"<!-- bench:tailor-speed-{kind}:start -->",
-        f"## Feature Tailor speed on {kind.upper()} (`pansharp-dist bench tailor --device {kind}`)",
+        f"## Feature Tailor speed on {kind.upper()} (`python -m benchmarks tailor --device {kind}`)",
         "",
-        f"Machine: {_machine(device)}.",
+        f"Machine: {device_machine(device)}.",
         f"{SPEED_MODEL} adapted to 8-band WorldView-3 scenes mirror-mosaicked from zpnn_wv3_example,",
         f"{options.k} tiles of {options.patch} px, the same steps for both (no early stop), after a warm-up",
         "adaptation and inference of each; total = adaptation + inference of the whole scene (in-process,",
@@ -324,5 +319,4 @@ def _speed(data: Path, work: Path, sizes, options: AdaptOptions, device: str | N
         "| shared step ms | ceiling |",
         "|---|---|---|---|---|---|---|---|---|---|",
         *rows,
-        f"<!-- bench:tailor-speed-{kind}:end -->",
     ])

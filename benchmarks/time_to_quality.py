@@ -1,4 +1,4 @@
-"""``pansharp-dist bench tailor --parts time``: how long each adaptation takes to reach its quality.
+"""``python -m benchmarks tailor --parts time``: how long each adaptation takes to reach its quality.
 
 What a user compares a Feature Tailor with is zero-shot fine-tuning of the
 whole network (``full``) run to its own convergence, not for the tailor's step
@@ -27,12 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..adapt.fit import fit_adaptation
-from ..adapt.options import AdaptOptions
-from ..infer import fit, pansharpen
-from ..models.network import default_device
-from ..quality.evaluate import full_resolution_scores
-from ..scene import Scene, open_scene
+from pansharp_dist.adapt.training import adapt_fuser
+from pansharp_dist.adapt.options import AdaptOptions
+from pansharp_dist.fusion import make_fuser, pansharpen
+from pansharp_dist.models.network import default_device
+from pansharp_dist.quality.evaluate import full_resolution_scores
+from pansharp_dist.scene import Scene, open_scene
 from .mosaic import crop_pair, mosaic_pair
 
 SOURCE = "grip_unina_pnn/imgWV2.mat"
@@ -62,7 +62,7 @@ def curve(scene: Scene, base, mode: str, budgets, options: AdaptOptions, log: Ca
     """Points of ``mode`` for the step ``budgets`` in order, until a fit stops by converging."""
     points = []
     for budget in budgets:
-        fuser, report = fit_adaptation(scene, base, mode, replace(options, steps=budget, seconds=math.inf))
+        fuser, report = adapt_fuser(scene, base, mode, replace(options, steps=budget, seconds=math.inf))
         points.append(Point(budget, report.steps, report.seconds, report.stopped, _hqnr(scene, fuser)))
         log(f"  {mode} {budget} steps: {report.steps} taken, {report.seconds:.1f} s, HQNR {points[-1].hqnr:.4f}")
         if report.stopped == "converged":
@@ -97,8 +97,8 @@ def time_to_quality(
     device = device or default_device()
     rows, curves = [], {}
     for label, scene in _scenes(data, work).items():
-        base = fit(scene, MODEL, device=device)
-        fit_adaptation(scene, base, "tailor", AdaptOptions(steps=2))  # warm-up: model load, kernel selection
+        base = make_fuser(scene, MODEL, device=device)
+        adapt_fuser(scene, base, "tailor", AdaptOptions(steps=2))  # warm-up: model load, kernel selection
         log(f"time to quality: {label}")
         none = _hqnr(scene, base)
         tailor = curve(scene, base, "tailor", TAILOR_BUDGETS, AdaptOptions(), log)

@@ -22,7 +22,7 @@ from .lazy import lazy_names
 
 if TYPE_CHECKING:
     from .export import write_cog
-    from .infer import pansharpen
+    from .fusion import pansharpen
     from .methods import method_names
     from .pipeline import run
     from .scene import Scene, open_scene
@@ -34,7 +34,7 @@ _LAZY = {
     "method_names": ".methods",
     "open_scene": ".scene",
     "open_store": ".store",
-    "pansharpen": ".infer",
+    "pansharpen": ".fusion",
     "run": ".pipeline",
     "write_cog": ".export",
 }

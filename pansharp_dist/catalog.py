@@ -132,6 +132,47 @@ def safe_name(item_id: str) -> str:
     return "_" * dots + safe[dots:] or "item"
 
 
+@dataclass(frozen=True)
+class SceneRequest:
+    """The inputs of one scene run, resolved from PAN and MS hrefs or from a STAC item: checked hrefs, the
+    sensor (given, or the item's), a safe output name, and the redacted hrefs of the sources."""
+
+    pan: str
+    ms: str
+    sensor: str | None
+    name: str
+    sources: list[str]
+
+
+def scene_request(
+    pan: str | None, ms: str | None, item_href: str | None = None, allowed_roots: list[str] | None = None,
+    sensor: str | None = None, name: str | None = None,
+) -> SceneRequest:
+    """Resolve a scene run's inputs: ``pan`` and ``ms`` hrefs (checked against ``allowed_roots`` when given), or
+    a STAC item at ``item_href`` (``allowed_roots`` required; its assets must be GeoTIFFs that read no file
+    outside them). ``name`` defaults to the item id, else the PAN file's stem, and is made a safe file name.
+
+    Raises:
+        InvalidParameterError: neither a pair nor an item, or an item without ``allowed_roots``.
+        HrefRefusedError: an href outside the allowed roots, or an asset that is no plain GeoTIFF.
+    """
+    if item_href is not None:
+        if not allowed_roots:
+            raise InvalidParameterError("a STAC item needs allowed_roots: the folders or URL prefixes its assets "
+                                        "may use", "allowed_roots")
+        policy = HrefPolicy(tuple(allowed_roots))
+        policy.check(item_href)
+        assets = scene_assets(pystac.Item.from_file(item_href))
+        return SceneRequest(policy.check_raster(assets.pan), policy.check_raster(assets.ms), sensor or assets.sensor,
+                            safe_name(name or assets.item_id), [redact_href(item_href)])
+    if pan is None or ms is None:
+        raise InvalidParameterError("give pan and ms hrefs, or item_href", "pan")
+    if allowed_roots:
+        policy = HrefPolicy(tuple(allowed_roots))
+        pan, ms = policy.check(pan), policy.check(ms)
+    return SceneRequest(pan, ms, sensor, safe_name(name or Path(pan).stem), [redact_href(pan), redact_href(ms)])
+
+
 def scan_catalog(
     href: str, policy: HrefPolicy, collections: list[str] | None = None
 ) -> tuple[list[SceneAssets], list[str]]:

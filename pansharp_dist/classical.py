@@ -25,78 +25,11 @@ from functools import lru_cache
 import numpy as np
 
 from .errors import EmptySceneError, InvalidParameterError
+from .resample import CUBIC_HALO_MS, upsample
 from .sensors import Sensor
 from .stats import SceneStats
 
 MTF_TAPS = 41
-_CUBIC_A = -0.5  # Keys' cubic convolution, as GDAL's "cubic" resampling
-
-
-# --------------------------------------------------------------------------- building blocks
-
-
-@lru_cache(maxsize=16)
-def cubic_phases(ratio: int) -> tuple[tuple[int, tuple[float, float, float, float]], ...]:
-    """For each output phase ``p``: first MS offset and the 4 cubic weights.
-
-    Output pixel ``r*k + p`` has its centre at MS coordinate ``k + (p + 0.5)/r - 0.5``.
-    """
-    a = _CUBIC_A
-
-    def w(x: float) -> float:
-        x = abs(x)
-        if x < 1:
-            return (a + 2) * x**3 - (a + 3) * x**2 + 1
-        if x < 2:
-            return a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a
-        return 0.0
-
-    phases = []
-    for p in range(ratio):
-        u = (p + 0.5) / ratio - 0.5
-        i0 = math.floor(u)
-        t = u - i0
-        phases.append((i0 - 1, (w(t + 1), w(t), w(1 - t), w(2 - t))))
-    return tuple(phases)
-
-
-def _upsample_axis(x: np.ndarray, ratio: int, axis: int) -> np.ndarray:
-    """Cubic upsampling along ``axis`` (``-2`` or ``-1``) by ``ratio``, edges replicated.
-
-    Each phase's four terms are summed in order into a contiguous float32 array,
-    then interleaved into the output: strided arithmetic along a moved axis was
-    a third slower, and the sums are the same whatever the tile.
-    """
-    n, after = x.shape[axis], x.ndim + axis + 1
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (2, 2)
-    xp = np.pad(x, pad, mode="edge")
-    out = np.empty(x.shape[:after] + (ratio,) + x.shape[after:], np.float32)
-    acc, term = np.empty(x.shape, np.float32), np.empty(x.shape, np.float32)
-    for p, (first, weights) in enumerate(cubic_phases(ratio)):
-        for m, weight in enumerate(weights):
-            window = [slice(None)] * x.ndim
-            window[axis] = slice(first + 2 + m, first + 2 + m + n)
-            np.multiply(xp[tuple(window)], np.float32(weight), out=term if m else acc)
-            if m:
-                acc += term
-        out[(slice(None),) * after + (p,)] = acc
-    shape = list(x.shape)
-    shape[axis] = n * ratio
-    return out.reshape(shape)
-
-
-def upsample(ms: np.ndarray, ratio: int) -> np.ndarray:
-    """Upsample ``(..., h, w)`` float32 to ``(..., h*r, w*r)`` with cubic convolution.
-
-    Pixel-is-area geometry (output centres fall between input centres, as GDAL's
-    cubic resampling); edge samples are replicated. Each output pixel reads the
-    4 x 4 nearest inputs, so a halo of ``2 * ratio`` PAN pixels makes it tile-exact.
-    """
-    return _upsample_axis(_upsample_axis(ms.astype(np.float32, copy=False), ratio, -2), ratio, -1)
-
-
-CUBIC_HALO_MS = 2  # MS pixels of context :func:`upsample` needs on each side
 
 
 @lru_cache(maxsize=64)
@@ -178,7 +111,7 @@ class Brovey(_CubicSupport):
         return lms * factor[:, None]
 
 
-def fit_brovey(
+def brovey_fuser(
     stats: SceneStats, ratio: int, sensor: Sensor, weights: tuple[float, ...] | None = None
 ) -> Brovey:
     """Brovey with the given pseudo-PAN weights, or equal weights ``1/B`` (GDAL's default)."""
@@ -203,7 +136,7 @@ counts, is off by 100 or more."""
 
 def check_brovey_dtypes(pan_dtype: np.dtype, ms_dtype: np.dtype) -> None:
     """Refuse, before any work, a PAN and an MS of integer types of different widths (uint16 beside uint8):
-    Brovey would scale the output by their gap. (:func:`fit_brovey` checks the units of any pair on the
+    Brovey would scale the output by their gap. (:func:`brovey_fuser` checks the units of any pair on the
     scene's statistics.)
 
     Raises:
@@ -263,7 +196,7 @@ class GSA(_CubicSupport):
         return lms
 
 
-def fit_gsa(stats: SceneStats, ratio: int, sensor: Sensor) -> GSA:
+def gsa_fuser(stats: SceneStats, ratio: int, sensor: Sensor) -> GSA:
     """Fit GSA's regression and injection gains from the scene's MS-resolution moments.
 
     Moments of the synthetic intensity are taken at MS resolution (where the
@@ -337,7 +270,7 @@ class MTFGLPHPM:
         return lms
 
 
-def fit_mtf_glp_hpm(stats: SceneStats, ratio: int, sensor: Sensor) -> MTFGLPHPM:
+def mtf_glp_hpm_fuser(stats: SceneStats, ratio: int, sensor: Sensor) -> MTFGLPHPM:
     """MTF-GLP-HPM with the sensor's MS MTF gains and the scene's PAN/MS moments.
 
     The PAN is equalised to each band's mean and std, using the std of the PAN

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import warnings
 from contextlib import contextmanager
@@ -26,8 +27,6 @@ from rich.table import Table
 from .errors import PansharpError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distributed pansharpening on Dask.")
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (write docs/benchmarks.md).")
-app.add_typer(bench_app, name="bench")
 models_app = typer.Typer(no_args_is_help=True, help="Pretrained networks: list the shipped ones, import checkpoints.")
 app.add_typer(models_app, name="models")
 err = Console(stderr=True)
@@ -42,8 +41,6 @@ Scheduler = Annotated[str, typer.Option(
     "address tcp:// or tls://HOST:PORT.",
 )]
 Workers = Annotated[Optional[int], typer.Option("--workers", help="Worker processes of a local cluster.")]
-BenchWorkDir = Annotated[Path, typer.Option("--work-dir", help="Folder for the benchmarks' mosaics and stores.")]
-Report = Annotated[Path, typer.Option("--report", help="Markdown file to update.")]
 Device = Annotated[Optional[str], typer.Option("--device", help="'cpu' or 'cuda' (default: cuda when present).")]
 TlsConfig = Annotated[Optional[Path], typer.Option("--tls-config", help="Dask YAML config with the TLS certificates (tls:// only).")]
 TaskMp = Annotated[float, typer.Option("--task-mp", help="PAN megapixels per task (a block of tiles).")]
@@ -52,14 +49,27 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existin
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")]
 
 
-def _bench_log(msg: str) -> None:
-    err.print(msg, highlight=False)
-
-
 FLAGS = {"tile": "--tile", "task_megapixels": "--task-mp", "weights": "--weights", "steps": "--adapt-steps",
-         "patch": "--patch", "seconds": "--seconds"}
+         "patch": "--patch", "seconds": "--seconds", "adapt": "--adapt", "device": "--device", "work_dir": "--work-dir",
+         "resume": "--resume", "out": "--out"}
 """The flag that sets each parameter the library names in its errors (:class:`InvalidParameterError`)."""
-ADAPT_FLAGS = {**FLAGS, "k": "--tiles", "steps": "--steps"}
+ADAPT_FLAGS = {**FLAGS, "k": "--tiles", "steps": "--steps", "mode": "--mode"}
+
+
+_PARAMETER = re.compile(r"`(\w+)(?:=([^`]*))?`")
+
+
+def in_cli_terms(message: str, flags: dict[str, str] = FLAGS) -> str:
+    """A library message as the command line says it: each parameter the library names in backquotes
+    (`` `work_dir` ``, `` `overwrite=True` ``, `` `scheduler='local'` ``) becomes the flag that sets it
+    (``--work-dir``, ``--overwrite``, ``--scheduler local``)."""
+
+    def flag(match: re.Match[str]) -> str:
+        name, value = match.groups()
+        option = flags.get(name, "--" + name.replace("_", "-"))
+        return option if value in (None, "True") else f"{option} {value.strip(chr(39) + chr(34))}"
+
+    return _PARAMETER.sub(flag, message)
 
 
 @contextmanager
@@ -69,7 +79,8 @@ def _edge(quiet: bool = False, flags: dict[str, str] = FLAGS):
 
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
         if not quiet:
-            err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+            err.print(f"[yellow]warning:[/] {escape(in_cli_terms(str(message), flags))}", highlight=False,
+                      soft_wrap=True)
 
     previous = warnings.showwarning
     warnings.showwarning = show
@@ -80,8 +91,10 @@ def _edge(quiet: bool = False, flags: dict[str, str] = FLAGS):
     try:
         yield
     except PansharpError as exc:
+        message = in_cli_terms(str(exc), flags)
         flag = flags.get(getattr(exc, "parameter", None) or "")
-        err.print(f"[red]error:[/] {f'{flag}: ' if flag else ''}{escape(str(exc))}", highlight=False, soft_wrap=True)
+        prefix = f"{flag}: " if flag and flag not in message else ""
+        err.print(f"[red]error:[/] {prefix}{escape(message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err.print("[red]error:[/] interrupted; nothing was written at the output (a --work-dir keeps its work for "
@@ -289,57 +302,58 @@ def evaluate(
     Console().print(table)
 
 
-@bench_app.command("classical")
-def bench_classical(
-    sizes: Annotated[str, typer.Option("--sizes", help="PAN sizes, comma-separated.")] = "8192,16384",
-    work_dir: BenchWorkDir = Path("bench-work"),
-    report: Report = Path("docs/benchmarks.md"),
+
+
+
+@app.command()
+def bench(
+    pan: Pan,
+    ms: Ms,
+    method: Annotated[str, typer.Option("--method", help="brovey, gsa, mtf-glp-hpm or a model id.")] = "brovey",
+    sensor: Sensor = None,
+    tile: Tile = 512,
+    task_mp: TaskMp = 4.0,
+    scheduler: Annotated[str, typer.Option(
+        "--scheduler", help="'local' (a new cluster of worker processes, timed without its start), 'threads' "
+        "(this process) or a scheduler address.",
+    )] = "local",
     workers: Workers = None,
-    repeats: Annotated[int, typer.Option("--repeats", help="Back-to-back pairs of runs per size, in alternating order.")] = 2,
-) -> None:
-    """Brovey through the pipeline against gdal_pansharpen.py on mosaicked real scenes."""
-    from .bench.classical import run_classical_bench
-
-    with _edge():
-        run_classical_bench(
-            [int(s) for s in sizes.split(",")], work_dir, report, workers=workers, repeats=repeats,
-            log=_bench_log,
-        )
-
-
-@bench_app.command("scale")
-def bench_scale(
-    sizes: Annotated[str, typer.Option("--sizes", help="PAN sizes of the scaling runs, comma-separated ('' for none).")] = "4096,8192,16384",
-    big: Annotated[Optional[int], typer.Option("--big", help="PAN size of one run whose uncompressed COG exceeds RAM.")] = None,
-    parallel: Annotated[Optional[int], typer.Option("--parallel", help="PAN size of the network parallel-efficiency runs.")] = None,
-    method: Annotated[str, typer.Option("--method", help="Method of the scaling and big runs.")] = "brovey",
-    model: Annotated[str, typer.Option("--model", help="Network of the parallel-efficiency runs.")] = "fusionnet-wv2",
-    work_dir: BenchWorkDir = Path("bench-work"),
-    report: Report = Path("docs/benchmarks.md"),
-    workers: Workers = None,
+    adapt: Annotated[Optional[str], typer.Option("--adapt", help="Networks: 'tailor' (default), 'full' or 'none'.")] = None,
     device: Device = None,
+    repeats: Annotated[int, typer.Option("--repeats", help="Runs to time; the medians are reported.", min=1)] = 3,
+    json_out: Json = False,
 ) -> None:
-    """Cost against scene size, an output larger than RAM, and parallel efficiency, on mosaicked real scenes
-    (``--device cuda``: the parallel part on one GPU, with a Feature Tailor)."""
-    from .bench.scale import run_scale_bench
-    from .models.network import check_device, default_device
+    """Time ``run`` on your scene and cluster: seconds per phase, PAN megapixels per second, peak memory."""
+    import tempfile
+    from statistics import median
 
-    with _edge():
-        run_scale_bench(
-            report, work_dir, [int(s) for s in sizes.split(",") if s.strip()], big, parallel, method=method,
-            model=model, workers=workers, log=_bench_log, device=check_device(device or default_device()),
-        )
+    from .timing import measured_run
 
-
-@bench_app.command("quality")
-def bench_quality(
-    report: Report = Path("docs/quality.md"),
-) -> None:
-    """Reduced- and full-resolution metrics of EXP and each classical method on every dataset."""
-    from .bench.quality import run_quality_bench
-
-    with _edge():
-        run_quality_bench(report, log=_bench_log)
+    with _edge(quiet=json_out), tempfile.TemporaryDirectory(prefix="pansharp-bench-") as folder:
+        runs = [
+            measured_run(pan, ms, Path(folder) / "bench.tif", workers, scheduler=scheduler, method=method,
+                         sensor=sensor, tile=tile, task_megapixels=task_mp, adapt=adapt, device=device)
+            for _ in range(repeats)
+        ]
+    phases = {name: round(median(r.phases.get(name, 0.0) for r in runs), 3) for name in runs[0].phases}
+    summary = {
+        "method": runs[0].report.method, "megapixels": runs[0].report.width * runs[0].report.height / 1e6,
+        "runs": repeats, "seconds": round(median(r.seconds for r in runs), 3),
+        "seconds_each": [round(r.seconds, 3) for r in runs], "phase_ends": phases,
+        "megapixels_per_second": round(median(r.megapixels_per_second for r in runs), 3),
+        "peak_client_mib": round(max(r.client_peak for r in runs) / 2**20),
+        "peak_worker_mib": round(max(r.worker_peak for r in runs) / 2**20),
+    }
+    if json_out:
+        typer.echo(json.dumps(summary))
+        return
+    table = Table(title=f"{summary['method']} on {summary['megapixels']:.1f} PAN MP, median of {repeats} runs")
+    for col in ("seconds", *(f"{name} ends (s)" for name in phases), "PAN MP/s", "peak client MiB", "peak worker MiB"):
+        table.add_column(col)
+    table.add_row(f"{summary['seconds']:.2f}", *(f"{v:.2f}" for v in phases.values()),
+                  f"{summary['megapixels_per_second']:.2f}", str(summary["peak_client_mib"]),
+                  str(summary["peak_worker_mib"]))
+    Console().print(table)
 
 
 @app.command()
@@ -362,22 +376,23 @@ def adapt(
     json_out: Json = False,
 ) -> None:
     """Adapt a pretrained network to one scene and save the result (a tailor of a few tens of KB)."""
-    from .adapt.fit import fit_adaptation
+    from .adapt import TRAINED
+    from .adapt.training import adapt_fuser
     from .adapt.options import AdaptOptions
     from .errors import InvalidParameterError
     from .outputs import atomic_write, check_output
-    from .infer import fit
+    from .fusion import make_fuser
     from .store import open_store
 
     with _edge(quiet=json_out, flags=ADAPT_FLAGS), _progress(not json_out) as progress:
         check_output(out, overwrite, inputs=(zarr,))
-        if mode not in ("tailor", "full"):
-            raise InvalidParameterError(f"--mode must be 'tailor' or 'full', got {mode!r}")
+        if mode not in TRAINED:
+            raise InvalidParameterError(f"mode must be one of {', '.join(TRAINED)}, got {mode!r}", "mode")
         options = AdaptOptions(k=tiles, patch=patch, strategy=strategy, steps=steps, seconds=seconds, seed=seed,
                                degradation=degradation)
         scene = open_store(zarr)
         step_progress = (lambda done, total, loss: progress("adapt", done, total, f"loss {loss:.4g}")) if progress else None
-        fuser, report = fit_adaptation(scene, fit(scene, model, device=device), mode, options, progress=step_progress)
+        fuser, report = adapt_fuser(scene, make_fuser(scene, model, device=device), mode, options, progress=step_progress)
         atomic_write(out, fuser.weights)
     summary = {"out": str(out), "bytes": out.stat().st_size, "model": model, "mode": mode, "steps": report.steps,
                "seconds": round(report.seconds, 3), "tiles": report.tiles, "stopped": report.stopped,
@@ -411,7 +426,7 @@ def models_list(json_out: Json = False) -> None:
     err.print("weights: DLPan-Toolbox (GPL-2.0); attribution in pansharp_dist/models/weights/README.md", highlight=False)
     err.print("own-sensor check: beats plain upsampling and every classical method on ERGAS and SAM, "
               "reduced resolution, on data of the sensor it was trained on, as trained and adapted to the "
-              "scene by the Feature Tailor (pansharp-dist bench networks; docs/quality.md)", highlight=False)
+              "scene by the Feature Tailor (python -m benchmarks networks; docs/quality.md)", highlight=False)
 
 
 @models_app.command("import")
@@ -435,54 +450,7 @@ def models_import(
         err.print(f"wrote {out / meta.id}.safetensors and {out / meta.id}.json ({meta.parameters:,} weights)", highlight=False)
 
 
-@bench_app.command("networks")
-def bench_networks(
-    report: Report = Path("docs/quality.md"),
-    work_dir: BenchWorkDir = Path("bench-work"),
-    patches: Annotated[Optional[int], typer.Option("--patches", help="Score only the first N WV3 patches.")] = None,
-) -> None:
-    """Each pretrained network on its own sensor's data and across sensors, both protocols."""
-    from .bench.networks import run_networks_bench
 
-    with _edge():
-        run_networks_bench(report, work_dir, log=_bench_log, patches=patches)
-
-
-@bench_app.command("models")
-def bench_models(
-    report: Report = Path("docs/benchmarks.md"),
-    device: Device = None,
-    tile: Tile = 512,
-    seconds: Annotated[float, typer.Option("--seconds", help="Timed seconds per network.")] = 5.0,
-) -> None:
-    """PAN megapixels per second of each network's forward pass."""
-    from .bench.models import run_models_bench
-
-    with _edge():
-        run_models_bench(report, device, tile, seconds, log=_bench_log)
-
-
-@bench_app.command("tailor")
-def bench_tailor(
-    archs: Annotated[str, typer.Option("--archs", help="Architectures, comma-separated.")] = "fusionnet,pannet,dicnn,pnn",
-    steps: Annotated[int, typer.Option("--steps", help="Steps for tailor and full alike.")] = 300,
-    sizes: Annotated[str, typer.Option("--sizes", help="PAN sizes of the speed scenes, comma-separated.")] = "512,2048",
-    device: Device = None,
-    quality_report: Annotated[Path, typer.Option("--quality-report")] = Path("docs/quality.md"),
-    speed_report: Annotated[Path, typer.Option("--speed-report")] = Path("docs/benchmarks.md"),
-    work_dir: BenchWorkDir = Path("bench-work"),
-    parts: Annotated[str, typer.Option("--parts", help="'quality', 'speed', 'time' (time to quality against full fine-tuning), comma-separated.")] = "quality,speed",
-) -> None:
-    """Direct transfer, tailor and full fine-tuning on real cross-sensor pairs; adaptation speed."""
-    from .adapt.options import AdaptOptions
-    from .bench.tailor import run_tailor_bench
-
-    with _edge():
-        run_tailor_bench(
-            quality_report, speed_report, work_dir, tuple(archs.split(",")), AdaptOptions(steps=steps, seconds=3600.0),
-            tuple(int(s) for s in sizes.split(",")), device, log=_bench_log,
-            parts=tuple(parts.split(",")),
-        )
 
 
 def main() -> None:

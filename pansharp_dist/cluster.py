@@ -83,9 +83,9 @@ def connect(
         small = megapixels is not None and megapixels <= IN_PROCESS_MEGAPIXELS and workers is None
         scheduler = "threads" if small else "local"
     if workers is not None and scheduler != "local":
-        raise ClusterError("--workers applies to --scheduler local only; size other clusters where they run")
+        raise ClusterError("`workers` applies to `scheduler='local'` only; size other clusters where they run")
     if tls_config is not None and not scheduler.startswith("tls://"):
-        raise ClusterError("--tls-config applies to a tls:// scheduler address only")
+        raise ClusterError("`tls_config` applies to a tls:// scheduler address only")
     if scheduler == "threads":
         yield None
         return
@@ -103,7 +103,7 @@ def connect(
     except (OSError, TimeoutError) as exc:
         raise ClusterError(
             f"could not reach the Dask scheduler at {scheduler} ({exc}); start one with "
-            "'dask scheduler' or use --scheduler local"
+            "'dask scheduler' or use `scheduler='local'`"
         ) from None
     with client:
         yield client
@@ -122,13 +122,13 @@ def _start(kind: str, workers: int | None) -> Iterator[object]:
             from dask_cuda import LocalCUDACluster
             from dask_cuda.utils import get_n_gpus
         except ImportError:
-            raise ClusterError("--scheduler cuda needs dask-cuda: pip install dask-cuda (on a machine with GPUs)") from None
+            raise ClusterError("`scheduler='cuda'` needs dask-cuda: pip install dask-cuda (on a machine with GPUs)") from None
         try:
             gpus = get_n_gpus()
         except Exception:  # noqa: BLE001  (NVML missing or failing both mean: no usable GPU)
             gpus = 0
         if gpus == 0:
-            raise ClusterError("--scheduler cuda found no GPU (NVML sees none); use --scheduler local")
+            raise ClusterError("`scheduler='cuda'` found no GPU (NVML sees none); use `scheduler='local'`")
         make = lambda: LocalCUDACluster(threads_per_worker=1, resources={"GPU": 1}, **common)  # noqa: E731
     else:
         n = workers or os.cpu_count() or 1
@@ -165,13 +165,13 @@ def cluster_errors(client) -> Iterator[None]:
         yield
     except KilledWorker as exc:
         raise ClusterError(
-            f"a task killed each worker that ran it ({exc}); it likely runs out of memory: lower --task-mp, or "
+            f"a task killed each worker that ran it on the cluster at {address} ({exc}); it likely runs out of memory: lower `task_megapixels`, or "
             "give the workers more memory"
         ) from None
     except (FutureCancelledError, CommClosedError) as exc:
         raise ClusterError(
             f"lost the connection to the Dask scheduler at {address} ({type(exc).__name__}); start the cluster "
-            "again and rerun with --resume and the same --work-dir: the blocks finished so far are kept"
+            "again and rerun with `resume=True` and the same `work_dir`: the blocks finished so far are kept"
         ) from None
 
 
@@ -199,7 +199,7 @@ def _security(tls_config: str | Path | None):
         security = Security(require_encryption=True)
     if not (security.tls_ca_file and security.tls_client_cert):
         raise ClusterError(
-            "a tls:// scheduler needs certificates: give --tls-config FILE with distributed.comm.tls.ca-file, "
+            "a tls:// scheduler needs certificates: give `tls_config`, a Dask config file with distributed.comm.tls.ca-file, "
             "client.cert and client.key (see deploy/README.md)"
         )
     return security

@@ -8,6 +8,8 @@ what to do about it; the CLI prints them on one line and exits with status 2.
 
 from __future__ import annotations
 
+import errno
+
 
 class PansharpError(Exception):
     """Root of every error raised by pansharp-dist. Its message never shows credentials: URLs in it lose their
@@ -103,3 +105,16 @@ class HrefRefusedError(PansharpError, PermissionError):
 
 class OutputLockedError(PansharpError, BlockingIOError):
     """Another run is writing the same output at the same time."""
+
+
+_TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNREFUSED, errno.EPIPE}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying may help: connection and timeout errors, and OS errors of a transient kind; never the
+    library's own errors (bad input stays bad)."""
+    if isinstance(exc, PansharpError):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS

@@ -74,7 +74,7 @@ def check_compress(compress: str) -> str:
         InvalidParameterError: an unknown compression.
     """
     if compress.upper() not in COMPRESSIONS:
-        raise InvalidParameterError(f"--compress must be one of {', '.join(COMPRESSIONS)}, got {compress!r}")
+        raise InvalidParameterError(f"`compress` must be one of {', '.join(COMPRESSIONS)}, got {compress!r}")
     return compress.upper()
 
 
@@ -132,7 +132,7 @@ next writer of the same output removes them."""
 
 
 @dataclass(frozen=True)
-class _Raster:
+class _CogLayout:
     """What the COG needs to know of the output store: shape, dtype, nodata and georeferencing tags."""
 
     bands: int
@@ -151,12 +151,12 @@ class _Raster:
         return shapes
 
 
-def _raster(store: Path) -> _Raster:
+def _cog_layout(store: Path) -> _CogLayout:
     with rasterio.open(f'ZARR:"{store.resolve()}":/hrms') as src:
         tags = _geo_tags(src.crs, src.transform) if src.crs is not None else []
         if src.nodata is not None:
             tags.append(ascii_tag(42113, _nodata_text(src.nodata)))
-        return _Raster(src.count, src.height, src.width, np.dtype(src.dtypes[0]), src.nodata, tags)
+        return _CogLayout(src.count, src.height, src.width, np.dtype(src.dtypes[0]), src.nodata, tags)
 
 
 def _geo_tags(crs, transform) -> list[Tag]:
@@ -173,7 +173,7 @@ def _nodata_text(nodata: float) -> str:
 
 def _zarr_to_cog(store: Path, out: Path, compress: str, client, progress, bigtiff: bool) -> Path:
     """Encode ``store``'s ``hrms`` array into the COG ``out`` (atomic): the pyramid passes, then the assembly."""
-    raster = _raster(store)
+    raster = _cog_layout(store)
     shapes = raster.level_shapes()
     passes = range(0, len(shapes), _LEVELS_PER_PASS)
     total = sum(len(_blocks(shapes[first])) for first in passes) + 1
@@ -241,7 +241,7 @@ def _read_output(source: str, rows: slice, cols: slice) -> np.ndarray:
             edited store).
     """
     array = zarr.open_array(source, mode="r")
-    remedy = "rerun without --resume to compute the output again"
+    remedy = "rerun without `resume` to compute the output again"
     return read_intact(array, Path(source), (slice(None), rows, cols), Path(source).parent, "output at PAN", remedy)
 
 
@@ -370,14 +370,21 @@ def _assemble(path: str, header: bytes, runs: list[tuple[str, int, int]]) -> int
         return dst.tell()
 
 
-def write_quicklook(cog: str | Path, png: str | Path, rgb: tuple[int, int, int], max_size: int = 1024) -> Path:
+def write_quicklook(
+    cog: str | Path, png: str | Path, rgb: tuple[int, int, int] | None = None, max_size: int = 1024
+) -> Path:
     """An 8-bit RGB PNG of the COG, at most ``max_size`` pixels wide, read from its overviews.
 
     Each band is stretched between its 2nd and 98th percentile of valid pixels.
-    ``rgb`` holds 0-based band indexes of red, green and blue.
+    ``rgb`` holds 0-based band indexes of red, green and blue (default: the usual ones for the band count,
+    :func:`~pansharp_dist.sensors.default_rgb`).
     """
     png = Path(png)
     with rasterio.open(cog) as src:
+        if rgb is None:
+            from .sensors import default_rgb
+
+            rgb = default_rgb(src.count)
         scale = max(1, -(-max(src.width, src.height) // max_size))
         shape = (3, max(1, src.height // scale), max(1, src.width // scale))
         data = src.read([i + 1 for i in rgb], out_shape=shape, resampling=Resampling.average).astype(np.float64)

@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import InvalidParameterError
-from .methods import Fuser, fit_method, task_resources
+from .methods import Fuser, build_fuser, task_resources
 from .scene import Scene
 from .sensors import get_sensor
 from .stats import valid_mask
@@ -137,10 +137,10 @@ def tile_grid(scene: Scene, fuser: Fuser, tile: int) -> TileGrid:
     return TileGrid(scene.shape[0], scene.shape[1], tile, fuser.halo, scene.ratio)
 
 
-def fit(scene: Scene, method: str, client=None, **options: object) -> Fuser:
+def make_fuser(scene: Scene, method: str, client=None, **options: object) -> Fuser:
     """Fit ``method`` to ``scene`` (computing its statistics first if it has none)."""
     scene = with_stats(scene, client)
-    return fit_method(method, scene.stats, scene.ratio, get_sensor(scene.sensor), **options)
+    return build_fuser(method, scene.stats, scene.ratio, get_sensor(scene.sensor), **options)
 
 
 def pansharpen(
@@ -172,7 +172,7 @@ def pansharpen(
         ``resources`` are the worker resources its tasks need (``{"GPU": 1}``
         for a network on CUDA), which :func:`~pansharp_dist.store.write_output` requests.
     """
-    fuser = method if isinstance(method, Fuser) else fit(scene, method, client, **options)
+    fuser = method if isinstance(method, Fuser) else make_fuser(scene, method, client, **options)
     if fuser.ratio != scene.ratio:
         raise InvalidParameterError(f"method fitted for ratio {fuser.ratio}, scene has ratio {scene.ratio}")
     block = block or block_size(tile, ratio=scene.ratio)

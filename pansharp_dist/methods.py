@@ -79,27 +79,27 @@ def task_resources(fuser: Fuser) -> dict[str, float]:
     return dict(fuser.resources) if isinstance(fuser, ResidentState) else {}
 
 
-FitFn = Callable[..., Fuser]
-"""``fit(stats, ratio, sensor, **options) -> Fuser``."""
+FuserFactory = Callable[..., Fuser]
+"""``factory(stats, ratio, sensor, **options) -> Fuser``: a method made for one scene from its statistics."""
 
 
-def _classical() -> dict[str, FitFn]:
+def _classical() -> dict[str, FuserFactory]:
     from . import classical
 
     return {
-        "brovey": classical.fit_brovey,
-        "gsa": classical.fit_gsa,
-        "mtf-glp-hpm": classical.fit_mtf_glp_hpm,
+        "brovey": classical.brovey_fuser,
+        "gsa": classical.gsa_fuser,
+        "mtf-glp-hpm": classical.mtf_glp_hpm_fuser,
     }
 
 
 def _fit_network(model_id: str, *args: object, **options: object) -> Fuser:
-    from .models.network import fit_network  # torch is imported when a network is fitted, not before
+    from .models.network import network_fuser  # torch is imported when a network is fitted, not before
 
-    return fit_network(model_id, *args, **options)
+    return network_fuser(model_id, *args, **options)
 
 
-def _registry() -> dict[str, FitFn]:
+def _registry() -> dict[str, FuserFactory]:
     from .models.cards import model_ids
 
     return {**_classical(), **{model_id: partial(_fit_network, model_id) for model_id in model_ids()}}
@@ -121,7 +121,7 @@ def is_network(name: str) -> bool:
     return name.lower() in method_names("network")
 
 
-def fit_method(
+def build_fuser(
     name: str, stats: SceneStats, ratio: int, sensor: Sensor, **options: object
 ) -> Fuser:
     """Fit the method called ``name`` to a scene's statistics.

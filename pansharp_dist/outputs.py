@@ -54,12 +54,12 @@ def check_output(out: str | Path, overwrite: bool, inputs: Iterable[str | Path] 
             raise OutputExistsError(f"{out} is also an input of this run ({source}); choose another output path")
     if out.exists() or out.is_symlink():
         if not overwrite:
-            raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
+            raise OutputExistsError(f"{out} already exists; pass `overwrite=True` to replace it")
         if out.is_dir() and not store:
             raise OutputExistsError(f"{out} is a folder; give the path of the file to write")
         if out.is_dir() and not is_own_store(out):
             raise OutputExistsError(
-                f"{out} is a folder that pansharp-dist did not write; --overwrite replaces only its own stores: "
+                f"{out} is a folder that pansharp-dist did not write; `overwrite=True` replaces only its own stores: "
                 "choose another path"
             )
     folder = out.parent
@@ -71,7 +71,7 @@ def check_output(out: str | Path, overwrite: bool, inputs: Iterable[str | Path] 
         probe.unlink()
     except OSError as exc:
         raise OutputNotWritableError(
-            f"cannot write to output folder {folder} ({exc.strerror or exc}); choose a writable --out"
+            f"cannot write to output folder {folder} ({exc.strerror or exc}); choose a writable `out`"
         ) from None
     return out
 
@@ -115,7 +115,7 @@ def remove_owned(path: str | Path) -> None:
         if not is_own_store(path):
             raise OutputExistsError(
                 f"{path} is a folder that pansharp-dist did not write, where it would put a store; move it "
-                "away or choose another --work-dir"
+                "away or choose another `work_dir`"
             )
         shutil.rmtree(path)
 
@@ -135,7 +135,7 @@ def disk_errors(where: str) -> Iterator[None]:
             raise
         raise OutputNotWritableError(
             f"cannot write {where}: {os.strerror(exc.errno)}; free space there or choose another place "
-            "(--out, --work-dir); nothing was written at the output"
+            "(`out`, `work_dir`); nothing was written at the output"
         ) from None
 
 
@@ -204,9 +204,9 @@ def _acquire(lock: Path, out: Path, attempts: int = 5) -> int:
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
                 raise OutputLockedError(
-                    f"another run is writing {out} (it holds {lock}); wait for it to finish or choose another --out"
+                    f"another run is writing {out} (it holds {lock}); wait for it to finish or choose another `out`"
                 ) from None
-            raise OutputNotWritableError(f"cannot lock {lock} ({exc.strerror or exc}); choose another --out") from None
+            raise OutputNotWritableError(f"cannot lock {lock} ({exc.strerror or exc}); choose another `out`") from None
         try:
             same = os.stat(lock).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
@@ -216,4 +216,4 @@ def _acquire(lock: Path, out: Path, attempts: int = 5) -> int:
             os.write(fd, f"{os.getpid()}\n".encode())
             return fd
         os.close(fd)
-    raise OutputLockedError(f"could not take the lock {lock}: other runs keep taking it; choose another --out")
+    raise OutputLockedError(f"could not take the lock {lock}: other runs keep taking it; choose another `out`")

@@ -1,4 +1,10 @@
-"""The end-to-end run: validate, ingest, fit, adapt, fuse tile by tile, write the COG.
+"""The steps of a run, and the run itself: ingest, statistics, adapt, fuse tile by tile, write the COG.
+
+A :class:`~pansharp_dist.plan.RunPlan` says what to do; the steps below do it,
+one phase each, on whatever client they are given (``None``: this process's
+threads). :func:`run` (the command line's ``run``) and the Prefect flow
+``flows/pansharpen_scene.py`` call the same steps on the same plan, so they
+write the same work files and the same output bytes.
 
 Nothing is left behind on failure: the output appears only when complete.
 Without a named work folder, the tile store and output store live in a
@@ -16,24 +22,22 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .adapt import MODES
 from .adapt.options import AdaptOptions, AdaptReport
 from .cluster import cluster_errors, connect
 from .errors import InvalidParameterError, OutputNotWritableError, StoreError
-from .export import check_compress, write_cog
-from .infer import fit, pansharpen, tile_grid
-from .methods import check_method, is_network
-from .models.cards import card
+from .export import write_cog
+from .fusion import make_fuser, pansharpen, tile_grid
+from .methods import Fuser
 from .outputs import check_output, disk_errors, output_lock, remove_leftovers, remove_owned
-from .resume import check_record, remove_weights, run_record, save_weights, saved_weights, write_record
+from .plan import RunPlan, WorkFiles, plan_run
+from .resume import check_record, remove_weights, save_weights, saved_weights, write_record
 from .scene import Scene, open_scene
-from .store import TASK_MEGAPIXELS, block_size, ingest, open_store, store_meta, write_output
+from .store import TASK_MEGAPIXELS, WriteReport, block_size, ingest, open_store, store_meta, write_output
 
 
 class PhaseProgress(Protocol):
@@ -67,19 +71,133 @@ class RunReport:
 
 
 @contextlib.contextmanager
-def _work_folder(out: Path, work_dir: str | Path | None) -> Iterator[Path]:
+def run_folder(plan: RunPlan) -> Iterator[WorkFiles]:
+    """Hold the output's lock and the run's work folder (the plan's ``work_dir``, or a temporary folder beside
+    the output removed on exit) for as long as the run lasts; yields the names of its work files, the folder
+    prepared: checked against the interrupted run's record on ``resume``, cleared of a former run's files
+    otherwise.
+
+    Raises:
+        OutputLockedError: another run writes the same output.
+        OutputNotWritableError: the work folder cannot be made or written.
+        StoreError: ``resume`` finds the work of another request (see :func:`~.resume.check_record`).
+    """
+    where = f"{plan.out} or its work files" if plan.work_dir is None else f"{plan.out} or {plan.work_dir}"
+    with disk_errors(where), output_lock(plan.out), _work_folder(plan.out, plan.work_dir) as folder:
+        files = plan.work_files(folder)
+        record = plan.record()
+        if plan.resume:
+            check_record(files.record, record)
+        else:
+            for stale in (files.tiles, files.fused):
+                remove_owned(stale)
+            remove_weights(files.weights)
+            if record is not None:
+                write_record(files.record, record)
+        yield files
+
+
+def ingest_tiles(plan: RunPlan, files: WorkFiles, client=None, progress: PhaseProgress | None = None) -> Scene:
+    """Step 1: the scene's Zarr tile store (the one an interrupted run left, on ``resume``)."""
+    stored = _reuse_store(files.tiles, plan) if plan.resume else None
+    if stored is None:
+        stored = ingest(plan.scene, files.tiles, tile=plan.tile, block=plan.block, client=client,
+                        progress=_phase(progress, "ingest"))
+    return stored
+
+
+def prepare_fuser(
+    plan: RunPlan, files: WorkFiles, stored: Scene, client=None, progress: PhaseProgress | None = None,
+) -> tuple[Fuser, dict | None]:
+    """Step 2: the method's fuser, from the scene's statistics, adapted to the scene when the plan says so.
+
+    Returns the fuser and the adaptation's summary (``None`` without one).
+    """
+    fuser = make_fuser(stored, plan.method, client, **plan.fuser_options)
+    if plan.adapt == "none":
+        return fuser, None
+    return adapt_or_reuse(stored, fuser, plan.adapt, files.weights, plan.adapt_options, progress)
+
+
+def fuse_blocks(
+    plan: RunPlan, files: WorkFiles, stored: Scene, fuser: Fuser, client=None, progress: PhaseProgress | None = None,
+) -> WriteReport:
+    """Step 3: every output block fused into the Zarr output store (those it lacks only, on ``resume``)."""
+    hrms = pansharpen(stored, fuser, client, tile=plan.tile, block=plan.block)
+    return write_output(hrms, files.fused, client, _phase(progress, "fuse"), resume=plan.resume)
+
+
+def assemble_cog(plan: RunPlan, files: WorkFiles, client=None, progress: PhaseProgress | None = None) -> Path:
+    """Step 4: the COG at the plan's output, from the output store."""
+    return write_cog(files.fused, plan.out, client=client, overwrite=plan.overwrite, compress=plan.compress,
+                     progress=_phase(progress, "cog"))
+
+
+def run(
+    pan: str | Path,
+    ms: str | Path,
+    out: str | Path,
+    *,
+    method: str = "brovey",
+    sensor: str | None = None,
+    tile: int = 512,
+    task_megapixels: float = TASK_MEGAPIXELS,
+    patch: int | None = None,
+    weights: tuple[float, ...] | None = None,
+    device: str | None = None,
+    adapt: str | None = None,
+    adapt_options: AdaptOptions | None = None,
+    client=None,
+    scheduler: str = "auto",
+    workers: int | None = None,
+    tls_config: str | Path | None = None,
+    work_dir: str | Path | None = None,
+    resume: bool = False,
+    compress: str = "ZSTD",
+    overwrite: bool = False,
+    progress: PhaseProgress | None = None,
+) -> RunReport:
+    """Pansharpen a PAN + MS pair into a COG at ``out``: :func:`~.plan.plan_run`, then the steps.
+
+    Args mirror the CLI's ``run`` options; ``client`` reuses an existing Dask
+    client instead of connecting to ``scheduler``. ``resume`` continues an
+    interrupted run whose stores are in ``work_dir``.
+
+    Raises:
+        PansharpError: bad input or output (nothing is written).
+    """
+    start = time.perf_counter()
+    plan = plan_run(pan, ms, out, method=method, sensor=sensor, tile=tile, task_megapixels=task_megapixels,
+                    patch=patch, weights=weights, device=device, adapt=adapt, adapt_options=adapt_options,
+                    work_dir=work_dir, resume=resume, compress=compress, overwrite=overwrite)
+    with run_folder(plan) as files, _client(client, scheduler, workers, tls_config, plan.scene) as cl, \
+            cluster_errors(cl):
+        stored = ingest_tiles(plan, files, cl, progress)
+        fuser, adaptation = prepare_fuser(plan, files, stored, cl, progress)
+        written = fuse_blocks(plan, files, stored, fuser, cl, progress)
+        assemble_cog(plan, files, cl, progress)
+    return RunReport(
+        output=str(plan.out), bytes=plan.out.stat().st_size, method=fuser.name,
+        seconds=round(time.perf_counter() - start, 3), tiles=len(tile_grid(stored, fuser, plan.tile)),
+        width=stored.shape[1], height=stored.shape[0], bands=stored.bands, ratio=stored.ratio,
+        sensor=stored.sensor, crs=stored.crs.to_string() if stored.crs is not None else None,
+        blocks=written.blocks, computed_blocks=written.computed, adaptation=adaptation,
+    )
+
+
+@contextlib.contextmanager
+def _work_folder(out: Path, work_dir: Path | None) -> Iterator[Path]:
     """The caller's work folder, or a temporary one beside ``out`` removed on exit."""
     if work_dir is not None:
-        folder = Path(work_dir)
-        if folder.exists() and not folder.is_dir():
-            raise InvalidParameterError(f"--work-dir {folder} is a file; give a folder (it is created if missing)")
+        if work_dir.exists() and not work_dir.is_dir():
+            raise InvalidParameterError(f"{work_dir} is a file; give a folder (it is created if missing)", "work_dir")
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            work_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputNotWritableError(f"cannot create the work folder {folder} ({exc.strerror or exc})") from None
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise OutputNotWritableError(f"the work folder {folder} is not writable; choose another --work-dir")
-        yield folder
+            raise OutputNotWritableError(f"cannot create the work folder {work_dir} ({exc.strerror or exc})") from None
+        if not os.access(work_dir, os.W_OK | os.X_OK):
+            raise OutputNotWritableError(f"the work folder {work_dir} is not writable; choose another one")
+        yield work_dir
         return
     remove_leftovers(out, ("work",))  # of runs killed before they could remove theirs (we hold the output's lock)
     folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.work-", dir=out.parent))
@@ -109,101 +227,7 @@ def _client(client, scheduler: str, workers: int | None, tls_config: str | Path 
             yield made
 
 
-def run(
-    pan: str | Path,
-    ms: str | Path,
-    out: str | Path,
-    *,
-    method: str = "brovey",
-    sensor: str | None = None,
-    tile: int = 512,
-    task_megapixels: float = TASK_MEGAPIXELS,
-    patch: int | None = None,
-    weights: tuple[float, ...] | None = None,
-    device: str | None = None,
-    adapt: str | None = None,
-    adapt_options: AdaptOptions | None = None,
-    client=None,
-    scheduler: str = "auto",
-    workers: int | None = None,
-    tls_config: str | Path | None = None,
-    work_dir: str | Path | None = None,
-    resume: bool = False,
-    compress: str = "ZSTD",
-    overwrite: bool = False,
-    progress: PhaseProgress | None = None,
-) -> RunReport:
-    """Pansharpen a PAN + MS pair into a COG at ``out``.
-
-    Args mirror the CLI's ``run`` options; ``client`` reuses an existing Dask
-    client instead of connecting to ``scheduler``. ``resume`` continues an
-    interrupted run whose stores are in ``work_dir``.
-
-    Raises:
-        PansharpError: bad input or output (nothing is written).
-    """
-    start = time.perf_counter()
-    if resume and work_dir is None:
-        raise InvalidParameterError("--resume needs the --work-dir of the interrupted run")
-    out = check_output(out, overwrite, inputs=(pan, ms))
-    check_compress(compress)
-    scene = open_scene(pan, ms, sensor, patch=patch)
-    adapt = adapt_mode_for(method, adapt)
-    options = _options(method, weights, device, scene)
-    block = block_size(tile, task_megapixels, scene.ratio)
-    settings = {
-        "method": method.lower(), "sensor": sensor, "tile": tile, "block": block, "patch": patch, "weights": weights,
-        "device": device, "adapt": adapt, "adapt_options": asdict(adapt_options or AdaptOptions()),
-    }
-    with (
-        disk_errors(f"{out} or its work files" if work_dir is None else f"{out} or {work_dir}"),
-        output_lock(out),
-        _work_folder(out, work_dir) as folder,
-        _client(client, scheduler, workers, tls_config, scene) as cl,
-        cluster_errors(cl),
-    ):
-        tiles_path = folder / f"{out.stem}.tiles.zarr"
-        hrms_path = folder / f"{out.stem}.hrms.zarr"
-        adapt_path = folder / f"{out.stem}.{method.lower()}.{adapt}.safetensors"
-        record_path = folder / f"{out.stem}.run.json"
-        record = run_record({"pan": pan, "ms": ms}, settings) if work_dir is not None else None
-        if resume:
-            check_record(record_path, record)
-        else:
-            for stale in (tiles_path, hrms_path):
-                remove_owned(stale)
-            remove_weights(adapt_path)
-            if record is not None:
-                write_record(record_path, record)
-        stored = _reuse_store(tiles_path, scene, tile, block) if resume else None
-        if stored is None:
-            stored = ingest(scene, tiles_path, tile=tile, block=block, client=cl, progress=_phase(progress, "ingest"))
-        fuser = fit(stored, method, cl, **options)
-        adaptation = None
-        if adapt != "none":
-            fuser, adaptation = adapt_or_reuse(stored, fuser, adapt, adapt_path, adapt_options, progress)
-        hrms = pansharpen(stored, fuser, cl, tile=tile, block=block)
-        written = write_output(hrms, hrms_path, cl, _phase(progress, "fuse"), resume=resume)
-        write_cog(hrms_path, out, client=cl, overwrite=overwrite, compress=compress, progress=_phase(progress, "cog"))
-    return RunReport(
-        output=str(out),
-        bytes=out.stat().st_size,
-        method=fuser.name,
-        seconds=round(time.perf_counter() - start, 3),
-        tiles=len(tile_grid(stored, fuser, tile)),
-        width=stored.shape[1],
-        height=stored.shape[0],
-        bands=stored.bands,
-        ratio=stored.ratio,
-        sensor=stored.sensor,
-        crs=stored.crs.to_string() if stored.crs is not None else None,
-        blocks=written.blocks,
-        computed_blocks=written.computed,
-        adaptation=adaptation,
-    )
-
-
-def _reuse_store(path: Path, scene: Scene, tile: int, block: int) -> Scene | None:
+def _reuse_store(path: Path, plan: RunPlan) -> Scene | None:
     """The tile store an interrupted run left at ``path``, or ``None`` when it must be ingested again.
 
     Raises:
@@ -214,18 +238,19 @@ def _reuse_store(path: Path, scene: Scene, tile: int, block: int) -> Scene | Non
     except StoreError:  # missing, or its ingest did not finish
         remove_owned(path)
         return None
-    if (meta["name"], meta["tile"], meta["block"]) != (scene.name, tile, block):
+    if (meta["name"], meta["tile"], meta["block"]) != (plan.scene.name, plan.tile, plan.block):
         raise StoreError(
-            f"{path} holds {meta['name']} tiled {meta['tile']}/{meta['block']}, not {scene.name} tiled "
-            f"{tile}/{block}; rerun without --resume or with the interrupted run's --tile and --task-mp"
+            f"{path} holds {meta['name']} tiled {meta['tile']}/{meta['block']}, not {plan.scene.name} tiled "
+            f"{plan.tile}/{plan.block}; rerun without `resume`, or with the interrupted run's `tile` and "
+            "`task_megapixels`"
         )
     return open_store(path)
 
 
 def adapt_or_reuse(
-    stored: Scene, fuser, mode: str, path: str | Path, options: AdaptOptions | None = None,
+    stored: Scene, fuser: Fuser, mode: str, path: str | Path, options: AdaptOptions | None = None,
     progress: PhaseProgress | None = None,
-):
+) -> tuple[Fuser, dict]:
     """Adapt ``fuser`` to the scene and save the weights at ``path``, or reuse those a previous attempt saved there.
 
     Returns the adapted fuser and a summary (the :class:`AdaptReport` in short, or ``{"reused": path}``).
@@ -233,7 +258,7 @@ def adapt_or_reuse(
     Raises:
         StoreError: the saved weights do not match the hash saved with them (:func:`~.resume.saved_weights`).
     """
-    from .adapt.fit import fit_adaptation  # torch: imported where a network is adapted
+    from .adapt.training import adapt_fuser  # torch: imported where a network is adapted
 
     saved = saved_weights(path)
     if saved is not None:
@@ -243,40 +268,11 @@ def adapt_or_reuse(
     if progress:
         progress("adapt", 0, options.steps)
         steps = lambda done, total, loss: progress("adapt", done, total, f"loss {loss:.4g}")  # noqa: E731
-    fuser, report = fit_adaptation(stored, fuser, mode, options, progress=steps)
+    fuser, report = adapt_fuser(stored, fuser, mode, options, progress=steps)
     save_weights(path, fuser.weights)
     if progress:
         progress("adapt", report.steps, report.steps, f"{report.stopped}, kept loss {report.kept_loss:.4g}")
     return fuser, _adaptation_summary(report)
-
-
-def adapt_mode_for(method: str, adapt: str | None) -> str:
-    """The adaptation of a run: ``tailor`` by default for networks; classical methods take none.
-
-    Refuses an unknown method (:class:`~pansharp_dist.errors.UnknownMethodError`) and an unknown or
-    inapplicable adaptation (:class:`~pansharp_dist.errors.InvalidParameterError`), before any work.
-
-    Warns when the network's card records that, run this way, it lost to plain
-    upsampling or a classical method on data of its own sensor.
-    """
-    network = is_network(check_method(method))
-    if adapt is None:
-        adapt = "tailor" if network else "none"
-    if adapt not in MODES:
-        raise InvalidParameterError(f"--adapt must be one of {', '.join(MODES)}, got {adapt!r}")
-    if adapt != "none" and not network:
-        raise InvalidParameterError(f"--adapt {adapt} applies to network methods only, not to {method}")
-    failed = card(method).native_failures(adapt) if network else []
-    if failed:
-        c = failed[0]
-        how = "unadapted" if adapt == "none" else f"with --adapt {adapt}"
-        warnings.warn(
-            f"{method} failed its own-sensor check {how} on {c.data} (ERGAS {c.ergas:.2f}, {c.best_ergas[0]} "
-            f"{c.best_ergas[1]:.2f}; SAM {c.sam:.2f}, {c.best_sam[0]} {c.best_sam[1]:.2f}): it may do worse than "
-            "plain upsampling or a classical method; see pansharp-dist models list and docs/quality.md",
-            stacklevel=2,
-        )
-    return adapt
 
 
 def _adaptation_summary(report: AdaptReport) -> dict:
@@ -287,31 +283,6 @@ def _adaptation_summary(report: AdaptReport) -> dict:
         "terms": {k: round(v, 6) for k, v in report.terms.items()},
         "losses": [round(v, 6) for v in report.losses],
     }
-
-
-def _options(method: str, weights: tuple[float, ...] | None, device: str | None, scene: Scene) -> dict[str, object]:
-    """Method options from the run's arguments, refusing those the method does not take or that do not fit
-    ``scene`` (weights per band, a network's bands and ratio), before any work."""
-    options: dict[str, object] = {}
-    if is_network(method):
-        card(method).check_fits(scene.bands, scene.ratio)
-    if method.lower() == "brovey":
-        from .classical import check_brovey_dtypes
-
-        check_brovey_dtypes(scene.pan.dtype, scene.ms.dtype)
-    if weights is not None:
-        if method.lower() != "brovey":
-            raise InvalidParameterError(f"weights apply to brovey only, not to {method}", "weights")
-        from .classical import check_weights
-
-        options["weights"] = check_weights(weights, scene.bands)
-    if device is not None:
-        if not is_network(method):
-            raise InvalidParameterError(f"--device applies to network methods only, not to {method}")
-        from .models.network import check_device
-
-        options["device"] = check_device(device)  # before the ingest, not after it
-    return options
 
 
 def _phase(progress: PhaseProgress | None, name: str):
@@ -334,7 +305,7 @@ def ingest_scene(
     overwrite: bool = False,
     progress: PhaseProgress | None = None,
 ) -> Scene:
-    """Open a PAN + MS pair and write its Zarr tile store at ``out``."""
+    """Open a PAN + MS pair and write its Zarr tile store at ``out`` (the command line's ``ingest``)."""
     out = check_output(out, overwrite, inputs=(pan, ms), store=True)
     scene = open_scene(pan, ms, sensor, patch=patch)
     block = block_size(tile, task_megapixels, scene.ratio)

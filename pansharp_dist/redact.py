@@ -11,9 +11,15 @@ apply it to their logs and to the errors of other libraries
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 from urllib.parse import urlparse
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def redact_href(href: str) -> str:
@@ -47,6 +53,20 @@ def redact_exception(exc: BaseException) -> BaseException:
             if isinstance(value, str):
                 setattr(exc, name, redact_text(value))
     return exc
+
+
+def redacted(fn: Callable[P, T]) -> Callable[P, T]:
+    """``fn``, whose exceptions leave it with their messages redacted (:func:`redact_exception`): what a Prefect
+    task's state shows of them."""
+
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            raise redact_exception(exc)
+
+    return call
 
 
 def redact_logs() -> None:

@@ -55,8 +55,8 @@ def install_fuser(client, fuser: Fuser) -> None:
         if not any(_satisfies(w.get("resources", {}), needed) for w in workers):
             raise ClusterError(
                 f"{fuser.name} on {fuser.device} needs workers with resources {needed}, and none of the "
-                f"cluster's {len(workers)} workers has them: use --scheduler cuda, start workers with "
-                "'dask worker --resources GPU=1', or run on --device cpu"
+                f"cluster's {len(workers)} workers has them: use `scheduler='cuda'`, start workers with "
+                "'dask worker --resources GPU=1', or run on `device='cpu'`"
             )
     plugin = ResidentFuser(fuser)
     for attempt in range(INSTALL_TRIES):
@@ -67,7 +67,7 @@ def install_fuser(client, fuser: Fuser) -> None:
             if attempt + 1 == INSTALL_TRIES:
                 raise ClusterError(
                     f"could not install {fuser.name} on the workers: {INSTALL_TRIES} tries each lost a worker "
-                    f"({exc}); check the cluster's workers and rerun (with --resume and the same --work-dir)"
+                    f"({exc}); check the cluster's workers and rerun (with `resume=True` and the same `work_dir`)"
                 ) from None
 
 

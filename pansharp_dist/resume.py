@@ -72,15 +72,15 @@ def check_record(path: str | Path, record: dict[str, object]) -> None:
     except (OSError, ValueError):
         raise StoreError(
             f"{path} (the record of the interrupted run's inputs and settings) is missing or damaged, so its work "
-            "files cannot be trusted; rerun without --resume"
+            "files cannot be trusted; rerun without `resume`"
         ) from None
     changed = [f"input {name}" for name, fp in record["inputs"].items() if kept.get("inputs", {}).get(name) != fp]
     changed += [f"setting {name}" for name, value in record["settings"].items()
                 if kept.get("settings", {}).get(name) != value]
     if changed:
         raise StoreError(
-            f"--resume: {', '.join(changed)} changed since the interrupted run (recorded in {path}); its work files "
-            "hold another result: rerun without --resume, or resume with the same inputs and options"
+            f"`resume`: {', '.join(changed)} changed since the interrupted run (recorded in {path}); its work files "
+            "hold another result: rerun without `resume`, or resume with the same inputs and options"
         )
 
 
@@ -113,7 +113,7 @@ def saved_weights(path: str | Path) -> bytes | None:
     if recorded != hashlib.sha256(data).hexdigest():
         raise StoreError(
             f"the saved adaptation {path} does not match its recorded SHA-256 (it is damaged or was replaced); "
-            "rerun without --resume to adapt again"
+            "rerun without `resume` to adapt again"
         )
     return data
 

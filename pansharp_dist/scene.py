@@ -113,7 +113,7 @@ class Scene:
 
 
 @dataclass(frozen=True)
-class _Raster:
+class _InputRaster:
     """One input raster before alignment: a lazy array and its grid."""
 
     data: xr.DataArray  # (band, y, x)
@@ -154,13 +154,13 @@ def open_scene(
     ms_r = _read_input(ms, "MS", patch)
     if pan_r.data.shape[0] != 1:
         raise BandCountError(
-            f"PAN {pan_r.source} has {pan_r.data.shape[0]} bands; --pan needs the single-band "
+            f"PAN {pan_r.source} has {pan_r.data.shape[0]} bands; `pan` needs the single-band "
             "panchromatic image (select its band with gdal_translate -b 1)"
         )
     if ms_r.data.shape[0] < 2:
         raise BandCountError(
-            f"MS {ms_r.source} has {ms_r.data.shape[0]} band; --ms needs the multispectral image "
-            "with two or more bands (did you swap --pan and --ms?)"
+            f"MS {ms_r.source} has {ms_r.data.shape[0]} band; `ms` needs the multispectral image "
+            "with two or more bands (did you swap `pan` and `ms`?)"
         )
     ratio, (pan_win, ms_win) = _align(pan_r, ms_r)
     chosen = get_sensor(sensor).id if sensor is not None else (pan_r.sensor or ms_r.sensor)
@@ -190,7 +190,7 @@ def _fit_chunk(chunk: int, ratio: int) -> int:
 # --------------------------------------------------------------------------- readers
 
 
-def _read_input(path: str | Path, role: str, patch: int | None) -> _Raster:
+def _read_input(path: str | Path, role: str, patch: int | None) -> _InputRaster:
     text = str(path)
     if text.lower().endswith(".mat"):
         return _read_mat(_local_path(text, role), role, patch)
@@ -227,7 +227,7 @@ def _raster_target(text: str, role: str) -> tuple[str, dict]:
     return text, {"opener": fs}
 
 
-def _read_raster(text: str, role: str) -> _Raster:
+def _read_raster(text: str, role: str) -> _InputRaster:
     target, open_kwargs = _raster_target(text, role)
     try:
         with rasterio.open(target, **open_kwargs) as src:
@@ -249,7 +249,7 @@ def _read_raster(text: str, role: str) -> _Raster:
     data = data.copy(data=da.from_array(reader, chunks=(-1, side, side), meta=np.empty((0, 0, 0), data.dtype)))
     if nodata is None:
         nodata = 0.0
-    return _Raster(data, transform, crs, float(nodata), _sensor_from_tags(tags), text)
+    return _InputRaster(data, transform, crs, float(nodata), _sensor_from_tags(tags), text)
 
 
 # Pixels per side of one read. An MS read of 512 pixels covers one 2048-pixel PAN block at ratio 4
@@ -344,7 +344,7 @@ def _sensor_from_tags(tags: dict[str, str]) -> str | None:
     return None
 
 
-def _read_mat(path: Path, role: str, patch: int | None) -> _Raster:
+def _read_mat(path: Path, role: str, patch: int | None) -> _InputRaster:
     """Read a MATLAB research file (``I_PAN``/``I_MS`` or ``pan``/``ms`` stacks)."""
     arrays = _load_mat(path)
     keys = {"PAN": ("I_PAN", "pan"), "MS": ("I_MS", "I_MS_LR", "ms")}[role]
@@ -367,7 +367,7 @@ def _read_mat(path: Path, role: str, patch: int | None) -> _Raster:
         n = arr.shape[0]
         if patch is None:
             raise InvalidParameterError(
-                f"{path} is a stack of {n} patches; choose one with patch=N (CLI: --patch N), 0 <= N < {n}"
+                f"{path} is a stack of {n} patches; choose one with `patch=N`, 0 <= N < {n}"
             )
         if not 0 <= patch < n:
             raise InvalidParameterError(f"patch {patch} is out of range; {path} holds patches 0..{n - 1}")
@@ -378,7 +378,7 @@ def _read_mat(path: Path, role: str, patch: int | None) -> _Raster:
     data = data.assign_coords(band=np.arange(1, arr.shape[0] + 1))
     sensor_value = np.ravel(arrays.get("sensor", []))
     sensor = find_sensor(str(sensor_value[0])) if sensor_value.size else None  # an empty field: no sensor
-    return _Raster(data, None, None, None, sensor.id if sensor else None, str(path))
+    return _InputRaster(data, None, None, None, sensor.id if sensor else None, str(path))
 
 
 def _load_mat(path: Path) -> dict[str, Any]:
@@ -403,7 +403,7 @@ def _load_mat(path: Path) -> dict[str, Any]:
 Window = tuple[int, int, int, int]  # row0, row1, col0, col1
 
 
-def _align(pan: _Raster, ms: _Raster) -> tuple[int, tuple[Window, Window]]:
+def _align(pan: _InputRaster, ms: _InputRaster) -> tuple[int, tuple[Window, Window]]:
     """Integer ratio and the PAN and MS windows that cover the same ground."""
     if pan.georeferenced != ms.georeferenced:
         has, lacks = ("PAN", "MS") if pan.georeferenced else ("MS", "PAN")
@@ -490,12 +490,12 @@ def _axis_window(offset: float, ratio: int, pan_len: int, ms_len: int) -> tuple[
     return pan_start, ms_start, n
 
 
-def _crop(raster: _Raster, win: Window) -> xr.DataArray:
+def _crop(raster: _InputRaster, win: Window) -> xr.DataArray:
     r0, r1, c0, c1 = win
     return raster.data.isel(y=slice(r0, r1), x=slice(c0, c1))
 
 
-def _grid(pan: xr.DataArray, ms: xr.DataArray, pan_r: _Raster, win: Window, ratio: int):
+def _grid(pan: xr.DataArray, ms: xr.DataArray, pan_r: _InputRaster, win: Window, ratio: int):
     """Coordinates and CRS of the aligned grids: PAN's own, MS exactly ``ratio`` times coarser."""
     r0, _, c0, _ = win
     base = pan_r.transform if pan_r.transform is not None else Affine.identity()

@@ -66,15 +66,18 @@ def output_item(
     sources: list[str],
     method: str,
     adaptation: str | None,
-    software_version: str,
+    software_version: str | None = None,
     quicklook: str | Path | None = None,
     datetime: dt.datetime | None = None,
     properties: dict | None = None,
 ) -> pystac.Item:
     """The STAC item of a pansharpened COG (projection, raster and processing fields; ``derived_from`` links).
 
-    ``sources`` are the hrefs of the input items (or of the input files when the run did not start from STAC).
+    ``sources`` are the hrefs of the input items (or of the input files when the run did not start from STAC);
+    ``software_version`` defaults to this package's.
     """
+    from . import __version__
+
     cog = Path(cog)
     with rasterio.open(cog) as src:
         crs, transform, shape, count = src.crs, src.transform, (src.height, src.width), src.count
@@ -87,7 +90,7 @@ def output_item(
         id=item_id, geometry=geometry, bbox=list(lon_lat),
         datetime=datetime or dt.datetime.now(dt.timezone.utc),
         properties={
-            "processing:software": {"pansharp-dist": software_version},
+            "processing:software": {"pansharp-dist": software_version or __version__},
             "processing:lineage": f"pansharpened with {method}" + (f", adaptation {adaptation}" if adaptation else ""),
             "processing:level": "L2",
             **(properties or {}),

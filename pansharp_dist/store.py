@@ -191,7 +191,7 @@ def _skeleton(scene: Scene, path: Path, tile: int, block: int) -> None:
         "mask": {"chunks": (tile, tile), "shards": (block, block), "compressors": _CODECS, "_FillValue": None},
     }
     if path.exists():
-        raise StoreError(f"tile store {path} already exists; remove it or choose another --work-dir")
+        raise StoreError(f"tile store {path} already exists; remove it or choose another `work_dir`")
     ds.to_zarr(str(path), mode="w-", zarr_format=3, encoding=encoding, compute=False, consolidated=False)
 
 
@@ -249,11 +249,11 @@ def store_meta(path: str | Path) -> dict:
         raise StoreError(f"{path} is not a pansharp-dist tile store ({exc}); create one with 'pansharp-dist ingest'") from None
     except (ValueError, TypeError, OSError) as exc:  # a zarr.json that is not JSON, or not zarr's
         raise StoreError(f"{path}: its metadata (zarr.json) is damaged ({type(exc).__name__}: {exc}); ingest the "
-                         "scene again (a run: rerun without --resume)") from None
+                         "scene again (a run: rerun without `resume`)") from None
     if meta.get("layout") != LAYOUT_VERSION:
         raise StoreError(
             f"{path} has store layout {meta.get('layout')}; this version reads layout {LAYOUT_VERSION}: ingest the "
-            "scene again (a run: rerun without --resume)"
+            "scene again (a run: rerun without `resume`)"
         )
     if "stats" not in meta:
         raise StoreError(f"{path} is incomplete (its ingest did not finish); ingest the scene again")
@@ -307,7 +307,7 @@ class _TileArray:
 
     def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
         what = f"{self.name} data at {'PAN' if self.name == 'pan' else 'MS'}"
-        remedy = "delete the store and ingest the scene again (a run: rerun without --resume)"
+        remedy = "delete the store and ingest the scene again (a run: rerun without `resume`)"
         return read_intact(self.array, Path(self.path) / self.name, key, self.path, what, remedy)
 
 
@@ -452,7 +452,7 @@ def write_output(
     The tasks request the worker resources in ``hrms.attrs["resources"]`` (a GPU for a network on CUDA).
 
     Args:
-        hrms: the lazy output (:func:`~pansharp_dist.infer.pansharpen`).
+        hrms: the lazy output (:func:`~pansharp_dist.fusion.pansharpen`).
         path: the output store.
         client: a ``distributed.Client``, or ``None`` for dask's current scheduler.
         progress: ``callback(done, total)`` over the blocks computed now.
@@ -469,7 +469,7 @@ def write_output(
         if stored != hrms.attrs.get("fingerprint"):
             raise StoreError(
                 f"{path} holds the output of a run with other settings (method, adaptation, tile size or "
-                "scene); rerun without --resume to start again"
+                "scene); rerun without `resume` to start again"
             )
         finished = finished_blocks(path)
     else:

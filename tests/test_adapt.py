@@ -12,7 +12,7 @@ import torch
 from conftest import DATA, GDAL_HPF, ONE_PER_ARCH, WV2_MAT, cli
 
 from pansharp_dist import open_scene
-from pansharp_dist.adapt.fit import GRAPH_WARMUP, adaptation_batch, fit_adaptation
+from pansharp_dist.adapt.training import GRAPH_WARMUP, adaptation_batch, adapt_fuser
 from pansharp_dist.adapt.losses import (
     BicubicDecimation,
     LossWeights,
@@ -25,10 +25,10 @@ from pansharp_dist.adapt.options import AdaptOptions
 from pansharp_dist.adapt.sampling import (
     STRATEGIES, adaptation_grid, sample_tiles, sample_valid_tiles, tile_descriptors,
 )
-from pansharp_dist.bench.networks import PATCHES
-from pansharp_dist.bench.tailor import shared_step_seconds
+from benchmarks.networks import PATCHES
+from benchmarks.tailor import shared_step_seconds
 from pansharp_dist.errors import CorruptInputError, InvalidParameterError
-from pansharp_dist.infer import OutputSpec, fit, pansharpen, render
+from pansharp_dist.fusion import OutputSpec, make_fuser, pansharpen, render
 from pansharp_dist.models import card, load
 from pansharp_dist.models.tailor import Tailor, TailorCard, TailorSpec, Tailored, tailor_bytes, tailor_from_bytes
 from pansharp_dist.quality.metrics import reduced_resolution
@@ -168,33 +168,33 @@ def test_sampling_is_deterministic_and_never_picks_nodata(tmp_path):
 
 @pytest.mark.slow
 def test_tailor_fit_lowers_the_loss_and_keeps_to_its_budgets(wv2_scene):
-    base = fit(wv2_scene, "fusionnet-wv3")
-    adapted, report = fit_adaptation(wv2_scene, base, "tailor", FAST)
+    base = make_fuser(wv2_scene, "fusionnet-wv3")
+    adapted, report = adapt_fuser(wv2_scene, base, "tailor", FAST)
     assert report.mode == "tailor" and len(report.tiles) == 8 and report.steps <= 40
     assert report.losses[-1] < report.losses[0]
     assert adapted.adaptation == "tailor" and len(adapted.weights) < 50_000
     # the default 1 x 1 tailor leaves the receptive field alone (18 pixels, rounded up to the ratio: 20)
-    assert adapted.halo == 20 == fit(wv2_scene, "fusionnet-wv3").halo
-    wide = fit_adaptation(wv2_scene, base, "tailor", replace(FAST, steps=1, spec_kernel=3, spec_depth=2))[0]
+    assert adapted.halo == 20 == make_fuser(wv2_scene, "fusionnet-wv3").halo
+    wide = adapt_fuser(wv2_scene, base, "tailor", replace(FAST, steps=1, spec_kernel=3, spec_depth=2))[0]
     assert wide.halo == 24  # three 3 x 3 convolutions add 3 pixels: 18 + 3, rounded up to 24
     _, card_out = tailor_from_bytes(adapted.weights)
     assert card_out.backbone == "fusionnet-wv3" and card_out.tiles == report.tiles and card_out.steps == report.steps
-    _, timed = fit_adaptation(wv2_scene, base, "tailor", AdaptOptions(k=8, patch=64, steps=10_000, seconds=2))
+    _, timed = adapt_fuser(wv2_scene, base, "tailor", AdaptOptions(k=8, patch=64, steps=10_000, seconds=2))
     assert timed.stopped in ("time budget", "converged") and timed.steps < 10_000
     assert len(timed.losses) == timed.steps  # on the CPU each step's loss is read back at once
-    none, nothing = fit_adaptation(wv2_scene, base, "none")
+    none, nothing = adapt_fuser(wv2_scene, base, "none")
     assert none == base and nothing.steps == 0
 
 
 def test_the_fit_returns_the_weights_of_the_lowest_loss_it_saw(wv2_scene):
-    base = fit(wv2_scene, "fusionnet-wv3")
+    base = make_fuser(wv2_scene, "fusionnet-wv3")
     spec = OutputSpec.for_scene(wv2_scene)
     pan, ms = wv2_scene.pan.values[:256, :256], wv2_scene.ms.values[:, :64, :64]
-    diverged, report = fit_adaptation(wv2_scene, base, "tailor", replace(FAST, lr=1.0, steps=20))
+    diverged, report = adapt_fuser(wv2_scene, base, "tailor", replace(FAST, lr=1.0, steps=20))
     assert min(report.losses[1:]) > report.losses[0]  # a step of 1.0 wrecks the tailor at once
     assert (report.kept_step, report.kept_loss) == (0, report.losses[0])
     np.testing.assert_array_equal(render(diverged, pan, ms, spec), render(base, pan, ms, spec))
-    _, report = fit_adaptation(wv2_scene, base, "tailor", FAST)
+    _, report = adapt_fuser(wv2_scene, base, "tailor", FAST)
     assert report.kept_loss <= min(report.losses) < report.losses[0] and 0 < report.kept_step <= report.steps
     assert report.kept_step == report.steps or report.kept_loss == report.losses[report.kept_step]
 
@@ -203,18 +203,18 @@ def test_the_fit_is_reproducible_whether_or_not_the_backbone_was_loaded_before(w
     from pansharp_dist.models.network import resident
 
     resident.cache_clear()  # the first fit loads the backbone, which draws from torch's generator
-    base = fit(wv2_scene, "pannet-wv3")
-    first = fit_adaptation(wv2_scene, base, "tailor", AdaptOptions(k=4, patch=64, steps=5))[1]
-    again = fit_adaptation(wv2_scene, base, "tailor", AdaptOptions(k=4, patch=64, steps=5))[1]
+    base = make_fuser(wv2_scene, "pannet-wv3")
+    first = adapt_fuser(wv2_scene, base, "tailor", AdaptOptions(k=4, patch=64, steps=5))[1]
+    again = adapt_fuser(wv2_scene, base, "tailor", AdaptOptions(k=4, patch=64, steps=5))[1]
     assert first.losses == again.losses and first.tiles == again.tiles
 
 
 def test_the_benchmarks_shared_step_runs_the_fits_problem_and_trains_nothing(wv2_scene):
-    base = fit(wv2_scene, "fusionnet-wv3")
+    base = make_fuser(wv2_scene, "fusionnet-wv3")
     options = AdaptOptions(k=4, patch=64, steps=3)
     batch = adaptation_batch(wv2_scene, base, options)
     backbone_loss = float(batch.objective(batch.backbone.head(batch.features, batch.x))[0])
-    _, report = fit_adaptation(wv2_scene, base, "tailor", options)
+    _, report = adapt_fuser(wv2_scene, base, "tailor", options)
     assert batch.tiles == report.tiles and backbone_loss == report.losses[0]  # an untrained tailor is the backbone
     before = {k: v.clone() for k, v in batch.backbone.state_dict().items()}
     assert shared_step_seconds(wv2_scene, base, options, steps=2) > 0
@@ -226,32 +226,32 @@ def test_the_benchmarks_shared_step_runs_the_fits_problem_and_trains_nothing(wv2
 def test_tailor_improves_cross_sensor_transfer_on_degraded_imgwv2(wv2_scene):
     reduced = degrade(wv2_scene)
     truth = wv2_scene.ms.values[:, : reduced.shape[0], : reduced.shape[1]].astype(np.float64)
-    base = fit(wv2_scene, "fusionnet-wv3")  # the radiometry of the real scene
+    base = make_fuser(wv2_scene, "fusionnet-wv3")  # the radiometry of the real scene
     score = lambda f: reduced_resolution(truth, pansharpen(reduced, f, tile=256).values.astype(np.float64), 4)  # noqa: E731
     direct = score(base)
-    tailored, _ = fit_adaptation(reduced, base, "tailor", AdaptOptions(k=16, patch=64, steps=120))
+    tailored, _ = adapt_fuser(reduced, base, "tailor", AdaptOptions(k=16, patch=64, steps=120))
     adapted = score(tailored)
     assert adapted["ERGAS"] < direct["ERGAS"] and adapted["SAM"] < direct["SAM"] and adapted["Q2n"] > direct["Q2n"]
 
 
 @pytest.mark.slow
 def test_adapted_network_tiled_equals_single_pass(wv2_scene):
-    base = fit(wv2_scene, "dicnn-wv2")
-    adapted, _ = fit_adaptation(wv2_scene, base, "tailor", FAST)
+    base = make_fuser(wv2_scene, "dicnn-wv2")
+    adapted, _ = adapt_fuser(wv2_scene, base, "tailor", FAST)
     scene = open_scene(DATA / "gdal_hpf_wv3" / "pan.tif", DATA / "gdal_hpf_wv3" / "mul.tif", "wv3")  # float32
-    fuser = fit(scene, "dicnn-wv2").adapted("tailor", adapted.weights)
+    fuser = make_fuser(scene, "dicnn-wv2").adapted("tailor", adapted.weights)
     single = render(fuser, scene.pan.values, scene.ms.values, OutputSpec.for_scene(scene))
     tiled = pansharpen(scene, fuser, tile=64, block=128).values
     h = fuser.halo
     core = (slice(None), slice(h, -h), slice(h, -h))
     assert np.abs(tiled[core] - single[core]).max() < 1e-5 * np.abs(single[core]).max()
-    untailored = render(fit(scene, "dicnn-wv2"), scene.pan.values, scene.ms.values, OutputSpec.for_scene(scene))
+    untailored = render(make_fuser(scene, "dicnn-wv2"), scene.pan.values, scene.ms.values, OutputSpec.for_scene(scene))
     assert np.abs(untailored - single).max() > 0
 
 
 def test_full_fine_tuning_mode(wv2_scene):
-    base = fit(wv2_scene, "dicnn-wv2")
-    adapted, report = fit_adaptation(wv2_scene, base, "full", AdaptOptions(k=4, patch=64, steps=5))
+    base = make_fuser(wv2_scene, "dicnn-wv2")
+    adapted, report = adapt_fuser(wv2_scene, base, "full", AdaptOptions(k=4, patch=64, steps=5))
     assert report.mode == "full" and report.steps == 5
     assert len(adapted.weights) > 100_000  # the whole network travels
     out = adapted.fuse(wv2_scene.pan.values[None, :64, :64].astype(np.float32),
@@ -269,10 +269,10 @@ def test_graphed_cuda_steps_follow_the_eager_ones(model, mode, monkeypatch, wv2_
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     scene = open_scene(SAMPLE / "pan.tif", SAMPLE / "ms.tif") if len(card(model).bands) == 4 else wv2_scene
-    base = fit(scene, model, device="cuda")
+    base = make_fuser(scene, model, device="cuda")
     options = AdaptOptions(k=8, patch=64, steps=30, patience=30)
-    _, eager = fit_adaptation(scene, base, mode, replace(options, cuda_graph=False))
-    graphed, report = fit_adaptation(scene, base, mode, options)
+    _, eager = adapt_fuser(scene, base, mode, replace(options, cuda_graph=False))
+    graphed, report = adapt_fuser(scene, base, mode, options)
     assert report.steps == eager.steps == 30 and report.tiles == eager.tiles
     # the same kernels and the same Adam arithmetic: the first replayed step (after the eager warm-up) matches
     # closely; replayed kernels may still round differently, and Adam amplifies that over the steps
@@ -329,7 +329,7 @@ def test_adapt_needs_a_tile_store(tmp_path):
 
 def test_scene_stats_ms_dtype_drives_the_rule(wv2_scene):
     assert scene_stats(wv2_scene).ms_dtype == "uint16"
-    assert fit(wv2_scene, "pannet-wv2").rule.startswith("11-bit")
+    assert make_fuser(wv2_scene, "pannet-wv2").rule.startswith("11-bit")
 
 
 @pytest.mark.slow

@@ -28,14 +28,14 @@ from conftest import DaskProcesses
 from distributed import Client, LocalCluster, Scheduler, Security, SpecCluster, Worker, get_task_stream
 
 import pansharp_dist
-from pansharp_dist.adapt.fit import fit_adaptation
+from pansharp_dist.adapt.training import adapt_fuser
 from pansharp_dist.adapt.options import AdaptOptions
-from pansharp_dist.bench.mosaic import mosaic_pair
+from benchmarks.mosaic import mosaic_pair
 from pansharp_dist.cluster import WORKER_MALLOC, connect
 from pansharp_dist.resident import install_fuser
 from pansharp_dist.tasks import task_spec_bytes
 from pansharp_dist.errors import ClusterError, CorruptInputError
-from pansharp_dist.infer import fit, pansharpen
+from pansharp_dist.fusion import make_fuser, pansharpen
 from pansharp_dist.pipeline import ingest_scene, run
 from pansharp_dist.store import block_size, finished_blocks, write_output
 
@@ -82,7 +82,7 @@ def test_cluster_specs_that_cannot_work_say_what_to_do(tmp_path):
     with pytest.raises(ClusterError, match="needs certificates"):
         with connect("tls://127.0.0.1:1"):
             pass
-    with pytest.raises(ClusterError, match="--workers applies"):
+    with pytest.raises(ClusterError, match="`workers` applies"):
         with connect("tcp://127.0.0.1:1", workers=2):
             pass
     bad = tmp_path / "tls.yaml"
@@ -150,9 +150,9 @@ def test_a_tls_scheduler_is_joined_with_a_dask_config_file(tmp_path):
 @pytest.mark.parametrize("model", ["fusionnet-qb", "pannet-qb", "pnn-ge1"])
 def test_tasks_carry_under_100_kb_whatever_the_model_and_adaptation(sample_store, model):
     options = AdaptOptions(steps=2, k=2, patch=32)
-    base = fit(sample_store, model, device="cpu")
+    base = make_fuser(sample_store, model, device="cpu")
     for mode in ("none", "tailor", "full"):
-        fuser = base if mode == "none" else fit_adaptation(sample_store, base, mode, options)[0]
+        fuser = base if mode == "none" else adapt_fuser(sample_store, base, mode, options)[0]
         hrms = pansharpen(sample_store, fuser, None, tile=128, block=256)
         size = task_spec_bytes(hrms.data)
         assert size < 100_000, (model, mode, size)
@@ -162,8 +162,8 @@ def test_tasks_carry_under_100_kb_whatever_the_model_and_adaptation(sample_store
 
 @pytest.mark.slow
 def test_an_adapted_network_runs_on_workers_that_got_it_by_plugin(sample_store, client):
-    base = fit(sample_store, "pnn-ge1", device="cpu")
-    fuser, _ = fit_adaptation(sample_store, base, "tailor", AdaptOptions(steps=3, k=2, patch=32))
+    base = make_fuser(sample_store, "pnn-ge1", device="cpu")
+    fuser, _ = adapt_fuser(sample_store, base, "tailor", AdaptOptions(steps=3, k=2, patch=32))
     local = pansharpen(sample_store, fuser, None, tile=128, block=256).data.compute(scheduler="threads")
     distributed = pansharpen(sample_store, fuser, client, tile=128, block=256).data.compute()
     np.testing.assert_array_equal(distributed, local)
@@ -181,7 +181,7 @@ def test_gpu_tasks_run_only_on_workers_that_advertise_a_gpu(sample_store, tmp_pa
     with SpecCluster(workers=workers, scheduler=scheduler) as cluster, Client(cluster) as client:
         client.wait_for_workers(2)
         gpu_worker = cluster.workers["gpu"].address
-        fuser = fit(sample_store, "pnn-ge1", device="cpu", resources={"GPU": 1})
+        fuser = make_fuser(sample_store, "pnn-ge1", device="cpu", resources={"GPU": 1})
         with get_task_stream(client) as stream:
             write_output(pansharpen(sample_store, fuser, client, tile=128, block=256), tmp_path / "o.zarr", client)
         fused = [t for t in stream.data if "compute_output_block" in str(t["key"])]  # fuse and write, one task
@@ -192,7 +192,7 @@ def test_gpu_tasks_run_only_on_workers_that_advertise_a_gpu(sample_store, tmp_pa
 
 
 def test_a_gpu_fuser_on_a_cluster_without_gpu_workers_is_refused(sample_store, client):
-    fuser = replace(fit(sample_store, "pnn-ge1", device="cpu"), device="cuda", worker_resources=(("GPU", 1),))
+    fuser = replace(make_fuser(sample_store, "pnn-ge1", device="cpu"), device="cuda", worker_resources=(("GPU", 1),))
     with pytest.raises(ClusterError, match="needs workers with resources"):
         install_fuser(client, fuser)
 
@@ -230,7 +230,7 @@ def test_task_graph_of_a_gigapixel_scene_has_thousands_of_tasks(sample_store):
 
     from pansharp_dist.scene import Scene
 
-    fuser = fit(sample_store, "brovey")
+    fuser = make_fuser(sample_store, "brovey")
     side, r = 32768, sample_store.ratio
     pan = xr.DataArray(da.ones((side, side), "uint16", chunks=4096), dims=("y", "x"),
                        coords={"y": np.arange(side) + 0.5, "x": np.arange(side) + 0.5})

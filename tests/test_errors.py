@@ -62,8 +62,8 @@ CASES = [
     (case_missing, errors.InputNotFoundError, "PAN file not found: .*nope.tif; check the path"),
     (case_truncated, errors.CorruptInputError, "trunc.tif is not a readable raster .*re-download"),
     (case_corrupt_header, errors.CorruptInputError, "garbage.tif is not a readable raster"),
-    (case_multiband_pan, errors.BandCountError, "PAN .* has 4 bands; --pan needs the single-band"),
-    (case_single_band_ms, errors.BandCountError, "MS .* has 1 band; .*did you swap --pan and --ms"),
+    (case_multiband_pan, errors.BandCountError, "PAN .* has 4 bands; `pan` needs the single-band"),
+    (case_single_band_ms, errors.BandCountError, "MS .* has 1 band; .*did you swap `pan` and `ms`"),
     (case_crs_mismatch, errors.CRSMismatchError, "PAN CRS \\(EPSG:32649\\) differs from MS CRS \\(EPSG:32650\\)"),
     (case_no_overlap, errors.NoOverlapError, "do not overlap .*check that they are the same scene"),
     (case_non_integer_ratio, errors.ResolutionRatioError, "resolution ratio of 2.5.*integer ratio"),
@@ -100,7 +100,7 @@ def test_cli_prints_one_line_exits_2_and_leaves_nothing(tmp_path, make, error, m
 def test_output_exists_without_overwrite(tmp_path):
     out = tmp_path / "fused.tif"
     out.write_bytes(b"precious")
-    with pytest.raises(errors.OutputExistsError, match="already exists; pass --overwrite"):
+    with pytest.raises(errors.OutputExistsError, match="already exists; pass `overwrite=True`"):
         run(PAN, MS, out)
     result = cli("run", "--pan", str(PAN), "--ms", str(MS), "--out", str(out))
     assert result.returncode == 2 and result.stderr.startswith("error:")

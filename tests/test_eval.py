@@ -51,7 +51,7 @@ def test_quality_bench_scores_a_dataset_with_both_protocols():
     from conftest import DATA
 
     from pansharp_dist import open_scene
-    from pansharp_dist.bench.quality import FULL, REDUCED, score_dataset
+    from benchmarks.quality import FULL, REDUCED, score_dataset
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -22,7 +22,7 @@ import rasterio.shutil
 import rioxarray  # noqa: F401  (the .rio accessor)
 
 from conftest import DATA, GDAL_HPF
-from pansharp_dist.bench.mosaic import mosaic_pair
+from benchmarks.mosaic import mosaic_pair
 from pansharp_dist.errors import StoreError
 from pansharp_dist.export import cog_options, write_cog
 from pansharp_dist.pipeline import run
@@ -144,6 +144,6 @@ def test_bigtiff_on_request_and_nothing_left_when_encoding_fails(tmp_path, clien
             chunk.unlink()
         else:
             chunk.write_bytes(damaged)
-        with pytest.raises(StoreError, match="is damaged .*rerun without --resume"):
+        with pytest.raises(StoreError, match="is damaged .*rerun without `resume`"):
             write_cog(store, tmp_path / "broken.tif", client=client)
         assert sorted(p.name for p in tmp_path.iterdir()) == before

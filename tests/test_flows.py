@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import shutil
 from pathlib import Path
 
@@ -16,10 +18,10 @@ prefect = pytest.importorskip("prefect")
 from prefect.client.orchestration import get_client  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
-from flows.pansharpen_scene import is_transient, pansharpen_scene  # noqa: E402
+from flows.pansharpen_scene import pansharpen_scene  # noqa: E402
 from flows.reprocess_catalog import reprocess_catalog  # noqa: E402
 from pansharp_dist.catalog import HrefPolicy, Ledger, redact_href, redact_text  # noqa: E402
-from pansharp_dist.errors import CorruptInputError, HrefRefusedError  # noqa: E402
+from pansharp_dist.errors import CorruptInputError, HrefRefusedError, is_transient  # noqa: E402
 
 SAMPLE = REPO / "pansharp_dist" / "sample"
 
@@ -63,6 +65,22 @@ def test_scene_flow_writes_cog_stac_item_quicklook_and_artifacts(tmp_path, sched
     table = json.loads(artifacts["pansharpen-quality"].data)
     assert {row["measure"] for row in table} >= {"HQNR", "seconds infer", "seconds total"}
     assert artifacts["pansharpen-blocks"].data == 100.0
+
+
+@pytest.mark.slow
+def test_the_flow_and_the_cli_take_the_same_steps_to_the_same_bytes_and_work_files(tmp_path, scheduler):
+    pan, ms = (str(SAMPLE / name) for name in ("pan.tif", "ms.tif"))
+    flow_work, cli_work = tmp_path / "flow-work", tmp_path / "cli-work"
+    (tmp_path / "cli").mkdir()
+    result = pansharpen_scene(out_dir=str(tmp_path / "flow"), pan=pan, ms=ms, method="gsa", scheduler=scheduler,
+                              tile=256, name="sample", work_dir=str(flow_work))
+    cli = subprocess.run([sys.executable, "-m", "pansharp_dist.cli", "run", "--pan", pan, "--ms", ms, "--out",
+                          str(tmp_path / "cli" / "sample.tif"), "--method", "gsa", "--tile", "256", "--work-dir",
+                          str(cli_work), "--scheduler", scheduler], capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    listing = [sorted(str(p.relative_to(work)) for p in work.rglob("*")) for work in (flow_work, cli_work)]
+    assert listing[0] == listing[1] and "sample.tiles.zarr" in listing[0] and "sample.hrms.zarr" in listing[0]
+    assert Path(result["cog"]).read_bytes() == (tmp_path / "cli" / "sample.tif").read_bytes()
 
 
 def _item(root: Path, item_id: str, pan: Path, ms: Path, updated: str) -> pystac.Item:

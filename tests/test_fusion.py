@@ -13,7 +13,7 @@ from conftest import GDAL_HPF, VHR, WV2_MAT
 from rasterio.windows import from_bounds
 
 from pansharp_dist import open_scene
-from pansharp_dist.infer import OutputSpec, fit, pansharpen, render, tile_batches
+from pansharp_dist.fusion import OutputSpec, make_fuser, pansharpen, render, tile_batches
 from pansharp_dist.methods import method_names
 from pansharp_dist.store import ingest
 from pansharp_dist.tiling import TileGrid
@@ -37,7 +37,7 @@ def stores(tmp_path_factory, client):
 )
 def test_tiled_run_equals_single_pass_bit_for_bit(stores, client, scene_name, method):
     scene = stores[scene_name]
-    fuser = fit(scene, method)
+    fuser = make_fuser(scene, method)
     # awkward sizes: 48-pixel tiles, 96- or 128-pixel blocks, scene sides not multiples of either
     for tile, block in ((48, 96), (64, 128)):
         tiled = pansharpen(scene, fuser, tile=tile, block=max(block, fuser.halo)).data.compute()
@@ -89,7 +89,7 @@ def test_tile_batches_cover_a_block_once_in_bounded_batches_of_one_read_size(y0,
 @pytest.mark.slow
 def test_a_halo_below_the_support_draws_seams(stores):
     scene = stores["imgWV2"]
-    fuser = fit(scene, "mtf-glp-hpm")
+    fuser = make_fuser(scene, "mtf-glp-hpm")
     tiled = pansharpen(scene, _ShortHalo(fuser), tile=48, block=96).data.compute(scheduler="threads")
     single = render(fuser, scene.pan.values, scene.ms.values, OutputSpec.for_scene(scene))
     assert not np.array_equal(tiled, single)
@@ -98,7 +98,7 @@ def test_a_halo_below_the_support_draws_seams(stores):
 @pytest.mark.parametrize("method", method_names("classical"))
 def test_methods_keep_the_ms_spectra_and_add_pan_detail(stores, method):
     scene = stores["imgWV2"]
-    fuser = fit(scene, method)
+    fuser = make_fuser(scene, method)
     out = render(fuser, scene.pan.values, scene.ms.values, OutputSpec.for_scene(scene)).astype(np.float64)
     ms = scene.ms.values.astype(np.float64)
     b, h, w = ms.shape
@@ -136,7 +136,7 @@ def test_brovey_matches_gdal_pansharpen(tmp_path, paths, weights):
     subprocess.run([exe, "-q", str(paths[0]), str(paths[1]), str(reference), "-r", "cubic", *wargs],
                    check=True, capture_output=True)
     scene = open_scene(*paths)
-    fuser = fit(scene, "brovey", weights=weights)
+    fuser = make_fuser(scene, "brovey", weights=weights)
     ours = render(fuser, scene.pan.values, scene.ms.values, OutputSpec.for_scene(scene)).astype(np.float64)
     with rasterio.open(reference) as src:
         window = from_bounds(*scene.pan.rio.bounds(), transform=src.transform).round_offsets().round_lengths()

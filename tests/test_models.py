@@ -13,11 +13,11 @@ import torch
 from conftest import DATA, GDAL_HPF, ONE_PER_ARCH, QB, WV2_MAT, cli, read_cog
 
 from pansharp_dist import open_scene
-from pansharp_dist.bench.networks import PATCHES, patch_scores, reduced_scores, shipped_networks
+from benchmarks.networks import PATCHES, patch_scores, reduced_scores, shipped_networks
 from pansharp_dist.errors import (
     BandCountError, CorruptInputError, InputNotFoundError, InvalidParameterError, UnknownMethodError,
 )
-from pansharp_dist.infer import OutputSpec, fit, pansharpen, render
+from pansharp_dist.fusion import OutputSpec, make_fuser, pansharpen, render
 from pansharp_dist.methods import method_names
 from pansharp_dist.models import (
     ARCHITECTURES,
@@ -29,7 +29,7 @@ from pansharp_dist.models import (
     record_native_checks,
 )
 from pansharp_dist.models.cards import WITHHELD
-from pansharp_dist.pipeline import adapt_mode_for
+from pansharp_dist.plan import adapt_mode_for
 from pansharp_dist.models.radiometry import radiometry_for
 from pansharp_dist.sensors import UNKNOWN, get_sensor
 from pansharp_dist.store import scene_stats
@@ -75,7 +75,7 @@ def test_shipped_registry_has_every_arch_and_sensor_but_the_withheld():
         with pytest.raises(UnknownMethodError, match="dicnn-qb is not shipped: it did worse than plain upsampling"):
             unknown("DiCNN-QB")
     with pytest.raises(UnknownMethodError, match="unknown method 'pnn-qb'.*not shipped"):
-        fit(open_scene(*QB, "qb"), "pnn-qb")
+        make_fuser(open_scene(*QB, "qb"), "pnn-qb")
     with pytest.raises(UnknownMethodError, match="unknown model 'unet-qb'; shipped models: dicnn-wv2,") as info:
         card("unet-qb")
     assert "not shipped" not in str(info.value)
@@ -202,13 +202,13 @@ def test_a_network_that_failed_its_own_sensor_check_warns():
 
 
 def test_a_card_that_records_a_failure_with_the_tailor_warns_on_the_default_run(monkeypatch):
-    import pansharp_dist.pipeline
+    import pansharp_dist.plan
 
     scores = {"EXP": {"ERGAS": 3.0, "SAM": 2.0}, "gsa": {"ERGAS": 2.0, "SAM": 2.5}, "pnn-ge1": {"ERGAS": 2.2, "SAM": 1.9}}
     failed = NativeCheck.from_scores("imgGE1", "pnn-ge1", scores, ["EXP", "gsa"], adapt="tailor")
     recorded = replace(card("pnn-ge1"), native_checks=(failed,))  # what a later bench run could write
-    monkeypatch.setattr(pansharp_dist.pipeline, "card", lambda model_id: recorded)
-    with pytest.warns(UserWarning, match=r"pnn-ge1 failed its own-sensor check with --adapt tailor on imgGE1 .*gsa 2.00"):
+    monkeypatch.setattr(pansharp_dist.plan, "card", lambda model_id: recorded)
+    with pytest.warns(UserWarning, match=r"pnn-ge1 failed its own-sensor check with `adapt=tailor` on imgGE1 .*gsa 2.00"):
         assert adapt_mode_for("pnn-ge1", None) == "tailor"
 
 
@@ -237,7 +237,7 @@ def test_radiometry_rules():
 def test_network_refuses_a_scene_with_other_bands():
     scene = open_scene(*QB, "qb")
     with pytest.raises(BandCountError, match="takes 8 MS bands"):
-        fit(scene, "fusionnet-wv3")
+        make_fuser(scene, "fusionnet-wv3")
 
 
 # --------------------------------------------------------------------------- on the tile pipeline
@@ -245,7 +245,7 @@ def test_network_refuses_a_scene_with_other_bands():
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_tiled_network_equals_single_pass(arch):
     scene = open_scene(*GDAL_HPF, "wv3")  # float32: no rounding hides differences
-    fuser = fit(scene, f"{arch}-wv2")
+    fuser = make_fuser(scene, f"{arch}-wv2")
     assert fuser.halo >= card(f"{arch}-wv2").receptive_radius and fuser.halo % scene.ratio == 0
     single = render(fuser, scene.pan.values, scene.ms.values, OutputSpec.for_scene(scene))
     tiled = pansharpen(scene, fuser, tile=64, block=128).values
@@ -290,7 +290,7 @@ def test_run_cli_with_a_network_writes_a_cog(tmp_path):
 @pytest.mark.parametrize("model", ONE_PER_ARCH)
 def test_float16_on_cuda_stays_near_float32(model, wv2_scene):
     scene = open_scene(SAMPLE / "pan.tif", SAMPLE / "ms.tif") if len(card(model).bands) == 4 else wv2_scene
-    cpu, full, half = (fit(scene, model, device=d, half=h) for d, h in (("cpu", False), ("cuda", False), ("cuda", True)))
+    cpu, full, half = (make_fuser(scene, model, device=d, half=h) for d, h in (("cpu", False), ("cuda", False), ("cuda", True)))
     assert half.half and not full.half
     pan = scene.pan.values[None, :512, :512].astype(np.float32)
     ms = scene.ms.values[None, :, :128, :128].astype(np.float32)

@@ -12,7 +12,7 @@ import rasterio
 from conftest import GDAL_HPF, VHR, cli, read_cog
 
 from pansharp_dist import open_scene, write_cog
-from pansharp_dist.infer import OutputSpec, fit, pansharpen, render
+from pansharp_dist.fusion import OutputSpec, make_fuser, pansharpen, render
 from pansharp_dist.pipeline import run
 from pansharp_dist.store import write_output
 
@@ -39,7 +39,7 @@ def test_cli_run_writes_a_valid_georeferenced_cog_equal_to_a_single_pass(tmp_pat
     scene = open_scene(*GDAL_HPF)
     assert meta["crs"] == scene.crs and meta["transform"].almost_equals(scene.transform)
     assert np.isnan(meta["nodata"]) and meta["blocks"][0] == (512, 512) and meta["overviews"] == [2]  # float32
-    expected = render(fit(scene, "gsa"), scene.pan.values, scene.ms.values, OutputSpec.for_scene(scene))
+    expected = render(make_fuser(scene, "gsa"), scene.pan.values, scene.ms.values, OutputSpec.for_scene(scene))
     np.testing.assert_array_equal(pixels, expected)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hpf.tif"]  # work stores cleaned up
 

@@ -5,8 +5,8 @@ import pytest
 from conftest import WV2_MAT
 
 from pansharp_dist import open_scene
-from pansharp_dist.classical import upsample
-from pansharp_dist.methods import fit_method
+from pansharp_dist.resample import upsample
+from pansharp_dist.methods import build_fuser
 from pansharp_dist.quality import degrade, degrade_arrays, ergas, interp23, mtf_filter, mtf_kernel, psnr, q2n, sam, scc
 from pansharp_dist.sensors import get_sensor
 from pansharp_dist.stats import SceneStats, block_stats
@@ -112,7 +112,7 @@ def test_wald_degradation_and_the_known_ordering_on_real_data(wv2):
     np.testing.assert_allclose(flat, 7.0, rtol=2e-3)
     lms = interp23(ms_lr, 4)
     stats = SceneStats.from_blocks(block_stats(pan_lr, ms_lr, 4, None, None))
-    fuser = fit_method("mtf-glp-hpm", stats, 4, sensor)
+    fuser = build_fuser("mtf-glp-hpm", stats, 4, sensor)
     fused = fuser.fuse(pan_lr[None].astype(np.float32), ms_lr[None].astype(np.float32))[0]
     # the upsampled MS alone scores worse than MTF-GLP-HPM, with either interpolator
     assert ergas(ms, fused, 4) < ergas(ms, lms, 4)
@@ -157,7 +157,7 @@ def test_full_resolution_metrics_ideal_cases_and_ordering(wv2):
     assert d_lambda_qnr(msexp, msexp) == 0.0
     gains = get_sensor("wv2").mtf_ms
     stats = SceneStats.from_blocks(block_stats(pan, ms, 4, None, None))
-    fused = fit_method("mtf-glp-hpm", stats, 4, get_sensor("wv2")).fuse(
+    fused = build_fuser("mtf-glp-hpm", stats, 4, get_sensor("wv2")).fuse(
         pan[None].astype(np.float32), ms[None].astype(np.float32))[0].astype(np.float64)
     scores_fused = full_resolution(fused, ms, pan, 4, gains)
     scores_exp = full_resolution(msexp, ms, pan, 4, gains)
@@ -175,7 +175,7 @@ def test_blockwise_metrics_equal_the_in_memory_ones(wv2, client):
     sensor = get_sensor("wv2")
     pan_lr, ms_lr = degrade_arrays(pan, ms, 4, sensor.mtf_ms, sensor.mtf_pan)
     stats = SceneStats.from_blocks(block_stats(pan_lr, ms_lr, 4, None, None))
-    fused = fit_method("gsa", stats, 4, sensor).fuse(pan_lr[None].astype(np.float32), ms_lr[None].astype(np.float32))[0]
+    fused = build_fuser("gsa", stats, 4, sensor).fuse(pan_lr[None].astype(np.float32), ms_lr[None].astype(np.float32))[0]
     ref, fus = ms[:, :300, :310], fused[:, :300, :310].astype(np.float64)  # sides not multiples of 32
     expected = reduced_resolution(ref, fus, 4)
     lazy = da.from_array(fus, chunks=(8, 70, 90))
@@ -195,7 +195,7 @@ def test_blockwise_full_resolution_metrics_equal_the_in_memory_ones(wv2, client)
     pan, ms = pan[:576, :640], ms[:, :144, :160]
     sensor = get_sensor("wv2")
     stats = SceneStats.from_blocks(block_stats(pan, ms, 4, None, None))
-    fused = fit_method("mtf-glp-hpm", stats, 4, sensor).fuse(
+    fused = build_fuser("mtf-glp-hpm", stats, 4, sensor).fuse(
         pan[None].astype(np.float32), ms[None].astype(np.float32))[0].astype(np.float64)
     expected = full_resolution(fused, ms, pan, 4, sensor.mtf_ms)
     got = full_resolution_metrics(da.from_array(fused, chunks=(8, 200, 200)), ms, pan, 4, sensor.mtf_ms,

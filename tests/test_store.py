@@ -9,7 +9,7 @@ from conftest import GDAL_HPF, VHR, copy_raster
 
 from pansharp_dist import open_scene
 from pansharp_dist.errors import StoreError
-from pansharp_dist.infer import pansharpen
+from pansharp_dist.fusion import pansharpen
 from pansharp_dist.stats import valid_mask
 from pansharp_dist.store import ingest, open_store, write_output
 

@@ -1,7 +1,7 @@
 """What an adaptation is asked to do and what it reports: plain values, no torch.
 
 The command line and the pipeline build these before deciding whether a network
-runs at all, so they live apart from the fit (:mod:`.fit`), which needs torch.
+runs at all, so they live apart from the fit (:mod:`.training`), which needs torch.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class AdaptOptions:
     closed, 53% and 51%. Without the linear map (16 channels, 3 x 3): 51% and 32%; with it,
     3 x 3 kernels: 54% and 45% (one-off scripts, these options). The linear map also lifts the
     full-resolution HQNR where direct transfer is worst (FusionNet GeoEye-1 on dgif pair 4, 300
-    steps as in ``pansharp-dist bench tailor``: 0.06 direct, 0.67 without it, 0.84 with it; full
+    steps as in ``python -m benchmarks tailor``: 0.06 direct, 0.67 without it, 0.84 with it; full
     fine-tuning 0.94).
     """
 

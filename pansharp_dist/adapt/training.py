@@ -1,6 +1,6 @@
 """Adapting a pretrained network to one scene: the tailor (or, for comparison, the whole network).
 
-:func:`fit_adaptation` samples tiles from the scene (:mod:`.sampling`), reads
+:func:`adapt_fuser` samples tiles from the scene (:mod:`.sampling`), reads
 only those, and trains with the unsupervised losses of :mod:`.losses`:
 
 * ``tailor``: the backbone stays frozen; its features of the sampled tiles are
@@ -89,12 +89,12 @@ StepProgress = Callable[[int, int, float], None]
 """``callback(steps_done, step_budget, loss)``, called as the loss of each step is read back."""
 
 
-def fit_adaptation(
+def adapt_fuser(
     scene: Scene, fuser: NetworkFuser, mode: str = "tailor", options: AdaptOptions = AdaptOptions(),
     progress: StepProgress | None = None,
 ) -> tuple[NetworkFuser, AdaptReport]:
     """Adapt the network of ``fuser`` (fitted to this scene, or to the scene it was degraded from)
-    to ``scene``; returns the adapted fuser (for :func:`~pansharp_dist.infer.pansharpen`) and the report.
+    to ``scene``; returns the adapted fuser (for :func:`~pansharp_dist.fusion.pansharpen`) and the report.
 
     ``progress`` follows the training steps (on CUDA in groups of :data:`CHECK_EVERY`)."""
     if mode not in MODES:

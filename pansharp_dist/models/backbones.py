@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..classical import CUBIC_HALO_MS, cubic_phases
+from ..resample import CUBIC_HALO_MS, cubic_phases
 
 
 class Inputs(NamedTuple):
@@ -56,7 +56,7 @@ def _upsample_axis(x: Tensor, ratio: int, dim: int) -> Tensor:
 def upsample_cubic(ms: Tensor, ratio: int) -> Tensor:
     """Upsample ``(N, C, h, w)`` to ``(N, C, h*r, w*r)``: Keys cubic (a = -0.5), pixel-is-area, edges replicated.
 
-    The same kernel as :func:`pansharp_dist.classical.upsample` and MATLAB's
+    The same kernel as :func:`pansharp_dist.resample.upsample` and MATLAB's
     ``imresize(..., 'bicubic')``: it reproduces the ``lms`` of PanCollection's
     training data to 0.3 counts away from the patch border. Each output pixel
     reads the 4 x 4 nearest MS pixels.

@@ -78,7 +78,7 @@ class ModelCard:
         sha256: of the ``.safetensors`` file.
         source: where the original came from, and its file name and SHA-256.
         licence: licence of the weights.
-        native_checks: its scores on data of its own sensor, written by ``pansharp-dist bench
+        native_checks: its scores on data of its own sensor, written by ``python -m benchmarks
             networks`` (empty until that has run): a network that fails one scores worse than
             plain upsampling or a classical method there.
     """

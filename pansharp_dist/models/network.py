@@ -53,7 +53,7 @@ def check_device(device: str) -> str:
     if kind not in ("cpu", "cuda"):
         raise InvalidParameterError(f"unknown device {device!r}: use cpu or cuda (cuda:N for one GPU of several)")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise InvalidParameterError(f"device {device} asked for, but torch sees no CUDA device: use --device cpu")
+        raise InvalidParameterError(f"device {device} asked for, but torch sees no CUDA device: use `device='cpu'`")
     return device
 
 
@@ -216,7 +216,7 @@ class NetworkFuser:
         return out.numpy()
 
 
-def fit_network(
+def network_fuser(
     model_id: str,
     stats: SceneStats,
     ratio: int,

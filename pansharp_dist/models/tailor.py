@@ -5,7 +5,7 @@
 ReLU, whose last layers start at zero, so that an untrained tailor gives the
 backbone's output exactly. ``L`` corrects the features' gains and mixing
 directly, which ``B`` alone reaches slowly through its ReLU (see
-:class:`~pansharp_dist.adapt.fit.AdaptOptions`). The default (the linear map and
+:class:`~pansharp_dist.adapt.training.AdaptOptions`). The default (the linear map and
 one hidden layer of 64 channels, 1 x 1 kernels) has 5,248 weights on a
 32-channel backbone, 21 KB in float32, and leaves the receptive field alone;
 ``kernel=3`` widens it by ``depth + 1`` pixels (the fuser's halo grows with it).

@@ -17,7 +17,7 @@ import rioxarray
 import xarray as xr
 
 from ..errors import InvalidParameterError
-from ..infer import fit, pansharpen
+from ..fusion import make_fuser, pansharpen
 from ..methods import is_network
 from ..scene import Scene, open_scene
 from ..sensors import get_sensor
@@ -33,7 +33,7 @@ def _open_fused(path: str | Path, scene: Scene) -> xr.DataArray:
         raise InvalidParameterError(
             f"fused image {path} is {fused.shape[0]} x {fused.shape[1]} x {fused.shape[2]} (bands, rows, columns); "
             f"the scene's PAN grid is {scene.bands} x {scene.shape[0]} x {scene.shape[1]}: pass the output of "
-            "pansharp-dist run on this --pan/--ms pair"
+            "a run on this `pan`/`ms` pair"
         )
     if scene.crs is not None and fused.rio.crs is not None and not fused.rio.transform().almost_equals(scene.transform):
         raise InvalidParameterError(f"fused image {path} is not on the scene's PAN grid (its geotransform differs)")
@@ -97,7 +97,7 @@ def evaluate_reduced_protocol(
     scene = open_scene(pan, ms, sensor, patch=patch)
     reduced = degrade(scene)
     if is_network(method):
-        method = fit(scene, method, client)
+        method = make_fuser(scene, method, client)
     fused = pansharpen(reduced, method, client=client, tile=tile)
     truth = scene.ms.data[:, : fused.shape[1], : fused.shape[2]].astype(np.float64)
     return reduced_resolution_metrics(truth, fused.data.astype(np.float64), scene.ratio, client=client)
