@@ -2,7 +2,7 @@
 VENV := .venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-fast gdal
+.PHONY: demo test test-fast lint gdal
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,7 +18,14 @@ gdal:
 demo: $(VENV)/.installed
 	$(VENV)/bin/pansharp-dist demo
 
-test: $(VENV)/.installed gdal
+# ruff (lint and format) and mypy, clean on the package; part of `make test` and so of CI.
+LINTED := pansharp_dist flows benchmarks tests deploy
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
+
+test: lint gdal
 	$(VENV)/bin/python -m pytest
 
 # The fast tier: every module's tests but the slow ones (real multi-process clusters, CLI runs of networks,

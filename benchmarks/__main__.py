@@ -8,7 +8,7 @@ their own scene is ``pansharp-dist bench`` (:mod:`pansharp_dist.timing`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,14 +18,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split
 
 WorkDir = Annotated[Path, typer.Option("--work-dir", help="Folder for the benchmarks' mosaics and stores.")]
 Results = Annotated[Path, typer.Option("--results", help="Folder of the Markdown tables (docs/results).")]
-Workers = Annotated[Optional[int], typer.Option("--workers", help="Worker processes of a local cluster.")]
-Device = Annotated[Optional[str], typer.Option("--device", help="'cpu' or 'cuda' (default: cuda when present).")]
+Workers = Annotated[int | None, typer.Option("--workers", help="Worker processes of a local cluster.")]
+Device = Annotated[str | None, typer.Option("--device", help="'cpu' or 'cuda' (default: cuda when present).")]
 Tile = Annotated[int, typer.Option("--tile", help="Tile size in PAN pixels.")]
 
 
 def _log(message: str) -> None:
     typer.echo(message, err=True)
-
 
 
 @app.command()
@@ -34,22 +33,34 @@ def classical(
     work_dir: WorkDir = Path("bench-work"),
     results: Results = RESULTS,
     workers: Workers = None,
-    repeats: Annotated[int, typer.Option("--repeats", help="Back-to-back pairs of runs per size, in alternating order.")] = 2,
+    repeats: Annotated[
+        int, typer.Option("--repeats", help="Back-to-back pairs of runs per size, in alternating order.")
+    ] = 2,
 ) -> None:
     """Brovey through the pipeline against gdal_pansharpen.py on mosaicked real scenes."""
     from .classical import run_classical_bench
 
     run_classical_bench(
-        [int(s) for s in sizes.split(",")], work_dir, results, workers=workers, repeats=repeats,
+        [int(s) for s in sizes.split(",")],
+        work_dir,
+        results,
+        workers=workers,
+        repeats=repeats,
         log=_log,
     )
 
 
 @app.command()
 def scale(
-    sizes: Annotated[str, typer.Option("--sizes", help="PAN sizes of the scaling runs, comma-separated ('' for none).")] = "4096,8192,16384",
-    big: Annotated[Optional[int], typer.Option("--big", help="PAN size of one run whose uncompressed COG exceeds RAM.")] = None,
-    parallel: Annotated[Optional[int], typer.Option("--parallel", help="PAN size of the network parallel-efficiency runs.")] = None,
+    sizes: Annotated[
+        str, typer.Option("--sizes", help="PAN sizes of the scaling runs, comma-separated ('' for none).")
+    ] = "4096,8192,16384",
+    big: Annotated[
+        int | None, typer.Option("--big", help="PAN size of one run whose uncompressed COG exceeds RAM.")
+    ] = None,
+    parallel: Annotated[
+        int | None, typer.Option("--parallel", help="PAN size of the network parallel-efficiency runs.")
+    ] = None,
     method: Annotated[str, typer.Option("--method", help="Method of the scaling and big runs.")] = "brovey",
     model: Annotated[str, typer.Option("--model", help="Network of the parallel-efficiency runs.")] = "fusionnet-wv2",
     work_dir: WorkDir = Path("bench-work"),
@@ -59,12 +70,21 @@ def scale(
 ) -> None:
     """Cost against scene size, an output larger than RAM, and parallel efficiency, on mosaicked real scenes
     (``--device cuda``: the parallel part on one GPU, with a Feature Tailor)."""
-    from .scale import run_scale_bench
     from pansharp_dist.models.network import check_device, default_device
 
+    from .scale import run_scale_bench
+
     run_scale_bench(
-        results, work_dir, [int(s) for s in sizes.split(",") if s.strip()], big, parallel, method=method,
-        model=model, workers=workers, log=_log, device=check_device(device or default_device()),
+        results,
+        work_dir,
+        [int(s) for s in sizes.split(",") if s.strip()],
+        big,
+        parallel,
+        method=method,
+        model=model,
+        workers=workers,
+        log=_log,
+        device=check_device(device or default_device()),
     )
 
 
@@ -82,7 +102,7 @@ def quality(
 def networks(
     results: Results = RESULTS,
     work_dir: WorkDir = Path("bench-work"),
-    patches: Annotated[Optional[int], typer.Option("--patches", help="Score only the first N WV3 patches.")] = None,
+    patches: Annotated[int | None, typer.Option("--patches", help="Score only the first N WV3 patches.")] = None,
 ) -> None:
     """Each pretrained network on its own sensor's data and across sensors, both protocols."""
     from .networks import run_networks_bench
@@ -105,21 +125,34 @@ def models(
 
 @app.command()
 def tailor(
-    archs: Annotated[str, typer.Option("--archs", help="Architectures, comma-separated.")] = "fusionnet,pannet,dicnn,pnn",
+    archs: Annotated[
+        str, typer.Option("--archs", help="Architectures, comma-separated.")
+    ] = "fusionnet,pannet,dicnn,pnn",
     steps: Annotated[int, typer.Option("--steps", help="Steps for tailor and full alike.")] = 300,
     sizes: Annotated[str, typer.Option("--sizes", help="PAN sizes of the speed scenes, comma-separated.")] = "512,2048",
     device: Device = None,
     results: Results = RESULTS,
     work_dir: WorkDir = Path("bench-work"),
-    parts: Annotated[str, typer.Option("--parts", help="'quality', 'speed', 'time' (time to quality against full fine-tuning), comma-separated.")] = "quality,speed",
+    parts: Annotated[
+        str,
+        typer.Option(
+            "--parts", help="'quality', 'speed', 'time' (time to quality against full fine-tuning), comma-separated."
+        ),
+    ] = "quality,speed",
 ) -> None:
     """Direct transfer, tailor and full fine-tuning on real cross-sensor pairs; adaptation speed."""
     from pansharp_dist.adapt.options import AdaptOptions
+
     from .tailor import run_tailor_bench
 
     run_tailor_bench(
-        results, work_dir, tuple(archs.split(",")), AdaptOptions(steps=steps, seconds=3600.0),
-        tuple(int(s) for s in sizes.split(",")), device, log=_log,
+        results,
+        work_dir,
+        tuple(archs.split(",")),
+        AdaptOptions(steps=steps, seconds=3600.0),
+        tuple(int(s) for s in sizes.split(",")),
+        device,
+        log=_log,
         parts=tuple(parts.split(",")),
     )
 

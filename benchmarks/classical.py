@@ -29,8 +29,8 @@ from rasterio.windows import Window
 
 from pansharp_dist.errors import InvalidParameterError, PansharpError
 from pansharp_dist.export import cog_options
-from pansharp_dist.timing import measured_run
-from pansharp_dist.timing import PeakMemory
+from pansharp_dist.timing import PeakMemory, measured_run
+
 from .mosaic import mosaic_pair
 from .results import machine, shared_data, write_result
 
@@ -90,8 +90,21 @@ def _gdal(pan: Path, ms: Path, out: Path, bands: int) -> tuple[float, int]:
     size = bands * 2 * _pixels(pan)
     options = [a for k, v in cog_options("uint16", size).items() for a in ("-co", f"{k}={v}")]
     weights = [a for _ in range(bands) for a in ("-w", str(1.0 / bands))]
-    cmd = [exe, "-q", str(pan), str(ms), str(out), "-of", "COG", "-r", "cubic", "-threads", "ALL_CPUS",
-           *weights, *options]
+    cmd = [
+        exe,
+        "-q",
+        str(pan),
+        str(ms),
+        str(out),
+        "-of",
+        "COG",
+        "-r",
+        "cubic",
+        "-threads",
+        "ALL_CPUS",
+        *weights,
+        *options,
+    ]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     with PeakMemory(lambda: {"gdal": proc.pid}, with_children=frozenset({"gdal"})) as mem:
@@ -121,7 +134,11 @@ def _mad_percent(a: Path, b: Path, size: int) -> float:
 
 
 def run_classical_bench(
-    sizes: list[int], work_dir: Path, results: Path, workers: int | None = None, repeats: int = 2,
+    sizes: list[int],
+    work_dir: Path,
+    results: Path,
+    workers: int | None = None,
+    repeats: int = 2,
     log: Callable[[str], None] = lambda _: None,
 ) -> list[ClassicalRow]:
     """Run the benchmark for each PAN ``size``, ``repeats`` pairs of runs each, and write the table into ``results`` (a folder of Markdown tables).
@@ -140,7 +157,9 @@ def run_classical_bench(
         pairs = []
         for n in range(repeats):
             tag = f"[{size}^2, pair {n + 1}/{repeats}]"
-            pair = _pair(pan, ms, ours_path, gdal_path, workers, gdal_first=n % 2 == 1, log=lambda m: log(f"{tag} {m}"))
+            pair = _pair(
+                pan, ms, ours_path, gdal_path, workers, gdal_first=n % 2 == 1, log=lambda m, tag=tag: log(f"{tag} {m}")
+            )
             pairs.append(pair)
             log(f"{tag} ours {pair.ours_s:.1f} s, GDAL {pair.gdal_s:.1f} s, ratio {pair.gdal_s / pair.ours_s:.2f}")
         rows.append(ClassicalRow(size, pairs, _mad_percent(ours_path, gdal_path, size)))
@@ -151,10 +170,16 @@ def run_classical_bench(
 
 
 def _pair(
-    pan: Path, ms: Path, ours_path: Path, gdal_path: Path, workers: int | None, gdal_first: bool,
+    pan: Path,
+    ms: Path,
+    ours_path: Path,
+    gdal_path: Path,
+    workers: int | None,
+    gdal_first: bool,
     log: Callable[[str], None],
 ) -> ClassicalPair:
     """Our pipeline and GDAL on the same files, one right after the other."""
+
     def ours():
         log("pipeline (Brovey, LocalCluster) ...")
         return _ours(pan, ms, ours_path, workers)
@@ -207,4 +232,3 @@ def _write_report(results: Path, rows: list[ClassicalRow], workers: int | None, 
             f"client x{growth['client']:.2f}, worker x{growth['worker']:.2f}, GDAL x{growth['gdal']:.2f}.",
         ]
     write_result(results, "classical", "\n".join(lines))
-

@@ -35,8 +35,8 @@ import rasterio
 from distributed import Client
 
 import pansharp_dist
-from pansharp_dist.adapt.options import AdaptOptions
 from benchmarks.mosaic import mosaic_pair
+from pansharp_dist.adapt.options import AdaptOptions
 from pansharp_dist.errors import ClusterError
 from pansharp_dist.pipeline import run
 
@@ -55,16 +55,47 @@ class Processes:
         file.unlink(missing_ok=True)
         scheduler_env = {**env, **({"DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL": f"{ttl}s"} if ttl else {})}
         self.scheduler = subprocess.Popen(
-            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-             "--no-dashboard", "--scheduler-file", str(file)], env=scheduler_env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(file),
+            ],
+            env=scheduler_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         while not file.exists():
             time.sleep(0.1)
         self.address = json.loads(file.read_text())["address"]
-        self.workers = [subprocess.Popen(
-            [sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--nthreads", "1", "--no-nanny",
-             "--no-dashboard", "--host", "127.0.0.1", "--local-directory", str(folder)], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(workers)]
+        self.workers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_worker",
+                    self.address,
+                    "--nthreads",
+                    "1",
+                    "--no-nanny",
+                    "--no-dashboard",
+                    "--host",
+                    "127.0.0.1",
+                    "--local-directory",
+                    str(folder),
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(workers)
+        ]
         with Client(self.address, timeout="30s") as client:
             client.wait_for_workers(workers, timeout=60)
 
@@ -88,8 +119,17 @@ def pixels(cog: Path) -> str:
 def one_run(pair, work: Path, procs: Processes, event=None, resume: bool = False) -> tuple[float, object]:
     """Seconds of one run on ``procs`` and its report; ``event(phase, done, total)`` disturbs it."""
     start = time.perf_counter()
-    report = run(*pair, work / "out.tif", scheduler=procs.address, work_dir=work / "work", resume=resume,
-                 overwrite=True, adapt_options=AdaptOptions(steps=STEPS), progress=event, **NETWORK)
+    report = run(
+        *pair,
+        work / "out.tif",
+        scheduler=procs.address,
+        work_dir=work / "work",
+        resume=resume,
+        overwrite=True,
+        adapt_options=AdaptOptions(steps=STEPS),
+        progress=event,
+        **NETWORK,
+    )
     return time.perf_counter() - start, report
 
 
@@ -117,6 +157,7 @@ def main() -> None:
         def note(phase, done, total, _note=None, times=fuse_times):
             if phase == "fuse":
                 times.append(time.perf_counter())
+
         try:
             seconds, report = one_run(pair, folder, procs, note)
         finally:
@@ -125,8 +166,11 @@ def main() -> None:
         reference = pixels(folder / "out.tif")
         fuse_share = (fuse_times[-1] - fuse_times[0]) / max(1, report.blocks - 1) * 2  # per block per worker
     base = statistics.median(base_seconds)
-    print(f"undisturbed: {base:.1f} s (runs {', '.join(f'{s:.1f}' for s in base_seconds)}), "
-          f"a block about {fuse_share:.2f} s", flush=True)
+    print(
+        f"undisturbed: {base:.1f} s (runs {', '.join(f'{s:.1f}' for s in base_seconds)}), "
+        f"a block about {fuse_share:.2f} s",
+        flush=True,
+    )
 
     def disturbed(fault: str, phase: str, signum: int, target: str) -> None:
         folder = fresh(f"{fault}-{phase}")
@@ -138,6 +182,7 @@ def main() -> None:
                 proc = procs.scheduler if target == "scheduler" else procs.workers[1]
                 proc.send_signal(signum)
                 fired.append(time.perf_counter())
+
         outcome = None
         try:
             start = time.perf_counter()

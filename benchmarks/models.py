@@ -26,6 +26,7 @@ from pansharp_dist.fusion import make_fuser
 from pansharp_dist.models import list_models
 from pansharp_dist.models.network import default_device
 from pansharp_dist.scene import open_scene
+
 from .results import shared_data, write_result
 
 SAMPLE = resources.files("pansharp_dist") / "sample"
@@ -45,8 +46,10 @@ def sample_tiles(scene, size: int, count: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     ys = rng.integers(0, (pan.shape[0] - size) // r, count) * r
     xs = rng.integers(0, (pan.shape[1] - size) // r, count) * r
-    return (np.stack([pan[y : y + size, x : x + size] for y, x in zip(ys, xs)]),
-            np.stack([ms[:, y // r : (y + size) // r, x // r : (x + size) // r] for y, x in zip(ys, xs)]))
+    return (
+        np.stack([pan[y : y + size, x : x + size] for y, x in zip(ys, xs)]),
+        np.stack([ms[:, y // r : (y + size) // r, x // r : (x + size) // r] for y, x in zip(ys, xs)]),
+    )
 
 
 def sync_device(device: str) -> None:
@@ -71,7 +74,9 @@ def throughput(fuser, pan: np.ndarray, ms: np.ndarray, core: int, seconds: float
     ``fuser.fuse`` (host arrays in and out) on one batch of tiles."""
     model = fuser.model()
     cuda = fuser.device.startswith("cuda")
-    p, m = (torch.from_numpy(a).to(fuser.device).contiguous(memory_format=torch.channels_last) for a in (pan[:, None], ms))
+    p, m = (
+        torch.from_numpy(a).to(fuser.device).contiguous(memory_format=torch.channels_last) for a in (pan[:, None], ms)
+    )
     scale = torch.tensor(fuser.ms_scale, device=fuser.device).view(1, -1, 1, 1)
 
     def forward() -> None:
@@ -79,15 +84,24 @@ def throughput(fuser, pan: np.ndarray, ms: np.ndarray, core: int, seconds: float
             model(p, m, fuser.pan_scale, scale)
 
     pixels = pan.shape[0] * core * core
-    return (_rate(forward, fuser.device, pixels, seconds),
-            _rate(lambda: fuser.fuse(pan, ms), fuser.device, pixels, seconds))
+    return (
+        _rate(forward, fuser.device, pixels, seconds),
+        _rate(lambda: fuser.fuse(pan, ms), fuser.device, pixels, seconds),
+    )
 
 
 def device_machine(device: str) -> str:
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
-    names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-             if line.startswith("model name")] if Path("/proc/cpuinfo").exists() else []
+    names = (
+        [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        if Path("/proc/cpuinfo").exists()
+        else []
+    )
     cpu = names[0] if names else platform.processor() or platform.machine()
     return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
@@ -113,17 +127,24 @@ def run_models_bench(
                 bare, whole = throughput(fuser, pan, ms, tile, seconds)
                 label = "float16 autocast" if half else ("float32 (TF32 convolutions)" if kind == "cuda" else "float32")
                 log(f"{meta.id} {label}: forward {bare:.2f}, fuse call {whole:.2f} PAN MP/s")
-                rows.append(f"| {meta.id} | {label} | {batch} x {tile}² (+{fuser.halo} halo) | {bare:.2f} | {whole:.2f} |")
-    write_result(results, f"models-{kind}", "\n".join([
-        f"## Network forward throughput on {kind.upper()} (`python -m benchmarks models --device {kind}`)",
-        "",
-        f"Machine: {device_machine(device)}. Core PAN megapixels per second on one batch of real tiles",
-        "(read windows with the network's halo), after a warm-up, over at least "
-        f"{seconds:g} s per figure:",
-        "the bare forward with inputs already on the device, and the whole fuser call (float32",
-        "host arrays in and out, transfers included), which is what a worker does per batch.",
-        "",
-        "| network | precision | batch | forward PAN MP/s | fuser call PAN MP/s |",
-        "|---|---|---|---|---|",
-        *rows,
-    ]))
+                rows.append(
+                    f"| {meta.id} | {label} | {batch} x {tile}² (+{fuser.halo} halo) | {bare:.2f} | {whole:.2f} |"
+                )
+    write_result(
+        results,
+        f"models-{kind}",
+        "\n".join(
+            [
+                f"## Network forward throughput on {kind.upper()} (`python -m benchmarks models --device {kind}`)",
+                "",
+                f"Machine: {device_machine(device)}. Core PAN megapixels per second on one batch of real tiles",
+                f"(read windows with the network's halo), after a warm-up, over at least {seconds:g} s per figure:",
+                "the bare forward with inputs already on the device, and the whole fuser call (float32",
+                "host arrays in and out, transfers included), which is what a worker does per batch.",
+                "",
+                "| network | precision | batch | forward PAN MP/s | fuser call PAN MP/s |",
+                "|---|---|---|---|---|",
+                *rows,
+            ]
+        ),
+    )

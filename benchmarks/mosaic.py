@@ -48,14 +48,24 @@ def mosaic_pair(pan: str | Path, ms: str | Path, size: int, folder: str | Path, 
     _, mh, mw = src_ms.shape
     cols_pan = _mirror_index(size, pw)
     cols_ms = _mirror_index(size // r, mw)
-    with rasterio.open(pan_path, "w", width=size, height=size, count=1, dtype=src_pan.dtype,
-                       transform=pan_t, **common) as dst:
+    with rasterio.open(
+        pan_path, "w", width=size, height=size, count=1, dtype=src_pan.dtype, transform=pan_t, **common
+    ) as dst:
         for row in range(0, size, strip):
             n = min(strip, size - row)
             dst.write(src_pan[np.ix_(_mirror_index(n, ph, row), cols_pan)][None], window=((row, row + n), (0, size)))
     ms_strip = strip // r
-    with rasterio.open(ms_path, "w", width=size // r, height=size // r, count=src_ms.shape[0], dtype=src_ms.dtype,
-                       transform=pan_t @ Affine.scale(r), interleave="pixel", **common) as dst:
+    with rasterio.open(
+        ms_path,
+        "w",
+        width=size // r,
+        height=size // r,
+        count=src_ms.shape[0],
+        dtype=src_ms.dtype,
+        transform=pan_t @ Affine.scale(r),
+        interleave="pixel",
+        **common,
+    ) as dst:
         for row in range(0, size // r, ms_strip):
             n = min(ms_strip, size // r - row)
             block = src_ms[:, _mirror_index(n, mh, row)][:, :, cols_ms]
@@ -84,11 +94,21 @@ def crop_pair(pan: str | Path, ms: str | Path, size: int, folder: str | Path) ->
     common = {"driver": "GTiff", "tiled": True, "blockxsize": 256, "blockysize": 256, "crs": BENCH_CRS}
     pan_pixels = scene.pan.values[y0 : y0 + size, x0 : x0 + size]
     ms_pixels = scene.ms.values[:, y0 // r : (y0 + size) // r, x0 // r : (x0 + size) // r]
-    with rasterio.open(pan_path, "w", width=size, height=size, count=1, dtype=pan_pixels.dtype,
-                       transform=pan_t, **common) as dst:
+    with rasterio.open(
+        pan_path, "w", width=size, height=size, count=1, dtype=pan_pixels.dtype, transform=pan_t, **common
+    ) as dst:
         dst.write(pan_pixels[None])
-    with rasterio.open(ms_path, "w", width=size // r, height=size // r, count=ms_pixels.shape[0],
-                       dtype=ms_pixels.dtype, transform=pan_t @ Affine.scale(r), interleave="pixel", **common) as dst:
+    with rasterio.open(
+        ms_path,
+        "w",
+        width=size // r,
+        height=size // r,
+        count=ms_pixels.shape[0],
+        dtype=ms_pixels.dtype,
+        transform=pan_t @ Affine.scale(r),
+        interleave="pixel",
+        **common,
+    ) as dst:
         dst.write(ms_pixels)
     return pan_path, ms_path
 

@@ -17,10 +17,11 @@ import numpy as np
 
 from pansharp_dist.fusion import pansharpen
 from pansharp_dist.methods import method_names
-from pansharp_dist.quality.evaluate import full_resolution_scores
-from pansharp_dist.quality.metrics import reduced_resolution
+from pansharp_dist.quality.evaluate import scene_full_scores
+from pansharp_dist.quality.metrics import reduced_scores
 from pansharp_dist.quality.mtf import degrade, interp23
 from pansharp_dist.scene import Scene, open_scene
+
 from .results import shared_data, write_result
 
 
@@ -42,17 +43,36 @@ DATASETS = (
     Dataset("zpnn WV3 example", "zpnn_wv3_example/WV3_example.mat", "zpnn_wv3_example/WV3_example.mat", "wv3"),
     Dataset("fusionnet WV3 patch 0", "fusionnet_wv3_patches/train.mat", "fusionnet_wv3_patches/train.mat", "wv3", 0),
     Dataset("gdal_hpf_wv3", "gdal_hpf_wv3/pan.tif", "gdal_hpf_wv3/mul.tif", "wv3"),
-    *(Dataset(f"spacenet6 pair {i} (WV-2, MS as stored: ratio 2)", f"spacenet6_solaris/pan{i}.tif",
-              f"spacenet6_solaris/ms{i}.tif", "wv2") for i in (1, 2, 3)),
+    *(
+        Dataset(
+            f"spacenet6 pair {i} (WV-2, MS as stored: ratio 2)",
+            f"spacenet6_solaris/pan{i}.tif",
+            f"spacenet6_solaris/ms{i}.tif",
+            "wv2",
+        )
+        for i in (1, 2, 3)
+    ),
     Dataset("dgif pair 2 (WV-2, inferred)", "dgif_pairs/Pan2.tif", "dgif_pairs/MS2.tif", "wv2"),
-    *(Dataset(f"dgif pair {i} (Pleiades, inferred)", f"dgif_pairs/Pan{i}.tif", f"dgif_pairs/MS{i}.tif", "pleiades")
-      for i in (3, 4)),
+    *(
+        Dataset(f"dgif pair {i} (Pleiades, inferred)", f"dgif_pairs/Pan{i}.tif", f"dgif_pairs/MS{i}.tif", "pleiades")
+        for i in (3, 4)
+    ),
     Dataset("msdcnn QuickBird", "msdcnn_quickbird/QB-PAN.tif", "msdcnn_quickbird/QB-MS.tif", "qb"),
-    *(Dataset(f"gppnn Landsat-8 {name}", f"gppnn_landsat8/{name}/Landsat8-{n}.mat",
-              f"gppnn_landsat8/{name}/Landsat8-{n}.mat", "landsat8") for name, n in
-      (("test", 6), ("train", 5), ("validation", 12))),
-    Dataset("pansharpen_r Landsat-8", "pansharpen_r_landsat8/pan_example.tif",
-            "pansharpen_r_landsat8/ms_example.tif", "landsat8"),
+    *(
+        Dataset(
+            f"gppnn Landsat-8 {name}",
+            f"gppnn_landsat8/{name}/Landsat8-{n}.mat",
+            f"gppnn_landsat8/{name}/Landsat8-{n}.mat",
+            "landsat8",
+        )
+        for name, n in (("test", 6), ("train", 5), ("validation", 12))
+    ),
+    Dataset(
+        "pansharpen_r Landsat-8",
+        "pansharpen_r_landsat8/pan_example.tif",
+        "pansharpen_r_landsat8/ms_example.tif",
+        "landsat8",
+    ),
     Dataset("Istanbul Landsat 8/9", "landsat_istanbul_toolkit/pan.tif", "landsat_istanbul_toolkit/ms.tif", "landsat8"),
     Dataset("vhr_china (unknown VHR sensor)", "vhr_china_toolkit/pan.tif", "vhr_china_toolkit/ms.tif", None),
 )
@@ -72,8 +92,8 @@ def score_dataset(scene: Scene, methods: list[str]) -> dict[str, dict[str, float
     truth = scene.ms.values[:, : reduced.shape[0], : reduced.shape[1]].astype(np.float64)
     out = {}
     for method in ["EXP", *methods]:
-        scores = reduced_resolution(truth, _fuse(reduced, method), scene.ratio)
-        scores.update(full_resolution_scores(scene, _fuse(scene, method)))
+        scores = reduced_scores(truth, _fuse(reduced, method), scene.ratio)
+        scores.update(scene_full_scores(scene, _fuse(scene, method)))
         out[method] = scores
     return out
 
@@ -90,25 +110,29 @@ def run_quality_bench(results: Path, log: Callable[[str], None] = lambda _: None
             scene = open_scene(data / ds.pan, data / ds.ms, ds.sensor, patch=ds.patch)
             results = score_dataset(scene, methods)
         sections.append(_table(ds, scene, results))
-    body = "\n".join([
-        "## Classical methods on every dataset (`python -m benchmarks quality`)",
-        "",
-        "Reduced resolution: Wald protocol (each image filtered by its sensor's MTF, toolbox `genMTF`",
-        "design, and decimated by the ratio), scored against the original MS. Full resolution: the",
-        "fused scene against its own PAN and MS. EXP is the MS upsampled with the 23-tap interpolator.",
-        "Metric conventions: `pansharp_dist/quality/` (Vivone et al.'s MATLAB toolbox, 2020). Ideal values:",
-        "SAM 0, ERGAS 0, Q2n 1, SCC 1, PSNR high; D_lambda, D_lambda_K, D_s 0; QNR and HQNR 1.",
-        "No-data pixels are not masked (spacenet6 pairs 2 and 3 are 32% and 39% zero fill); Q blocks that",
-        "are flat in both images are left out of the full-resolution means.",
-        "",
-        *sections,
-    ])
+    body = "\n".join(
+        [
+            "## Classical methods on every dataset (`python -m benchmarks quality`)",
+            "",
+            "Reduced resolution: Wald protocol (each image filtered by its sensor's MTF, toolbox `genMTF`",
+            "design, and decimated by the ratio), scored against the original MS. Full resolution: the",
+            "fused scene against its own PAN and MS. EXP is the MS upsampled with the 23-tap interpolator.",
+            "Metric conventions: `pansharp_dist/quality/` (Vivone et al.'s MATLAB toolbox, 2020). Ideal values:",
+            "SAM 0, ERGAS 0, Q2n 1, SCC 1, PSNR high; D_lambda, D_lambda_K, D_s 0; QNR and HQNR 1.",
+            "No-data pixels are not masked (spacenet6 pairs 2 and 3 are 32% and 39% zero fill); Q blocks that",
+            "are flat in both images are left out of the full-resolution means.",
+            "",
+            *sections,
+        ]
+    )
     write_result(results, "quality", body)
 
 
 def _table(ds: Dataset, scene: Scene, results: dict[str, dict[str, float]]) -> str:
-    head = (f"### {ds.label}\n\n`{ds.pan}`, sensor {scene.sensor or 'unknown (default MTF gains)'}, "
-            f"ratio {scene.ratio}, PAN {scene.shape[0]} x {scene.shape[1]}, {scene.bands} bands\n")
+    head = (
+        f"### {ds.label}\n\n`{ds.pan}`, sensor {scene.sensor or 'unknown (default MTF gains)'}, "
+        f"ratio {scene.ratio}, PAN {scene.shape[0]} x {scene.shape[1]}, {scene.bands} bands\n"
+    )
     cols = REDUCED + FULL
     lines = [head, "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for method, scores in results.items():

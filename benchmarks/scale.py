@@ -34,21 +34,21 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from pansharp_dist.adapt.training import adapt_fuser
 from pansharp_dist.adapt.options import AdaptOptions
+from pansharp_dist.adapt.training import adapt_fuser
 from pansharp_dist.classical import Brovey
 from pansharp_dist.cluster import connect
 from pansharp_dist.fusion import OutputSpec, make_fuser, pansharpen, render, tile_batches, tile_grid
-from pansharp_dist.scene import open_scene
 from pansharp_dist.pipeline import ingest_scene
+from pansharp_dist.scene import open_scene
 from pansharp_dist.store import block_size, write_output
 from pansharp_dist.tiff import TILE
-from .classical import SOURCE
-from .results import machine, shared_data, write_result
 from pansharp_dist.timing import MeasuredRun, measured_run
-from .models import device_machine
-from .models import sample_tiles, throughput
+
+from .classical import SOURCE
+from .models import device_machine, sample_tiles, throughput
 from .mosaic import mosaic_pair
+from .results import machine, shared_data, write_result
 
 MIB = 2**20
 
@@ -68,7 +68,9 @@ def fitted_exponent(pixels: list[float], seconds: list[float]) -> float:
     return float(np.polyfit(np.log(pixels), np.log(seconds), 1)[0])
 
 
-def run_scale(sizes: list[int], work_dir: Path, method: str, workers: int | None, log: Callable[[str], None]) -> list[ScaleRow]:
+def run_scale(
+    sizes: list[int], work_dir: Path, method: str, workers: int | None, log: Callable[[str], None]
+) -> list[ScaleRow]:
     data = shared_data()
     rows = []
     for size in sizes:
@@ -77,8 +79,10 @@ def run_scale(sizes: list[int], work_dir: Path, method: str, workers: int | None
         out = work_dir / f"scale_{size}.tif"
         log(f"[scale {size}^2] pipeline ({method}) ...")
         measured = measured_run(pan, ms, out, workers, method=method)
-        log(f"[scale {size}^2] {measured.seconds:.1f} s, client {measured.client_peak / MIB:.0f} MiB, "
-            f"workers {[round(p / MIB) for p in measured.worker_peaks]} MiB")
+        log(
+            f"[scale {size}^2] {measured.seconds:.1f} s, client {measured.client_peak / MIB:.0f} MiB, "
+            f"workers {[round(p / MIB) for p in measured.worker_peaks]} MiB"
+        )
         rows.append(ScaleRow(size, measured))
         out.unlink(missing_ok=True)
     return rows
@@ -98,8 +102,13 @@ def run_big(size: int, work_dir: Path, method: str, workers: int | None, log: Ca
     start = time.perf_counter()
     valid, errors, _ = cog_validate(str(out), strict=True)
     facts = {
-        "size": size, "run": measured, "bytes": out.stat().st_size, "ram": psutil.virtual_memory().total,
-        "valid": valid, "errors": errors, "validate_s": time.perf_counter() - start,
+        "size": size,
+        "run": measured,
+        "bytes": out.stat().st_size,
+        "ram": psutil.virtual_memory().total,
+        "valid": valid,
+        "errors": errors,
+        "validate_s": time.perf_counter() - start,
         "tail": _tail_matches(pan, ms, out) if method == "brovey" else None,
     }
     for path in (out, pan, ms):
@@ -133,9 +142,9 @@ def _bare_forward_rate(store, fuser, tile: int, blocks: int) -> tuple[float, int
         y0, x0 = by * side, bx * side
         for tiles in tile_batches(grid, y0, min(y0 + side, height), x0, min(x0 + side, width), fuser.batch):
             p = np.stack([pan[t.read[0] : t.read[1], t.read[2] : t.read[3]].values for t in tiles]).astype(np.float32)
-            m = np.stack([
-                ms[:, t.read[0] // r : t.read[1] // r, t.read[2] // r : t.read[3] // r].values for t in tiles
-            ]).astype(np.float32)
+            m = np.stack(
+                [ms[:, t.read[0] // r : t.read[1] // r, t.read[2] // r : t.read[3] // r].values for t in tiles]
+            ).astype(np.float32)
             start = time.perf_counter()
             fuser.fuse(p, m)
             seconds += time.perf_counter() - start
@@ -161,7 +170,9 @@ def run_parallel(size: int, model: str, work_dir: Path, log: Callable[[str], Non
             write_output(hrms, work_dir / "parallel.hrms.zarr", client)
             fuse_rate[workers] = mp / (time.perf_counter() - start)
         log(f"[parallel] {model} fuse phase, {workers} worker(s): {fuse_rate[workers]:.3f} MP/s")
-    end_to_end = measured_run(pan, ms, work_dir / "parallel.tif", 2, method=model, device="cpu", adapt="none", tile=tile)
+    end_to_end = measured_run(
+        pan, ms, work_dir / "parallel.tif", 2, method=model, device="cpu", adapt="none", tile=tile
+    )
     e2e_rate = mp / end_to_end.seconds
     log(f"[parallel] end to end, 2 workers: {e2e_rate:.3f} MP/s")
     bare_rate, bare_pixels = _bare_forward_rate(store, fuser, tile, blocks=2)
@@ -169,26 +180,56 @@ def run_parallel(size: int, model: str, work_dir: Path, log: Callable[[str], Non
     shutil.rmtree(store_path, ignore_errors=True)
     shutil.rmtree(work_dir / "parallel.hrms.zarr", ignore_errors=True)
     (work_dir / "parallel.tif").unlink(missing_ok=True)
-    return {"size": size, "model": model, "fuse": fuse_rate, "end_to_end": e2e_rate, "phases": end_to_end.phases,
-            "seconds": end_to_end.seconds, "bare": bare_rate}
+    return {
+        "size": size,
+        "model": model,
+        "fuse": fuse_rate,
+        "end_to_end": e2e_rate,
+        "phases": end_to_end.phases,
+        "seconds": end_to_end.seconds,
+        "bare": bare_rate,
+    }
 
 
 CUDA_SOURCE = ("zpnn_wv3_example/WV3_example.mat", "wv3")
 
 
-def run_parallel_cuda(size: int, model: str, work_dir: Path, workers: int | None, log: Callable[[str], None],
-                      tile: int = 512, device: str = "cuda") -> dict:
+def run_parallel_cuda(
+    size: int,
+    model: str,
+    work_dir: Path,
+    workers: int | None,
+    log: Callable[[str], None],
+    tile: int = 512,
+    device: str = "cuda",
+) -> dict:
     """On one GPU (``device``): the end-to-end run with a tailor against the bare tailored forward pass."""
     data = shared_data()
     source, sensor = CUDA_SOURCE
     pan, ms = mosaic_pair(data / source, data / source, size, work_dir)
     mp = size * size / 1e6
     log(f"[parallel cuda] {size}² end to end, {model} with a tailor, {workers or os.cpu_count()} workers ...")
-    run_ = measured_run(pan, ms, work_dir / "parallel-cuda.tif", workers, method=model, sensor=sensor,
-                        device=device, adapt="tailor", tile=tile)
+    run_ = measured_run(
+        pan,
+        ms,
+        work_dir / "parallel-cuda.tif",
+        workers,
+        method=model,
+        sensor=sensor,
+        device=device,
+        adapt="tailor",
+        tile=tile,
+    )
     ph = run_.phases
-    facts = {"size": size, "model": model, "seconds": run_.seconds, "phases": ph, "end_to_end": mp / run_.seconds,
-             "fuse": mp / (ph["fuse"] - ph["adapt"]), "workers": len(run_.worker_peaks)}
+    facts = {
+        "size": size,
+        "model": model,
+        "seconds": run_.seconds,
+        "phases": ph,
+        "end_to_end": mp / run_.seconds,
+        "fuse": mp / (ph["fuse"] - ph["adapt"]),
+        "workers": len(run_.worker_peaks),
+    }
     log(f"[parallel cuda] {run_.seconds:.1f} s: {facts['end_to_end']:.2f} MP/s; fuse phase {facts['fuse']:.2f} MP/s")
     scene = open_scene(pan, ms, sensor)
     fuser, _ = adapt_fuser(scene, make_fuser(scene, model, device=device), "tailor", AdaptOptions())
@@ -202,20 +243,30 @@ def run_parallel_cuda(size: int, model: str, work_dir: Path, workers: int | None
 
 
 def run_scale_bench(
-    results: Path, work_dir: Path, sizes: list[int], big: int | None, parallel: int | None,
-    method: str = "brovey", model: str = "fusionnet-wv2", workers: int | None = None,
-    log: Callable[[str], None] = lambda _: None, device: str = "cpu",
+    results: Path,
+    work_dir: Path,
+    sizes: list[int],
+    big: int | None,
+    parallel: int | None,
+    method: str = "brovey",
+    model: str = "fusionnet-wv2",
+    workers: int | None = None,
+    log: Callable[[str], None] = lambda _: None,
+    device: str = "cpu",
 ) -> None:
     """Run the parts asked for and write their sections into ``results`` (a folder of Markdown tables) (``device``: of the parallel part)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     n_workers = workers or os.cpu_count() or 1
     if sizes:
-        write_result(results, "scale", _scale_section(run_scale(sizes, work_dir, method, workers, log), method, n_workers))
+        write_result(
+            results, "scale", _scale_section(run_scale(sizes, work_dir, method, workers, log), method, n_workers)
+        )
     if big:
         write_result(results, "big", _big_section(run_big(big, work_dir, method, workers, log), method, n_workers))
     if parallel and device.startswith("cuda"):
-        write_result(results, "parallel-cuda", _parallel_cuda_section(
-            run_parallel_cuda(parallel, model, work_dir, workers, log)))
+        write_result(
+            results, "parallel-cuda", _parallel_cuda_section(run_parallel_cuda(parallel, model, work_dir, workers, log))
+        )
     elif parallel:
         write_result(results, "parallel", _parallel_section(run_parallel(parallel, model, work_dir, log)))
 
@@ -257,70 +308,76 @@ def _big_section(facts: dict, method: str, workers: int) -> str:
     run_: MeasuredRun = facts["run"]
     size = facts["size"]
     ph = run_.phases
-    return "\n".join([
-        "## An output larger than RAM (`python -m benchmarks scale --sizes '' --big SIZE`)",
-        "",
-        f"Machine: {machine()}. LocalCluster of {workers} single-threaded workers; method {method}; COG written",
-        "uncompressed (`--compress NONE`) with average overviews. Scene mosaicked from `grip_unina_pnn/imgWV2.mat`.",
-        "",
-        "| PAN size | COG size | RAM | wall (s) | ingest / fuse / COG (s) | peak client (MiB) | peak per worker (MiB) "
-        "| rio-cogeo validate |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| {size}² ({size * size / 1e9:.2f} GP, 8 bands) | {facts['bytes'] / 2**30:.1f} GiB | "
-        f"{facts['ram'] / 2**30:.1f} GiB | {run_.seconds:.0f} | {ph.get('ingest', 0):.0f} / "
-        f"{ph.get('fuse', 0) - ph.get('ingest', 0):.0f} / {ph.get('cog', 0) - ph.get('fuse', 0):.0f} | "
-        f"{run_.client_peak / MIB:.0f} | {' / '.join(f'{p / MIB:.0f}' for p in run_.worker_peaks)} | "
-        f"{'valid' if facts['valid'] else 'INVALID: ' + '; '.join(facts['errors'])} ({facts['validate_s']:.1f} s) |",
-        "",
-        "`rio-cogeo validate` is run with `strict=True`. Last full-resolution tile (the data furthest into the file) "
-        "against Brovey recomputed on that corner of the inputs: "
-        + {True: "**identical**.", False: "**different**.", None: "not checked (only for Brovey)."}[facts["tail"]],
-    ])
+    return "\n".join(
+        [
+            "## An output larger than RAM (`python -m benchmarks scale --sizes '' --big SIZE`)",
+            "",
+            f"Machine: {machine()}. LocalCluster of {workers} single-threaded workers; method {method}; COG written",
+            "uncompressed (`--compress NONE`) with average overviews. Scene mosaicked from `grip_unina_pnn/imgWV2.mat`.",
+            "",
+            "| PAN size | COG size | RAM | wall (s) | ingest / fuse / COG (s) | peak client (MiB) | peak per worker (MiB) "
+            "| rio-cogeo validate |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| {size}² ({size * size / 1e9:.2f} GP, 8 bands) | {facts['bytes'] / 2**30:.1f} GiB | "
+            f"{facts['ram'] / 2**30:.1f} GiB | {run_.seconds:.0f} | {ph.get('ingest', 0):.0f} / "
+            f"{ph.get('fuse', 0) - ph.get('ingest', 0):.0f} / {ph.get('cog', 0) - ph.get('fuse', 0):.0f} | "
+            f"{run_.client_peak / MIB:.0f} | {' / '.join(f'{p / MIB:.0f}' for p in run_.worker_peaks)} | "
+            f"{'valid' if facts['valid'] else 'INVALID: ' + '; '.join(facts['errors'])} ({facts['validate_s']:.1f} s) |",
+            "",
+            "`rio-cogeo validate` is run with `strict=True`. Last full-resolution tile (the data furthest into the file) "
+            "against Brovey recomputed on that corner of the inputs: "
+            + {True: "**identical**.", False: "**different**.", None: "not checked (only for Brovey)."}[facts["tail"]],
+        ]
+    )
 
 
 def _parallel_section(facts: dict) -> str:
     fuse, bare, e2e = facts["fuse"], facts["bare"], facts["end_to_end"]
     speedup = fuse[2] / fuse[1]
     ph = facts["phases"]
-    return "\n".join([
-        "## Parallel efficiency (`python -m benchmarks scale --sizes '' --parallel SIZE`)",
-        "",
-        f"Machine: {machine()}. Network {facts['model']} on CPU, no adaptation, tile 512, on a "
-        f"{facts['size']}² scene mosaicked from `grip_unina_pnn/imgWV2.mat`. Rates are PAN megapixels per second.",
-        "",
-        "| measure | MP/s |",
-        "|---|---|",
-        f"| fuse phase (read tiles, infer, write Zarr), 1 worker | {fuse[1]:.3f} |",
-        f"| fuse phase, 2 workers | {fuse[2]:.3f} |",
-        f"| end to end (ingest, infer, write, COG), 2 workers | {e2e:.3f} |",
-        f"| bare forward pass, 1 thread, same tiles (halos included) | {bare:.3f} |",
-        "",
-        f"Two workers against one: **x{speedup:.2f}** (target x1.8). End to end against the bare forward pass on "
-        f"2 workers (2 x {bare:.3f} MP/s): **{e2e / (2 * bare) * 100:.0f}%** (target 85%). The end-to-end run took "
-        f"{facts['seconds']:.1f} s: ingest {ph.get('ingest', 0):.1f} s, fuse to {ph.get('fuse', 0):.1f} s, COG to "
-        f"{ph.get('cog', 0):.1f} s.",
-    ])
+    return "\n".join(
+        [
+            "## Parallel efficiency (`python -m benchmarks scale --sizes '' --parallel SIZE`)",
+            "",
+            f"Machine: {machine()}. Network {facts['model']} on CPU, no adaptation, tile 512, on a "
+            f"{facts['size']}² scene mosaicked from `grip_unina_pnn/imgWV2.mat`. Rates are PAN megapixels per second.",
+            "",
+            "| measure | MP/s |",
+            "|---|---|",
+            f"| fuse phase (read tiles, infer, write Zarr), 1 worker | {fuse[1]:.3f} |",
+            f"| fuse phase, 2 workers | {fuse[2]:.3f} |",
+            f"| end to end (ingest, infer, write, COG), 2 workers | {e2e:.3f} |",
+            f"| bare forward pass, 1 thread, same tiles (halos included) | {bare:.3f} |",
+            "",
+            f"Two workers against one: **x{speedup:.2f}** (target x1.8). End to end against the bare forward pass on "
+            f"2 workers (2 x {bare:.3f} MP/s): **{e2e / (2 * bare) * 100:.0f}%** (target 85%). The end-to-end run took "
+            f"{facts['seconds']:.1f} s: ingest {ph.get('ingest', 0):.1f} s, fuse to {ph.get('fuse', 0):.1f} s, COG to "
+            f"{ph.get('cog', 0):.1f} s.",
+        ]
+    )
 
 
 def _parallel_cuda_section(facts: dict) -> str:
     ph = facts["phases"]
     bare, e2e = facts["bare"], facts["end_to_end"]
-    return "\n".join([
-        "## Parallel efficiency on a GPU (`python -m benchmarks scale --sizes '' --parallel SIZE --device cuda`)",
-        "",
-        f"Machine: {device_machine('cuda')}; {os.cpu_count()} cores. Network {facts['model']} with a Feature Tailor "
-        f"fitted on the scene (default options), tile 512, on a {facts['size']}² 8-band WorldView-3 scene mosaicked "
-        f"from `zpnn_wv3_example`; LocalCluster of {facts['workers']} single-threaded workers sharing the GPU. "
-        "Rates are PAN megapixels per second on one GPU.",
-        "",
-        "| measure | MP/s |",
-        "|---|---|",
-        f"| bare tailored forward, inputs on the GPU ({facts['batch']} tiles of 512² + {facts['halo']} halo) | {bare:.2f} |",
-        f"| fuser call (host arrays in and out), same batch | {facts['call']:.2f} |",
-        f"| fuse phase (read tiles, infer, write Zarr), {facts['workers']} workers | {facts['fuse']:.2f} |",
-        f"| end to end (ingest, adapt, infer, write, COG) | {e2e:.2f} |",
-        "",
-        f"End to end against the bare forward pass: **{e2e / bare * 100:.1f}%** (target 85%). The run took "
-        f"{facts['seconds']:.1f} s: ingest to {ph.get('ingest', 0):.1f} s, adaptation to {ph.get('adapt', 0):.1f} s, "
-        f"fuse to {ph.get('fuse', 0):.1f} s, COG to {ph.get('cog', 0):.1f} s.",
-    ])
+    return "\n".join(
+        [
+            "## Parallel efficiency on a GPU (`python -m benchmarks scale --sizes '' --parallel SIZE --device cuda`)",
+            "",
+            f"Machine: {device_machine('cuda')}; {os.cpu_count()} cores. Network {facts['model']} with a Feature Tailor "
+            f"fitted on the scene (default options), tile 512, on a {facts['size']}² 8-band WorldView-3 scene mosaicked "
+            f"from `zpnn_wv3_example`; LocalCluster of {facts['workers']} single-threaded workers sharing the GPU. "
+            "Rates are PAN megapixels per second on one GPU.",
+            "",
+            "| measure | MP/s |",
+            "|---|---|",
+            f"| bare tailored forward, inputs on the GPU ({facts['batch']} tiles of 512² + {facts['halo']} halo) | {bare:.2f} |",
+            f"| fuser call (host arrays in and out), same batch | {facts['call']:.2f} |",
+            f"| fuse phase (read tiles, infer, write Zarr), {facts['workers']} workers | {facts['fuse']:.2f} |",
+            f"| end to end (ingest, adapt, infer, write, COG) | {e2e:.2f} |",
+            "",
+            f"End to end against the bare forward pass: **{e2e / bare * 100:.1f}%** (target 85%). The run took "
+            f"{facts['seconds']:.1f} s: ingest to {ph.get('ingest', 0):.1f} s, adaptation to {ph.get('adapt', 0):.1f} s, "
+            f"fuse to {ph.get('fuse', 0):.1f} s, COG to {ph.get('cog', 0):.1f} s.",
+        ]
+    )

@@ -27,12 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pansharp_dist.adapt.training import adapt_fuser
 from pansharp_dist.adapt.options import AdaptOptions
+from pansharp_dist.adapt.training import adapt_fuser
 from pansharp_dist.fusion import make_fuser, pansharpen
 from pansharp_dist.models.network import default_device
-from pansharp_dist.quality.evaluate import full_resolution_scores
+from pansharp_dist.quality.evaluate import scene_full_scores
 from pansharp_dist.scene import Scene, open_scene
+
 from .mosaic import crop_pair, mosaic_pair
 
 SOURCE = "grip_unina_pnn/imgWV2.mat"
@@ -55,7 +56,7 @@ class Point:
 
 
 def _hqnr(scene: Scene, fuser) -> float:
-    return full_resolution_scores(scene, pansharpen(scene, fuser, tile=512).data)["HQNR"]
+    return scene_full_scores(scene, pansharpen(scene, fuser, tile=512).data)["HQNR"]
 
 
 def curve(scene: Scene, base, mode: str, budgets, options: AdaptOptions, log: Callable[[str], None]) -> list[Point]:
@@ -87,11 +88,18 @@ def _scenes(data: Path, work: Path) -> dict[str, Scene]:
     source = data / SOURCE
     crop = crop_pair(source, source, 512, work / "time-to-quality")
     mosaic = mosaic_pair(source, source, 2048, work / "time-to-quality")
-    return {"512 x 512 (central crop)": open_scene(*crop, SENSOR), "2048 x 2048 (mirror mosaic)": open_scene(*mosaic, SENSOR)}
+    return {
+        "512 x 512 (central crop)": open_scene(*crop, SENSOR),
+        "2048 x 2048 (mirror mosaic)": open_scene(*mosaic, SENSOR),
+    }
 
 
 def time_to_quality(
-    data: Path, work: Path, device: str | None, plot: Path, log: Callable[[str], None],
+    data: Path,
+    work: Path,
+    device: str | None,
+    plot: Path,
+    log: Callable[[str], None],
 ) -> tuple[list[str], dict[str, dict[str, list[Point]]]]:
     """The table rows and the curves (``{scene: {mode: points}}``), and the PNG at ``plot``."""
     device = device or default_device()
@@ -109,8 +117,10 @@ def time_to_quality(
         f_seconds, reached = seconds_to(full, target)
         best = max(full, key=lambda p: p.hqnr)
         full_text = f"{f_seconds:.1f}" if reached else f"never; best {best.hqnr:.4f} at {f_seconds:.1f}"
-        rows.append(f"| {label} | {none:.4f} | {target:.4f} | {t_seconds:.2f} | {best.hqnr:.4f} ({best.steps} steps, "
-                    f"{full[-1].stopped}) | {full_text} | {f_seconds / t_seconds:.1f}x |")
+        rows.append(
+            f"| {label} | {none:.4f} | {target:.4f} | {t_seconds:.2f} | {best.hqnr:.4f} ({best.steps} steps, "
+            f"{full[-1].stopped}) | {full_text} | {f_seconds / t_seconds:.1f}x |"
+        )
     _plot(curves, plot)
     return rows, curves
 

@@ -16,8 +16,12 @@ import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_progress_artifact, create_table_artifact
-from prefect.artifacts import update_progress_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 
 from pansharp_dist.catalog import scene_request
@@ -88,8 +92,14 @@ def export(plan: RunPlan, files: WorkFiles, name: str, sources: list[str], sched
     with connect(scheduler) as client:
         cog = assemble_cog(plan, files, client)
     png = write_quicklook(cog, cog.with_suffix(".png"))
-    item = output_item(cog, item_id=name, sources=sources, method=plan.method,
-                       adaptation=None if plan.adapt == "none" else plan.adapt, quicklook=png)
+    item = output_item(
+        cog,
+        item_id=name,
+        sources=sources,
+        method=plan.method,
+        adaptation=None if plan.adapt == "none" else plan.adapt,
+        quicklook=png,
+    )
     stac = write_item(item, cog.with_suffix(".json"))
     return {"cog": str(cog), "quicklook": str(png), "stac": str(stac)}
 
@@ -136,8 +146,17 @@ def pansharpen_scene(
     started = time.perf_counter()
     request = scene_request(pan, ms, item_href, allowed_roots, sensor, name)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    plan = plan_run(request.pan, request.ms, Path(out_dir) / f"{request.name}.tif", method=method,
-                    sensor=request.sensor, tile=tile, adapt=adapt_mode, work_dir=work_dir, overwrite=True)
+    plan = plan_run(
+        request.pan,
+        request.ms,
+        Path(out_dir) / f"{request.name}.tif",
+        method=method,
+        sensor=request.sensor,
+        tile=tile,
+        adapt=adapt_mode,
+        work_dir=work_dir,
+        overwrite=True,
+    )
     timings: dict[str, float] = {}
 
     def timed(step: str, fn, *args):
@@ -157,11 +176,13 @@ def pansharpen_scene(
     rows = [{"measure": k, "value": round(float(v), 4)} for k, v in metrics.items()]
     rows += [{"measure": f"seconds {k}", "value": v} for k, v in timings.items()]
     rows.append({"measure": "seconds total", "value": round(time.perf_counter() - started, 2)})
-    create_table_artifact(table=rows, key="pansharpen-quality",
-                          description=f"{request.name}: {method}, adaptation {plan.adapt}")
+    create_table_artifact(
+        table=rows, key="pansharpen-quality", description=f"{request.name}: {method}, adaptation {plan.adapt}"
+    )
     for kind, suffix in (("cog", "tif"), ("stac", "json")):
-        create_link_artifact(link=Path(outputs[kind]).resolve().as_uri(), link_text=f"{request.name}.{suffix}",
-                             key=f"pansharpen-{kind}")
+        create_link_artifact(
+            link=Path(outputs[kind]).resolve().as_uri(), link_text=f"{request.name}.{suffix}", key=f"pansharpen-{kind}"
+        )
     return {"name": request.name, **outputs, "metrics": metrics, "seconds": timings}
 
 

@@ -18,7 +18,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from pansharp_dist.catalog import HrefPolicy, Ledger, LedgerRecord, redact_text, safe_name, scan_catalog
+from pansharp_dist.catalog import HrefPolicy, ItemLedger, ItemRecord, redact_text, safe_name, scan_catalog
 from pansharp_dist.errors import HrefRefusedError
 
 try:
@@ -35,14 +35,14 @@ def plan(catalog_href: str, allowed_roots: list[str], ledger_dir: str, method: s
     scenes, skipped = scan_catalog(catalog_href, policy)
     for line in skipped:
         logger.warning("skipped: %s", redact_text(line))
-    ledger = Ledger(ledger_dir)
+    ledger = ItemLedger(ledger_dir)
     todo = []
     for scene in scenes:
         try:
             policy.check(scene.pan)
             policy.check(scene.ms)
         except HrefRefusedError as exc:
-            refused = LedgerRecord(scene.item_id, scene.updated, {}, "", "", status="failed", error=str(exc))
+            refused = ItemRecord(scene.item_id, scene.updated, {}, "", "", status="failed", error=str(exc))
             ledger.put(refused)
             logger.error("refused %s: %s", scene.item_id, exc)
             continue
@@ -55,21 +55,30 @@ def plan(catalog_href: str, allowed_roots: list[str], ledger_dir: str, method: s
 
 @task(cache_policy=NO_CACHE)
 def process(
-    item: dict, out_dir: str, ledger_dir: str, method: str, adapt_mode: str | None, scheduler: str,
+    item: dict,
+    out_dir: str,
+    ledger_dir: str,
+    method: str,
+    adapt_mode: str | None,
+    scheduler: str,
     allowed_roots: list[str],
 ) -> dict:
     """Run the scene flow for one item and record the outcome in the ledger (failures included)."""
-    record = LedgerRecord(**item["record"])
+    record = ItemRecord(**item["record"])
     try:
         result = pansharpen_scene(
-            out_dir=str(Path(out_dir) / safe_name(record.item_id)), item_href=item["href"], method=method,
-            adapt_mode=adapt_mode, scheduler=scheduler, allowed_roots=allowed_roots,
+            out_dir=str(Path(out_dir) / safe_name(record.item_id)),
+            item_href=item["href"],
+            method=method,
+            adapt_mode=adapt_mode,
+            scheduler=scheduler,
+            allowed_roots=allowed_roots,
         )
         record.status, record.outputs, record.error = "done", {k: result[k] for k in ("cog", "stac", "quicklook")}, None
     except Exception as exc:  # noqa: BLE001  (one bad item must not stop the catalogue)
         record.status, record.error = "failed", redact_text(f"{type(exc).__name__}: {exc}")
         get_run_logger().error("%s failed: %s", record.item_id, record.error)
-    Ledger(ledger_dir).put(record)
+    ItemLedger(ledger_dir).put(record)
     return asdict(record)
 
 
@@ -99,7 +108,8 @@ def reprocess_catalog(
     if results:
         create_table_artifact(
             table=[{"item": r["item_id"], "status": r["status"], "error": r["error"] or ""} for r in results],
-            key="reprocess-catalog", description=f"{catalog_href}: {len(results)} items processed",
+            key="reprocess-catalog",
+            description=f"{catalog_href}: {len(results)} items processed",
         )
     return {
         "done": [r["item_id"] for r in results if r["status"] == "done"],

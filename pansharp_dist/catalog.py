@@ -9,7 +9,7 @@
   checked before it is followed) or from a STAC API's item search
   (pystac-client).
 * :func:`safe_name`: an item id as a file name that stays in its folder.
-* :class:`Ledger`: one JSON record per item id (``updated``, input checksums,
+* :class:`ItemLedger`: one JSON record per item id (``updated``, input checksums,
   pipeline and model versions, status, outputs). An item needs a run when it
   has no record, or when any of those changed; an item that failed is not
   retried until it changes (or its record is deleted), so a damaged scene does
@@ -30,10 +30,9 @@ import pystac
 
 from . import __version__
 from .errors import CorruptInputError, HrefRefusedError, InputNotFoundError, InvalidParameterError
+from .outputs import atomic_write
 from .redact import redact_href, redact_text
 from .stac import SceneAssets, scene_assets
-from .outputs import atomic_write
-
 
 SAFE_DRIVERS = frozenset({"GTiff"})
 """GDAL drivers a catalogue input may be read with: formats that do not point at other files (a VRT, for
@@ -90,7 +89,8 @@ class HrefPolicy:
         except RasterioIOError as exc:
             missing = any(s in str(exc) for s in ("No such file", "does not exist", "404"))
             raise (InputNotFoundError if missing else CorruptInputError)(
-                f"cannot open {redact_href(href)} as a raster ({redact_text(str(exc))})") from None
+                f"cannot open {redact_href(href)} as a raster ({redact_text(str(exc))})"
+            ) from None
         if driver not in SAFE_DRIVERS:
             raise HrefRefusedError(
                 f"{redact_href(href)} is a {driver} file; catalogue inputs must be {', '.join(sorted(SAFE_DRIVERS))} "
@@ -145,8 +145,12 @@ class SceneRequest:
 
 
 def scene_request(
-    pan: str | None, ms: str | None, item_href: str | None = None, allowed_roots: list[str] | None = None,
-    sensor: str | None = None, name: str | None = None,
+    pan: str | None,
+    ms: str | None,
+    item_href: str | None = None,
+    allowed_roots: list[str] | None = None,
+    sensor: str | None = None,
+    name: str | None = None,
 ) -> SceneRequest:
     """Resolve a scene run's inputs: ``pan`` and ``ms`` hrefs (checked against ``allowed_roots`` when given), or
     a STAC item at ``item_href`` (``allowed_roots`` required; its assets must be GeoTIFFs that read no file
@@ -158,13 +162,19 @@ def scene_request(
     """
     if item_href is not None:
         if not allowed_roots:
-            raise InvalidParameterError("a STAC item needs allowed_roots: the folders or URL prefixes its assets "
-                                        "may use", "allowed_roots")
+            raise InvalidParameterError(
+                "a STAC item needs allowed_roots: the folders or URL prefixes its assets may use", "allowed_roots"
+            )
         policy = HrefPolicy(tuple(allowed_roots))
         policy.check(item_href)
         assets = scene_assets(pystac.Item.from_file(item_href))
-        return SceneRequest(policy.check_raster(assets.pan), policy.check_raster(assets.ms), sensor or assets.sensor,
-                            safe_name(name or assets.item_id), [redact_href(item_href)])
+        return SceneRequest(
+            policy.check_raster(assets.pan),
+            policy.check_raster(assets.ms),
+            sensor or assets.sensor,
+            safe_name(name or assets.item_id),
+            [redact_href(item_href)],
+        )
     if pan is None or ms is None:
         raise InvalidParameterError("give pan and ms hrefs, or item_href", "pan")
     if allowed_roots:
@@ -195,8 +205,11 @@ def scan_catalog(
     skipped: list[str] = []
     try:
         api = _item_search(href) if urlparse(href).scheme in ("http", "https") else None
-        items = api.search(collections=collections).items() if api is not None else \
-            _walk(pystac.Catalog.from_file(href), policy, skipped)
+        items = (
+            api.search(collections=collections).items()
+            if api is not None
+            else _walk(pystac.Catalog.from_file(href), policy, skipped)
+        )
         scenes = []
         for item in items:
             try:
@@ -239,7 +252,7 @@ def _item_search(href: str):
 
 
 @dataclass
-class LedgerRecord:
+class ItemRecord:
     """What the ledger knows of one item."""
 
     item_id: str
@@ -251,12 +264,12 @@ class LedgerRecord:
     outputs: dict[str, str] = field(default_factory=dict)
     error: str | None = None
 
-    def same_inputs(self, other: "LedgerRecord") -> bool:
+    def same_inputs(self, other: ItemRecord) -> bool:
         keys = ("updated", "checksums", "pipeline_version", "model_version")
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
 
-class Ledger:
+class ItemLedger:
     """A folder of ``<item id>.json`` records, each written atomically."""
 
     def __init__(self, folder: str | Path) -> None:
@@ -268,27 +281,32 @@ class Ledger:
     def _path(self, item_id: str) -> Path:
         return self.folder / f"{safe_name(item_id)}.json"
 
-    def get(self, item_id: str) -> LedgerRecord | None:
+    def get(self, item_id: str) -> ItemRecord | None:
         path = self._path(item_id)
-        return LedgerRecord(**json.loads(path.read_text())) if path.exists() else None
+        return ItemRecord(**json.loads(path.read_text())) if path.exists() else None
 
-    def put(self, record: LedgerRecord) -> None:
+    def put(self, record: ItemRecord) -> None:
         _write_json(self._path(record.item_id), asdict(record))
 
-    def records(self) -> list[LedgerRecord]:
+    def records(self) -> list[ItemRecord]:
         """Every item's record (the ledger's own hidden files, such as its checksum cache, left out)."""
-        return [LedgerRecord(**json.loads(p.read_text())) for p in sorted(self.folder.glob("*.json"))
-                if not p.name.startswith(".")]
+        return [
+            ItemRecord(**json.loads(p.read_text()))
+            for p in sorted(self.folder.glob("*.json"))
+            if not p.name.startswith(".")
+        ]
 
-    def expected(self, scene: SceneAssets, method: str) -> LedgerRecord:
+    def expected(self, scene: SceneAssets, method: str) -> ItemRecord:
         """The record a run of ``scene`` with ``method`` would have now (checksums of the inputs included)."""
-        return LedgerRecord(
-            item_id=scene.item_id, updated=scene.updated,
+        return ItemRecord(
+            item_id=scene.item_id,
+            updated=scene.updated,
             checksums={"pan": self.checksum(scene.pan), "ms": self.checksum(scene.ms)},
-            pipeline_version=__version__, model_version=model_version(method),
+            pipeline_version=__version__,
+            model_version=model_version(method),
         )
 
-    def needs_run(self, expected: LedgerRecord) -> bool:
+    def needs_run(self, expected: ItemRecord) -> bool:
         """True when the item was never run, or its inputs, ``updated`` or versions changed since."""
         seen = self.get(expected.item_id)
         return seen is None or not seen.same_inputs(expected)

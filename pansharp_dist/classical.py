@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 
@@ -111,9 +111,7 @@ class Brovey(_CubicSupport):
         return lms * factor[:, None]
 
 
-def brovey_fuser(
-    stats: SceneStats, ratio: int, sensor: Sensor, weights: tuple[float, ...] | None = None
-) -> Brovey:
+def brovey_fuser(stats: SceneStats, ratio: int, sensor: Sensor, weights: tuple[float, ...] | None = None) -> Brovey:
     """Brovey with the given pseudo-PAN weights, or equal weights ``1/B`` (GDAL's default)."""
     bands = stats.bands
     weights = check_weights((1.0 / bands,) * bands if weights is None else weights, bands)
@@ -124,7 +122,9 @@ def brovey_fuser(
             f"the PAN (mean {pan:.4g}) and the MS (mean intensity {intensity:.4g}) are not in the same units: Brovey "
             "multiplies each MS band by PAN / intensity, so its output would be scaled by that gap (and clipped to "
             f"the {stats.ms_dtype} range); rescale one of them, or use gsa or mtf-glp-hpm, which match the PAN to "
-            "the MS", "method")
+            "the MS",
+            "method",
+        )
     return Brovey(weights, ratio)
 
 
@@ -147,7 +147,9 @@ def check_brovey_dtypes(pan_dtype: np.dtype, ms_dtype: np.dtype) -> None:
         raise InvalidParameterError(
             f"the PAN is {pan_dtype} and the MS {ms_dtype}: Brovey multiplies each MS band by PAN / intensity, so "
             f"its output would be scaled by their gap and clipped to the {ms_dtype} range; rescale one of them, or "
-            "use gsa or mtf-glp-hpm, which match the PAN to the MS", "method")
+            "use gsa or mtf-glp-hpm, which match the PAN to the MS",
+            "method",
+        )
 
 
 def check_weights(weights: tuple[float, ...], bands: int) -> tuple[float, ...]:
@@ -162,7 +164,9 @@ def check_weights(weights: tuple[float, ...], bands: int) -> tuple[float, ...]:
     if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
         raise InvalidParameterError(
             f"Brovey's weights must be finite, not negative, and not all zero (they weight the MS bands into the "
-            f"intensity that the PAN replaces); got {', '.join(map(str, weights))}", "weights")
+            f"intensity that the PAN replaces); got {', '.join(map(str, weights))}",
+            "weights",
+        )
     return weights
 
 

@@ -16,7 +16,7 @@ import warnings
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -33,25 +33,41 @@ err = Console(stderr=True)
 
 Pan = Annotated[str, typer.Option("--pan", help="PAN GeoTIFF/COG path or URL, or a .mat file.")]
 Ms = Annotated[str, typer.Option("--ms", help="MS GeoTIFF/COG path or URL, or a .mat file.")]
-Sensor = Annotated[Optional[str], typer.Option("--sensor", help="Sensor (wv3, wv2, qb, ge1, ikonos, pleiades, landsat8).")]
+Sensor = Annotated[str | None, typer.Option("--sensor", help="Sensor (wv3, wv2, qb, ge1, ikonos, pleiades, landsat8).")]
 Tile = Annotated[int, typer.Option("--tile", help="Tile size in PAN pixels.")]
-Scheduler = Annotated[str, typer.Option(
-    "--scheduler", help="'auto' (in this process for scenes up to 256 PAN megapixels, else 'local'), 'threads' "
-    "(in this process), 'local' (worker processes), 'cuda' (dask-cuda, one worker per GPU) or a scheduler "
-    "address tcp:// or tls://HOST:PORT.",
-)]
-Workers = Annotated[Optional[int], typer.Option("--workers", help="Worker processes of a local cluster.")]
-Device = Annotated[Optional[str], typer.Option("--device", help="'cpu' or 'cuda' (default: cuda when present).")]
-TlsConfig = Annotated[Optional[Path], typer.Option("--tls-config", help="Dask YAML config with the TLS certificates (tls:// only).")]
+Scheduler = Annotated[
+    str,
+    typer.Option(
+        "--scheduler",
+        help="'auto' (in this process for scenes up to 256 PAN megapixels, else 'local'), 'threads' "
+        "(in this process), 'local' (worker processes), 'cuda' (dask-cuda, one worker per GPU) or a scheduler "
+        "address tcp:// or tls://HOST:PORT.",
+    ),
+]
+Workers = Annotated[int | None, typer.Option("--workers", help="Worker processes of a local cluster.")]
+Device = Annotated[str | None, typer.Option("--device", help="'cpu' or 'cuda' (default: cuda when present).")]
+TlsConfig = Annotated[
+    Path | None, typer.Option("--tls-config", help="Dask YAML config with the TLS certificates (tls:// only).")
+]
 TaskMp = Annotated[float, typer.Option("--task-mp", help="PAN megapixels per task (a block of tiles).")]
-Patch = Annotated[Optional[int], typer.Option("--patch", help="Patch index in .mat patch stacks.")]
+Patch = Annotated[int | None, typer.Option("--patch", help="Patch index in .mat patch stacks.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")]
 
 
-FLAGS = {"tile": "--tile", "task_megapixels": "--task-mp", "weights": "--weights", "steps": "--adapt-steps",
-         "patch": "--patch", "seconds": "--seconds", "adapt": "--adapt", "device": "--device", "work_dir": "--work-dir",
-         "resume": "--resume", "out": "--out"}
+FLAGS = {
+    "tile": "--tile",
+    "task_megapixels": "--task-mp",
+    "weights": "--weights",
+    "steps": "--adapt-steps",
+    "patch": "--patch",
+    "seconds": "--seconds",
+    "adapt": "--adapt",
+    "device": "--device",
+    "work_dir": "--work-dir",
+    "resume": "--resume",
+    "out": "--out",
+}
 """The flag that sets each parameter the library names in its errors (:class:`InvalidParameterError`)."""
 ADAPT_FLAGS = {**FLAGS, "k": "--tiles", "steps": "--steps", "mode": "--mode"}
 
@@ -79,8 +95,9 @@ def _edge(quiet: bool = False, flags: dict[str, str] = FLAGS):
 
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
         if not quiet:
-            err.print(f"[yellow]warning:[/] {escape(in_cli_terms(str(message), flags))}", highlight=False,
-                      soft_wrap=True)
+            err.print(
+                f"[yellow]warning:[/] {escape(in_cli_terms(str(message), flags))}", highlight=False, soft_wrap=True
+            )
 
     previous = warnings.showwarning
     warnings.showwarning = show
@@ -97,8 +114,11 @@ def _edge(quiet: bool = False, flags: dict[str, str] = FLAGS):
         err.print(f"[red]error:[/] {prefix}{escape(message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        err.print("[red]error:[/] interrupted; nothing was written at the output (a --work-dir keeps its work for "
-                  "--resume)", highlight=False, soft_wrap=True)
+        err.print(
+            "[red]error:[/] interrupted; nothing was written at the output (a --work-dir keeps its work for --resume)",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(130) from None
     finally:
         warnings.showwarning = previous
@@ -114,8 +134,13 @@ def _progress(enabled: bool):
     if not enabled:
         yield None
         return
-    columns = (TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[note]}"))
+    columns = (
+        TextColumn("{task.description:>7}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[note]}"),
+    )
     bar = Progress(*columns, console=err, transient=False)
     tasks: dict[str, int] = {}
 
@@ -133,7 +158,7 @@ def _progress(enabled: bool):
             bar.stop()
 
 
-def _weights(text: Optional[str]) -> Optional[tuple[float, ...]]:
+def _weights(text: str | None) -> tuple[float, ...] | None:
     if text is None:
         return None
     from .errors import InvalidParameterError
@@ -149,22 +174,30 @@ def run(
     pan: Pan,
     ms: Ms,
     out: Annotated[Path, typer.Option("--out", help="Output COG path.")],
-    method: Annotated[str, typer.Option("--method", help="brovey, gsa, mtf-glp-hpm or a model id (pansharp-dist models list).")] = "brovey",
+    method: Annotated[
+        str, typer.Option("--method", help="brovey, gsa, mtf-glp-hpm or a model id (pansharp-dist models list).")
+    ] = "brovey",
     sensor: Sensor = None,
     tile: Tile = 512,
     task_mp: TaskMp = 4.0,
     scheduler: Scheduler = "auto",
     workers: Workers = None,
     tls_config: TlsConfig = None,
-    work_dir: Annotated[Optional[Path], typer.Option("--work-dir", help="Keep the Zarr stores and adaptation here.")] = None,
+    work_dir: Annotated[
+        Path | None, typer.Option("--work-dir", help="Keep the Zarr stores and adaptation here.")
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run kept in --work-dir.")] = False,
     compress: Annotated[str, typer.Option("--compress", help="COG compression: ZSTD, DEFLATE or NONE.")] = "ZSTD",
     overwrite: Overwrite = False,
     json_out: Json = False,
     patch: Patch = None,
-    weights: Annotated[Optional[str], typer.Option("--weights", help="Brovey weights, comma-separated.")] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="Networks: 'cpu' or 'cuda' (default: cuda when present).")] = None,
-    adapt: Annotated[Optional[str], typer.Option("--adapt", help="Networks: 'tailor' (default), 'full' or 'none'.")] = None,
+    weights: Annotated[str | None, typer.Option("--weights", help="Brovey weights, comma-separated.")] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="Networks: 'cpu' or 'cuda' (default: cuda when present).")
+    ] = None,
+    adapt: Annotated[
+        str | None, typer.Option("--adapt", help="Networks: 'tailor' (default), 'full' or 'none'.")
+    ] = None,
     adapt_steps: Annotated[int, typer.Option("--adapt-steps", help="Networks: step budget of the adaptation.")] = 300,
 ) -> None:
     """Pansharpen a PAN + MS pair into a cloud-optimized GeoTIFF."""
@@ -173,10 +206,25 @@ def run(
 
     with _edge(quiet=json_out), _progress(not json_out) as progress:
         report = run_pipeline(
-            pan, ms, out, method=method, sensor=sensor, tile=tile, task_megapixels=task_mp, patch=patch,
-            weights=_weights(weights), device=device, adapt=adapt, adapt_options=AdaptOptions(steps=adapt_steps),
-            scheduler=scheduler, workers=workers,
-            tls_config=tls_config, work_dir=work_dir, resume=resume, compress=compress, overwrite=overwrite,
+            pan,
+            ms,
+            out,
+            method=method,
+            sensor=sensor,
+            tile=tile,
+            task_megapixels=task_mp,
+            patch=patch,
+            weights=_weights(weights),
+            device=device,
+            adapt=adapt,
+            adapt_options=AdaptOptions(steps=adapt_steps),
+            scheduler=scheduler,
+            workers=workers,
+            tls_config=tls_config,
+            work_dir=work_dir,
+            resume=resume,
+            compress=compress,
+            overwrite=overwrite,
             progress=progress,
         )
     if json_out:
@@ -184,7 +232,8 @@ def run(
     else:
         err.print(
             f"wrote {report.output} ({report.bytes / 1e6:.1f} MB) in {report.seconds:.1f} s; "
-            f"computed {report.computed_blocks} of {report.blocks} blocks", highlight=False,
+            f"computed {report.computed_blocks} of {report.blocks} blocks",
+            highlight=False,
         )
 
 
@@ -208,12 +257,27 @@ def ingest(
 
     with _edge(quiet=json_out), _progress(not json_out) as progress:
         scene = ingest_scene(
-            pan, ms, out, sensor=sensor, tile=tile, task_megapixels=task_mp, patch=patch, scheduler=scheduler,
-            workers=workers, tls_config=tls_config, overwrite=overwrite, progress=progress,
+            pan,
+            ms,
+            out,
+            sensor=sensor,
+            tile=tile,
+            task_megapixels=task_mp,
+            patch=patch,
+            scheduler=scheduler,
+            workers=workers,
+            tls_config=tls_config,
+            overwrite=overwrite,
+            progress=progress,
         )
     summary = {
-        "store": str(out), "height": scene.shape[0], "width": scene.shape[1], "bands": scene.bands,
-        "ratio": scene.ratio, "sensor": scene.sensor, "valid_pixels": scene.stats.pan_count,
+        "store": str(out),
+        "height": scene.shape[0],
+        "width": scene.shape[1],
+        "bands": scene.bands,
+        "ratio": scene.ratio,
+        "sensor": scene.sensor,
+        "valid_pixels": scene.stats.pan_count,
     }
     typer.echo(json.dumps(summary) if json_out else f"wrote tile store {out} {summary}")
 
@@ -238,8 +302,15 @@ def demo(
         cog = out / "demo.tif"
         with _progress(True) as progress:
             report = run_pipeline(
-                str(sample / "pan.tif"), str(sample / "ms.tif"), cog, method=method, tile=256,
-                scheduler=scheduler, workers=workers, overwrite=True, progress=progress,
+                str(sample / "pan.tif"),
+                str(sample / "ms.tif"),
+                cog,
+                method=method,
+                tile=256,
+                scheduler=scheduler,
+                workers=workers,
+                overwrite=True,
+                progress=progress,
             )
         png = write_quicklook(cog, out / "demo.png", default_rgb(report.bands))
     valid, errors, _ = cog_validate(str(cog))
@@ -264,10 +335,17 @@ def demo(
 def evaluate(
     pan: Pan,
     ms: Ms,
-    fused: Annotated[Optional[Path], typer.Option("--fused", help="Pansharpened image on the PAN grid.")] = None,
-    reference: Annotated[Optional[Path], typer.Option("--reference", help="Ground truth: adds reduced-resolution metrics.")] = None,
-    protocol: Annotated[str, typer.Option("--protocol", help="'full' (score --fused) or 'reduced' (Wald: degrade, fuse with --method, score).")] = "full",
-    method: Annotated[Optional[str], typer.Option("--method", help="Method for --protocol reduced.")] = None,
+    fused: Annotated[Path | None, typer.Option("--fused", help="Pansharpened image on the PAN grid.")] = None,
+    reference: Annotated[
+        Path | None, typer.Option("--reference", help="Ground truth: adds reduced-resolution metrics.")
+    ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            "--protocol", help="'full' (score --fused) or 'reduced' (Wald: degrade, fuse with --method, score)."
+        ),
+    ] = "full",
+    method: Annotated[str | None, typer.Option("--method", help="Method for --protocol reduced.")] = None,
     sensor: Sensor = None,
     patch: Patch = None,
     scheduler: Scheduler = "local",
@@ -287,7 +365,9 @@ def evaluate(
         if protocol == "reduced" and method is None:
             raise InvalidParameterError("--protocol reduced needs --method (the method to degrade, fuse and score)")
         if protocol == "full" and fused is None:
-            raise InvalidParameterError("give the pansharpened image with --fused (or use --protocol reduced --method M)")
+            raise InvalidParameterError(
+                "give the pansharpened image with --fused (or use --protocol reduced --method M)"
+            )
         with connect(scheduler, workers, tls_config) as client:
             if protocol == "reduced":
                 scores = evaluate_reduced_protocol(pan, ms, method, sensor=sensor, patch=patch, client=client)
@@ -302,9 +382,6 @@ def evaluate(
     Console().print(table)
 
 
-
-
-
 @app.command()
 def bench(
     pan: Pan,
@@ -313,12 +390,18 @@ def bench(
     sensor: Sensor = None,
     tile: Tile = 512,
     task_mp: TaskMp = 4.0,
-    scheduler: Annotated[str, typer.Option(
-        "--scheduler", help="'local' (a new cluster of worker processes, timed without its start), 'threads' "
-        "(this process) or a scheduler address.",
-    )] = "local",
+    scheduler: Annotated[
+        str,
+        typer.Option(
+            "--scheduler",
+            help="'local' (a new cluster of worker processes, timed without its start), 'threads' "
+            "(this process) or a scheduler address.",
+        ),
+    ] = "local",
     workers: Workers = None,
-    adapt: Annotated[Optional[str], typer.Option("--adapt", help="Networks: 'tailor' (default), 'full' or 'none'.")] = None,
+    adapt: Annotated[
+        str | None, typer.Option("--adapt", help="Networks: 'tailor' (default), 'full' or 'none'.")
+    ] = None,
     device: Device = None,
     repeats: Annotated[int, typer.Option("--repeats", help="Runs to time; the medians are reported.", min=1)] = 3,
     json_out: Json = False,
@@ -331,15 +414,29 @@ def bench(
 
     with _edge(quiet=json_out), tempfile.TemporaryDirectory(prefix="pansharp-bench-") as folder:
         runs = [
-            measured_run(pan, ms, Path(folder) / "bench.tif", workers, scheduler=scheduler, method=method,
-                         sensor=sensor, tile=tile, task_megapixels=task_mp, adapt=adapt, device=device)
+            measured_run(
+                pan,
+                ms,
+                Path(folder) / "bench.tif",
+                workers,
+                scheduler=scheduler,
+                method=method,
+                sensor=sensor,
+                tile=tile,
+                task_megapixels=task_mp,
+                adapt=adapt,
+                device=device,
+            )
             for _ in range(repeats)
         ]
     phases = {name: round(median(r.phases.get(name, 0.0) for r in runs), 3) for name in runs[0].phases}
     summary = {
-        "method": runs[0].report.method, "megapixels": runs[0].report.width * runs[0].report.height / 1e6,
-        "runs": repeats, "seconds": round(median(r.seconds for r in runs), 3),
-        "seconds_each": [round(r.seconds, 3) for r in runs], "phase_ends": phases,
+        "method": runs[0].report.method,
+        "megapixels": runs[0].report.width * runs[0].report.height / 1e6,
+        "runs": repeats,
+        "seconds": round(median(r.seconds for r in runs), 3),
+        "seconds_each": [round(r.seconds, 3) for r in runs],
+        "phase_ends": phases,
         "megapixels_per_second": round(median(r.megapixels_per_second for r in runs), 3),
         "peak_client_mib": round(max(r.client_peak for r in runs) / 2**20),
         "peak_worker_mib": round(max(r.worker_peak for r in runs) / 2**20),
@@ -350,9 +447,13 @@ def bench(
     table = Table(title=f"{summary['method']} on {summary['megapixels']:.1f} PAN MP, median of {repeats} runs")
     for col in ("seconds", *(f"{name} ends (s)" for name in phases), "PAN MP/s", "peak client MiB", "peak worker MiB"):
         table.add_column(col)
-    table.add_row(f"{summary['seconds']:.2f}", *(f"{v:.2f}" for v in phases.values()),
-                  f"{summary['megapixels_per_second']:.2f}", str(summary["peak_client_mib"]),
-                  str(summary["peak_worker_mib"]))
+    table.add_row(
+        f"{summary['seconds']:.2f}",
+        *(f"{v:.2f}" for v in phases.values()),
+        f"{summary['megapixels_per_second']:.2f}",
+        str(summary["peak_client_mib"]),
+        str(summary["peak_worker_mib"]),
+    )
     Console().print(table)
 
 
@@ -368,39 +469,61 @@ def adapt(
     steps: Annotated[int, typer.Option("--steps", help="Step budget.")] = 300,
     seconds: Annotated[float, typer.Option("--seconds", help="Time budget.")] = 120.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    degradation: Annotated[str, typer.Option(
-        "--degradation", help="Spectral loss: 'mtf' (the sensor's MTF; real scenes) or 'bicubic' (data reduced by imresize).",
-    )] = "mtf",
+    degradation: Annotated[
+        str,
+        typer.Option(
+            "--degradation",
+            help="Spectral loss: 'mtf' (the sensor's MTF; real scenes) or 'bicubic' (data reduced by imresize).",
+        ),
+    ] = "mtf",
     device: Device = None,
     overwrite: Overwrite = False,
     json_out: Json = False,
 ) -> None:
     """Adapt a pretrained network to one scene and save the result (a tailor of a few tens of KB)."""
     from .adapt import TRAINED
-    from .adapt.training import adapt_fuser
     from .adapt.options import AdaptOptions
+    from .adapt.training import adapt_fuser
     from .errors import InvalidParameterError
-    from .outputs import atomic_write, check_output
     from .fusion import make_fuser
+    from .outputs import atomic_write, check_output
     from .store import open_store
 
     with _edge(quiet=json_out, flags=ADAPT_FLAGS), _progress(not json_out) as progress:
         check_output(out, overwrite, inputs=(zarr,))
         if mode not in TRAINED:
             raise InvalidParameterError(f"mode must be one of {', '.join(TRAINED)}, got {mode!r}", "mode")
-        options = AdaptOptions(k=tiles, patch=patch, strategy=strategy, steps=steps, seconds=seconds, seed=seed,
-                               degradation=degradation)
+        options = AdaptOptions(
+            k=tiles, patch=patch, strategy=strategy, steps=steps, seconds=seconds, seed=seed, degradation=degradation
+        )
         scene = open_store(zarr)
-        step_progress = (lambda done, total, loss: progress("adapt", done, total, f"loss {loss:.4g}")) if progress else None
-        fuser, report = adapt_fuser(scene, make_fuser(scene, model, device=device), mode, options, progress=step_progress)
+        step_progress = (
+            (lambda done, total, loss: progress("adapt", done, total, f"loss {loss:.4g}")) if progress else None
+        )
+        fuser, report = adapt_fuser(
+            scene, make_fuser(scene, model, device=device), mode, options, progress=step_progress
+        )
         atomic_write(out, fuser.weights)
-    summary = {"out": str(out), "bytes": out.stat().st_size, "model": model, "mode": mode, "steps": report.steps,
-               "seconds": round(report.seconds, 3), "tiles": report.tiles, "stopped": report.stopped,
-               "kept_step": report.kept_step, "terms": report.terms, "losses": [round(v, 6) for v in report.losses]}
-    typer.echo(json.dumps(summary) if json_out else
-               f"wrote {out} ({summary['bytes'] / 1e3:.1f} KB): {report.steps} steps in {report.seconds:.1f} s "
-               f"on {len(report.tiles)} tiles, stopped: {report.stopped}; kept the weights before step "
-               f"{report.kept_step} (lowest loss)")
+    summary = {
+        "out": str(out),
+        "bytes": out.stat().st_size,
+        "model": model,
+        "mode": mode,
+        "steps": report.steps,
+        "seconds": round(report.seconds, 3),
+        "tiles": report.tiles,
+        "stopped": report.stopped,
+        "kept_step": report.kept_step,
+        "terms": report.terms,
+        "losses": [round(v, 6) for v in report.losses],
+    }
+    typer.echo(
+        json.dumps(summary)
+        if json_out
+        else f"wrote {out} ({summary['bytes'] / 1e3:.1f} KB): {report.steps} steps in {report.seconds:.1f} s "
+        f"on {len(report.tiles)} tiles, stopped: {report.stopped}; kept the weights before step "
+        f"{report.kept_step} (lowest loss)"
+    )
 
 
 @models_app.command("list")
@@ -420,13 +543,23 @@ def models_list(json_out: Json = False) -> None:
         table.add_column(col)
     for c in cards:
         verdicts = [c.native_verdict(mode) for mode in ("none", "tailor")]
-        table.add_row(c.id, str(len(c.bands)), f"{c.parameters:,}", str(c.receptive_radius),
-                      *(v if v in ("pass", "not run") else f"[yellow]{v}[/]" for v in verdicts))
+        table.add_row(
+            c.id,
+            str(len(c.bands)),
+            f"{c.parameters:,}",
+            str(c.receptive_radius),
+            *(v if v in ("pass", "not run") else f"[yellow]{v}[/]" for v in verdicts),
+        )
     Console().print(table)
-    err.print("weights: DLPan-Toolbox (GPL-2.0); attribution in pansharp_dist/models/weights/README.md", highlight=False)
-    err.print("own-sensor check: beats plain upsampling and every classical method on ERGAS and SAM, "
-              "reduced resolution, on data of the sensor it was trained on, as trained and adapted to the "
-              "scene by the Feature Tailor (python -m benchmarks networks; docs/quality.md)", highlight=False)
+    err.print(
+        "weights: DLPan-Toolbox (GPL-2.0); attribution in pansharp_dist/models/weights/README.md", highlight=False
+    )
+    err.print(
+        "own-sensor check: beats plain upsampling and every classical method on ERGAS and SAM, "
+        "reduced resolution, on data of the sensor it was trained on, as trained and adapted to the "
+        "scene by the Feature Tailor (python -m benchmarks networks; docs/quality.md)",
+        highlight=False,
+    )
 
 
 @models_app.command("import")
@@ -447,17 +580,16 @@ def models_import(
     if json_out:
         typer.echo(json.dumps(asdict(meta)))
     else:
-        err.print(f"wrote {out / meta.id}.safetensors and {out / meta.id}.json ({meta.parameters:,} weights)", highlight=False)
-
-
-
+        err.print(
+            f"wrote {out / meta.id}.safetensors and {out / meta.id}.json ({meta.parameters:,} weights)", highlight=False
+        )
 
 
 def main() -> None:
     """Console-script entry point: the commands, with a last guard. An error the library did not foresee is
     one ``error:`` line asking for a report, exit 1 (``PANSHARP_DEBUG=1`` shows its traceback); Ctrl-C is one
-    line, exit 130 (:func:`_edge`). GDAL's own messages to standard error (warnings about a file's tags, say) are silenced
-    unless ``CPL_LOG`` names where they go: the CLI reports what matters as its own lines."""
+    line, exit 130 (:func:`_edge`). GDAL's own messages to standard error (warnings about a file's tags, say)
+    are silenced unless ``CPL_LOG`` names where they go: the CLI reports what matters as its own lines."""
     os.environ.setdefault("CPL_LOG", os.devnull)
     if not os.environ.get("PANSHARP_DEBUG"):  # coroutines of zarr's writes collected after a failed run's loop closed
         sys.unraisablehook = lambda unraisable: None
@@ -471,9 +603,14 @@ def main() -> None:
             raise
         from .redact import redact_text
 
-        err.print(f"[red]error:[/] unexpected {type(exc).__name__}: {escape(redact_text(str(exc)).splitlines()[0]) if str(exc) else ''}"
-                  " -- this is a bug: please report it to the pansharp-dist maintainers with the command you ran; "
-                  "PANSHARP_DEBUG=1 shows the traceback", highlight=False, soft_wrap=True)
+        err.print(
+            f"[red]error:[/] unexpected {type(exc).__name__}: "
+            f"{escape(redact_text(str(exc)).splitlines()[0]) if str(exc) else ''}"
+            " -- this is a bug: please report it to the pansharp-dist maintainers with the command you ran; "
+            "PANSHARP_DEBUG=1 shows the traceback",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(1)
 
 

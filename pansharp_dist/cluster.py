@@ -60,9 +60,11 @@ million to 0.56 million, and each worker's peak grew by 120 to 190 MiB (see
 
 @contextlib.contextmanager
 def connect(
-    scheduler: str = "local", workers: int | None = None, tls_config: str | Path | None = None,
+    scheduler: str = "local",
+    workers: int | None = None,
+    tls_config: str | Path | None = None,
     megapixels: float | None = None,
-) -> Iterator["distributed.Client | None"]:  # noqa: F821
+) -> Iterator[distributed.Client | None]:  # noqa: F821
     """A client for the cluster spec ``scheduler``, closed (with any cluster it started) on exit.
 
     Args:
@@ -122,7 +124,9 @@ def _start(kind: str, workers: int | None) -> Iterator[object]:
             from dask_cuda import LocalCUDACluster
             from dask_cuda.utils import get_n_gpus
         except ImportError:
-            raise ClusterError("`scheduler='cuda'` needs dask-cuda: pip install dask-cuda (on a machine with GPUs)") from None
+            raise ClusterError(
+                "`scheduler='cuda'` needs dask-cuda: pip install dask-cuda (on a machine with GPUs)"
+            ) from None
         try:
             gpus = get_n_gpus()
         except Exception:  # noqa: BLE001  (NVML missing or failing both mean: no usable GPU)
@@ -138,8 +142,9 @@ def _start(kind: str, workers: int | None) -> Iterator[object]:
         )
     spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **WORKER_MALLOC}
     try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env,
-                              "distributed.scheduler.worker-ttl": WORKER_TTL}):
+        with dask.config.set(
+            {"distributed.nanny.pre-spawn-environ": spawn_env, "distributed.scheduler.worker-ttl": WORKER_TTL}
+        ):
             cluster = make()
     except Exception as exc:  # noqa: BLE001  (any start-up failure becomes one clear error)
         raise ClusterError(f"could not start a {kind} Dask cluster ({exc})") from None
@@ -165,8 +170,8 @@ def cluster_errors(client) -> Iterator[None]:
         yield
     except KilledWorker as exc:
         raise ClusterError(
-            f"a task killed each worker that ran it on the cluster at {address} ({exc}); it likely runs out of memory: lower `task_megapixels`, or "
-            "give the workers more memory"
+            f"a task killed each worker that ran it on the cluster at {address} ({exc}); it likely runs out of "
+            "memory: lower `task_megapixels`, or give the workers more memory"
         ) from None
     except (FutureCancelledError, CommClosedError) as exc:
         raise ClusterError(
@@ -199,8 +204,8 @@ def _security(tls_config: str | Path | None):
         security = Security(require_encryption=True)
     if not (security.tls_ca_file and security.tls_client_cert):
         raise ClusterError(
-            "a tls:// scheduler needs certificates: give `tls_config`, a Dask config file with distributed.comm.tls.ca-file, "
-            "client.cert and client.key (see deploy/README.md)"
+            "a tls:// scheduler needs certificates: give `tls_config`, a Dask config file with "
+            "distributed.comm.tls.ca-file, client.cert and client.key (see deploy/README.md)"
         )
     return security
 

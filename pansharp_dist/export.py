@@ -36,11 +36,10 @@ import dask
 import numpy as np
 import rasterio
 import rasterio.errors
-from rasterio.enums import Resampling
-from rasterio.io import MemoryFile
-
 import xarray as xr
 import zarr
+from rasterio.enums import Resampling
+from rasterio.io import MemoryFile
 
 from .errors import InvalidParameterError
 from .outputs import check_output, output_lock, remove_leftovers
@@ -197,8 +196,11 @@ def _zarr_to_cog(store: Path, out: Path, compress: str, client, progress, bigtif
             tasks, labels = [], []
             for y0, x0 in _blocks(shapes[first]):
                 part = str(parts / f"{first}_{y0}_{x0}")
-                tasks.append(dask.delayed(_encode_block, pure=False)(
-                    source, below, part, first, count, y0, x0, raster.nodata, compress))
+                tasks.append(
+                    dask.delayed(_encode_block, pure=False)(
+                        source, below, part, first, count, y0, x0, raster.nodata, compress
+                    )
+                )
                 labels.append(f"COG level {first} block at rows {y0}:{y0 + BLOCK}, columns {x0}:{x0 + BLOCK}")
             for entries in run_tasks(client, tasks, advance, labels):
                 tiles.update(entries)
@@ -209,8 +211,12 @@ def _zarr_to_cog(store: Path, out: Path, compress: str, client, progress, bigtif
             for n, (h, w) in enumerate(shapes)
         ]
         header = cog_header(levels, raster.dtype, raster.bands, compress, raster.tags, bigtiff=bigtiff)
-        order = [_frame(tiles[(n, i, j)]) for n in reversed(range(len(shapes)))
-                 for i in range(-(-shapes[n][0] // TILE)) for j in range(-(-shapes[n][1] // TILE))]
+        order = [
+            _frame(tiles[(n, i, j)])
+            for n in reversed(range(len(shapes)))
+            for i in range(-(-shapes[n][0] // TILE))
+            for j in range(-(-shapes[n][1] // TILE))
+        ]
         assemble = dask.delayed(_assemble, pure=False)(str(tmp), header, _runs(order))
         for _ in run_tasks(client, [assemble], advance, [f"assembling {out}"]):
             pass
@@ -246,8 +252,15 @@ def _read_output(source: str, rows: slice, cols: slice) -> np.ndarray:
 
 
 def _encode_block(
-    source: str, below: str | None, part: str, first: int, count: int, y0: int, x0: int,
-    nodata: float | None, compress: str,
+    source: str,
+    below: str | None,
+    part: str,
+    first: int,
+    count: int,
+    y0: int,
+    x0: int,
+    nodata: float | None,
+    compress: str,
 ) -> dict[tuple[int, int, int], tuple[str, int, int]]:
     """Encode the tiles of levels ``first`` to ``first + count - 1`` under the block at ``(y0, x0)`` of level
     ``first`` into the files ``{part}.{level}``, one per level.
@@ -300,8 +313,11 @@ def _encode_block(
                     entries[(first + k, (y0 >> k) // TILE + i, (x0 >> k) // TILE + j)] = (path, f.tell(), len(data))
                     f.write(framed(data))
     if carried is not None:
-        region = (slice(None), slice(y0 >> count, (y0 >> count) + carried[0].shape[1]),
-                  slice(x0 >> count, (x0 >> count) + carried[0].shape[2]))
+        region = (
+            slice(None),
+            slice(y0 >> count, (y0 >> count) + carried[0].shape[1]),
+            slice(x0 >> count, (x0 >> count) + carried[0].shape[2]),
+        )
         zarr.open_array(f"{below}/sums", mode="r+")[region] = carried[0]
         zarr.open_array(f"{below}/counts", mode="r+")[region] = carried[1]
     return entries

@@ -29,6 +29,7 @@ from .store import block_size, block_windows, with_stats
 from .tasks import TaskInput, current_client, digest
 from .tiling import Tile, TileGrid, axis_chunks
 
+
 @dataclass(frozen=True)
 class OutputSpec:
     """How fused float32 values become output pixels.
@@ -45,7 +46,7 @@ class OutputSpec:
     ms_nodata: float | None
 
     @classmethod
-    def for_scene(cls, scene: Scene) -> "OutputSpec":
+    def for_scene(cls, scene: Scene) -> OutputSpec:
         kind = np.dtype(scene.ms.dtype).kind
         dtype = str(scene.ms.dtype) if kind in "ui" else "float32"
         return cls(dtype, scene.ratio, scene.pan_nodata, scene.ms_nodata)
@@ -106,8 +107,17 @@ def tile_batches(grid: TileGrid, y0: int, y1: int, x0: int, x1: int, most: int) 
 
 
 def _fuse_block(
-    window: TaskInput, oy: int, ox: int, y0: int, y1: int, x0: int, x1: int, *,
-    fuser: Fuser, spec: OutputSpec, grid: TileGrid,
+    window: TaskInput,
+    oy: int,
+    ox: int,
+    y0: int,
+    y1: int,
+    x0: int,
+    x1: int,
+    *,
+    fuser: Fuser,
+    spec: OutputSpec,
+    grid: TileGrid,
 ) -> np.ndarray:
     """Output rows ``y0:y1``, columns ``x0:x1`` (PAN pixels) as ``(B, y1 - y0, x1 - x0)`` in the output dtype.
 
@@ -122,7 +132,9 @@ def _fuse_block(
         results = render_batch(
             fuser,
             np.stack([pan[r0 - oy : r1 - oy, c0 - ox : c1 - ox] for r0, r1, c0, c1 in reads]),
-            np.stack([ms[:, (r0 - oy) // r : (r1 - oy) // r, (c0 - ox) // r : (c1 - ox) // r] for r0, r1, c0, c1 in reads]),
+            np.stack(
+                [ms[:, (r0 - oy) // r : (r1 - oy) // r, (c0 - ox) // r : (c1 - ox) // r] for r0, r1, c0, c1 in reads]
+            ),
             spec,
         )
         for tile, result in zip(tiles, results):
@@ -201,11 +213,14 @@ def pansharpen(
         graph[(name, 0, i, j)] = (fuse, window, oy, ox, y0, y1, x0, x1)
     data = da.Array(graph, name, chunks=((scene.bands,), ys, xs), meta=np.empty((0, 0, 0), np.dtype(spec.dtype)))
     out = xr.DataArray(
-        data, dims=("band", "y", "x"),
+        data,
+        dims=("band", "y", "x"),
         coords={"band": np.arange(1, scene.bands + 1), "y": scene.pan.y, "x": scene.pan.x},
         name="hrms",
         attrs={
-            "method": fuser.name, "_FillValue": spec.nodata, "fingerprint": fingerprint,
+            "method": fuser.name,
+            "_FillValue": spec.nodata,
+            "fingerprint": fingerprint,
             "resources": task_resources(fuser),
         },
     )

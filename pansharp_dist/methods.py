@@ -121,9 +121,7 @@ def is_network(name: str) -> bool:
     return name.lower() in method_names("network")
 
 
-def build_fuser(
-    name: str, stats: SceneStats, ratio: int, sensor: Sensor, **options: object
-) -> Fuser:
+def build_fuser(name: str, stats: SceneStats, ratio: int, sensor: Sensor, **options: object) -> Fuser:
     """Fit the method called ``name`` to a scene's statistics.
 
     Args:

@@ -101,13 +101,23 @@ def ingest_tiles(plan: RunPlan, files: WorkFiles, client=None, progress: PhasePr
     """Step 1: the scene's Zarr tile store (the one an interrupted run left, on ``resume``)."""
     stored = _reuse_store(files.tiles, plan) if plan.resume else None
     if stored is None:
-        stored = ingest(plan.scene, files.tiles, tile=plan.tile, block=plan.block, client=client,
-                        progress=_phase(progress, "ingest"))
+        stored = ingest(
+            plan.scene,
+            files.tiles,
+            tile=plan.tile,
+            block=plan.block,
+            client=client,
+            progress=_phase(progress, "ingest"),
+        )
     return stored
 
 
 def prepare_fuser(
-    plan: RunPlan, files: WorkFiles, stored: Scene, client=None, progress: PhaseProgress | None = None,
+    plan: RunPlan,
+    files: WorkFiles,
+    stored: Scene,
+    client=None,
+    progress: PhaseProgress | None = None,
 ) -> tuple[Fuser, dict | None]:
     """Step 2: the method's fuser, from the scene's statistics, adapted to the scene when the plan says so.
 
@@ -120,7 +130,12 @@ def prepare_fuser(
 
 
 def fuse_blocks(
-    plan: RunPlan, files: WorkFiles, stored: Scene, fuser: Fuser, client=None, progress: PhaseProgress | None = None,
+    plan: RunPlan,
+    files: WorkFiles,
+    stored: Scene,
+    fuser: Fuser,
+    client=None,
+    progress: PhaseProgress | None = None,
 ) -> WriteReport:
     """Step 3: every output block fused into the Zarr output store (those it lacks only, on ``resume``)."""
     hrms = pansharpen(stored, fuser, client, tile=plan.tile, block=plan.block)
@@ -129,8 +144,14 @@ def fuse_blocks(
 
 def assemble_cog(plan: RunPlan, files: WorkFiles, client=None, progress: PhaseProgress | None = None) -> Path:
     """Step 4: the COG at the plan's output, from the output store."""
-    return write_cog(files.fused, plan.out, client=client, overwrite=plan.overwrite, compress=plan.compress,
-                     progress=_phase(progress, "cog"))
+    return write_cog(
+        files.fused,
+        plan.out,
+        client=client,
+        overwrite=plan.overwrite,
+        compress=plan.compress,
+        progress=_phase(progress, "cog"),
+    )
 
 
 def run(
@@ -167,21 +188,48 @@ def run(
         PansharpError: bad input or output (nothing is written).
     """
     start = time.perf_counter()
-    plan = plan_run(pan, ms, out, method=method, sensor=sensor, tile=tile, task_megapixels=task_megapixels,
-                    patch=patch, weights=weights, device=device, adapt=adapt, adapt_options=adapt_options,
-                    work_dir=work_dir, resume=resume, compress=compress, overwrite=overwrite)
-    with run_folder(plan) as files, _client(client, scheduler, workers, tls_config, plan.scene) as cl, \
-            cluster_errors(cl):
+    plan = plan_run(
+        pan,
+        ms,
+        out,
+        method=method,
+        sensor=sensor,
+        tile=tile,
+        task_megapixels=task_megapixels,
+        patch=patch,
+        weights=weights,
+        device=device,
+        adapt=adapt,
+        adapt_options=adapt_options,
+        work_dir=work_dir,
+        resume=resume,
+        compress=compress,
+        overwrite=overwrite,
+    )
+    with (
+        run_folder(plan) as files,
+        _client(client, scheduler, workers, tls_config, plan.scene) as cl,
+        cluster_errors(cl),
+    ):
         stored = ingest_tiles(plan, files, cl, progress)
         fuser, adaptation = prepare_fuser(plan, files, stored, cl, progress)
         written = fuse_blocks(plan, files, stored, fuser, cl, progress)
         assemble_cog(plan, files, cl, progress)
     return RunReport(
-        output=str(plan.out), bytes=plan.out.stat().st_size, method=fuser.name,
-        seconds=round(time.perf_counter() - start, 3), tiles=len(tile_grid(stored, fuser, plan.tile)),
-        width=stored.shape[1], height=stored.shape[0], bands=stored.bands, ratio=stored.ratio,
-        sensor=stored.sensor, crs=stored.crs.to_string() if stored.crs is not None else None,
-        blocks=written.blocks, computed_blocks=written.computed, adaptation=adaptation,
+        output=str(plan.out),
+        bytes=plan.out.stat().st_size,
+        method=fuser.name,
+        seconds=round(time.perf_counter() - start, 3),
+        tiles=len(tile_grid(stored, fuser, plan.tile)),
+        width=stored.shape[1],
+        height=stored.shape[0],
+        bands=stored.bands,
+        ratio=stored.ratio,
+        sensor=stored.sensor,
+        crs=stored.crs.to_string() if stored.crs is not None else None,
+        blocks=written.blocks,
+        computed_blocks=written.computed,
+        adaptation=adaptation,
     )
 
 
@@ -248,7 +296,11 @@ def _reuse_store(path: Path, plan: RunPlan) -> Scene | None:
 
 
 def adapt_or_reuse(
-    stored: Scene, fuser: Fuser, mode: str, path: str | Path, options: AdaptOptions | None = None,
+    stored: Scene,
+    fuser: Fuser,
+    mode: str,
+    path: str | Path,
+    options: AdaptOptions | None = None,
     progress: PhaseProgress | None = None,
 ) -> tuple[Fuser, dict]:
     """Adapt ``fuser`` to the scene and save the weights at ``path``, or reuse those a previous attempt saved there.
@@ -277,8 +329,12 @@ def adapt_or_reuse(
 
 def _adaptation_summary(report: AdaptReport) -> dict:
     return {
-        "mode": report.mode, "steps": report.steps, "seconds": round(report.seconds, 3), "tiles": len(report.tiles),
-        "stopped": report.stopped, "kept_step": report.kept_step,
+        "mode": report.mode,
+        "steps": report.steps,
+        "seconds": round(report.seconds, 3),
+        "tiles": len(report.tiles),
+        "stopped": report.stopped,
+        "kept_step": report.kept_step,
         "kept_loss": round(report.kept_loss, 6) if report.kept_loss is not None else None,
         "terms": {k: round(v, 6) for k, v in report.terms.items()},
         "losses": [round(v, 6) for v in report.losses],
@@ -310,7 +366,9 @@ def ingest_scene(
     scene = open_scene(pan, ms, sensor, patch=patch)
     block = block_size(tile, task_megapixels, scene.ratio)
     with (
-        disk_errors(str(out)), output_lock(out), _client(client, scheduler, workers, tls_config, scene) as cl,
+        disk_errors(str(out)),
+        output_lock(out),
+        _client(client, scheduler, workers, tls_config, scene) as cl,
         cluster_errors(cl),
     ):
         remove_owned(out)

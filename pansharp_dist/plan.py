@@ -95,8 +95,14 @@ class RunPlan:
         if self.work_dir is None:
             return None
         settings = {
-            "method": self.method, "sensor": self.sensor, "tile": self.tile, "block": self.block,
-            "patch": self.patch, "weights": self.weights, "device": self.device, "adapt": self.adapt,
+            "method": self.method,
+            "sensor": self.sensor,
+            "tile": self.tile,
+            "block": self.block,
+            "patch": self.patch,
+            "weights": self.weights,
+            "device": self.device,
+            "adapt": self.adapt,
             "adapt_options": asdict(self.adapt_options),
         }
         return run_record({"pan": self.pan, "ms": self.ms}, settings)
@@ -133,11 +139,23 @@ def plan_run(
     scene = open_scene(pan, ms, sensor, patch=patch)
     adapt = adapt_mode_for(method, adapt)
     return RunPlan(
-        pan=pan, ms=ms, out=out, scene=scene, method=method.lower(), adapt=adapt,
+        pan=pan,
+        ms=ms,
+        out=out,
+        scene=scene,
+        method=method.lower(),
+        adapt=adapt,
         adapt_options=adapt_options or AdaptOptions(),
-        fuser_options=_fuser_options(method, weights, device, scene), sensor=sensor, tile=tile,
-        block=block_size(tile, task_megapixels, scene.ratio), patch=patch, weights=weights, device=device,
-        compress=compress, overwrite=overwrite, resume=resume,
+        fuser_options=_fuser_options(method, weights, device, scene),
+        sensor=sensor,
+        tile=tile,
+        block=block_size(tile, task_megapixels, scene.ratio),
+        patch=patch,
+        weights=weights,
+        device=device,
+        compress=compress,
+        overwrite=overwrite,
+        resume=resume,
         work_dir=Path(work_dir) if work_dir is not None else None,
     )
 

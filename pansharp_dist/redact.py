@@ -64,7 +64,8 @@ def redacted(fn: Callable[P, T]) -> Callable[P, T]:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            raise redact_exception(exc)
+            redact_exception(exc)  # in place: the same exception goes on, its message cleaned
+            raise
 
     return call
 

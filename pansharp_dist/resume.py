@@ -51,8 +51,10 @@ def input_fingerprint(source: str | Path) -> dict[str, object]:
 
 def run_record(inputs: dict[str, str | Path], settings: dict[str, object]) -> dict[str, object]:
     """The record of a run: the fingerprint of each named input and the settings (JSON values)."""
-    return {"inputs": {name: input_fingerprint(path) for name, path in inputs.items()},
-            "settings": json.loads(json.dumps(settings))}
+    return {
+        "inputs": {name: input_fingerprint(path) for name, path in inputs.items()},
+        "settings": json.loads(json.dumps(settings)),
+    }
 
 
 def write_record(path: str | Path, record: dict[str, object]) -> None:
@@ -75,8 +77,9 @@ def check_record(path: str | Path, record: dict[str, object]) -> None:
             "files cannot be trusted; rerun without `resume`"
         ) from None
     changed = [f"input {name}" for name, fp in record["inputs"].items() if kept.get("inputs", {}).get(name) != fp]
-    changed += [f"setting {name}" for name, value in record["settings"].items()
-                if kept.get("settings", {}).get(name) != value]
+    changed += [
+        f"setting {name}" for name, value in record["settings"].items() if kept.get("settings", {}).get(name) != value
+    ]
     if changed:
         raise StoreError(
             f"`resume`: {', '.join(changed)} changed since the interrupted run (recorded in {path}); its work files "

@@ -98,7 +98,7 @@ class Scene:
         """Affine transform of the PAN grid (pixel corner convention)."""
         return self.pan.rio.transform()
 
-    def rechunk(self, pan_chunk: int) -> "Scene":
+    def rechunk(self, pan_chunk: int) -> Scene:
         """The same scene with PAN chunks of ``pan_chunk`` and MS chunks aligned to them."""
         if pan_chunk % self.ratio:
             raise InvalidParameterError(
@@ -238,8 +238,7 @@ def _read_raster(text: str, role: str) -> _InputRaster:
         if "No such file" in str(exc) or "does not exist" in str(exc) or "404" in str(exc):
             raise InputNotFoundError(f"{role} not found: {text}; check the path or URL") from None
         raise CorruptInputError(
-            f"{role} {text} is not a readable raster ({_first_line(exc)}); "
-            "re-download or re-export the file"
+            f"{role} {text} is not a readable raster ({_first_line(exc)}); re-download or re-export the file"
         ) from None
     if crs is None and transform == Affine.identity():
         transform = None
@@ -280,8 +279,7 @@ class WindowReader:
         key = tuple(key) + (slice(None),) * (3 - len(key))
         squeeze = tuple(axis for axis, k in enumerate(key) if isinstance(k, (int, np.integer)))
         bands, rows, cols = (
-            range(*k.indices(n)) if isinstance(k, slice) else range(int(k), int(k) + 1)
-            for k, n in zip(key, self.shape)
+            range(*k.indices(n)) if isinstance(k, slice) else range(int(k), int(k) + 1) for k, n in zip(key, self.shape)
         )
         if rows.step != 1 or cols.step != 1:
             raise IndexError(f"strided reads are not supported: {key}")
@@ -303,14 +301,20 @@ def _damaged_block(src: rasterio.DatasetReader, indexes: list[int], window) -> s
     """Which of the file's own blocks inside ``window`` fails to decode, in words."""
     (r0, r1), (c0, c1) = window
     for _, block in src.block_windows(1):
-        if block.row_off + block.height <= r0 or block.row_off >= r1 or block.col_off + block.width <= c0 \
-                or block.col_off >= c1:
+        if (
+            block.row_off + block.height <= r0
+            or block.row_off >= r1
+            or block.col_off + block.width <= c0
+            or block.col_off >= c1
+        ):
             continue
         try:
             src.read(indexes, window=block)
         except RasterioIOError:
-            return (f"the block at rows {block.row_off}:{block.row_off + block.height}, "
-                    f"columns {block.col_off}:{block.col_off + block.width}")
+            return (
+                f"the block at rows {block.row_off}:{block.row_off + block.height}, "
+                f"columns {block.col_off}:{block.col_off + block.width}"
+            )
     return f"the window at rows {r0}:{r1}, columns {c0}:{c1}"
 
 
@@ -366,9 +370,7 @@ def _read_mat(path: Path, role: str, patch: int | None) -> _InputRaster:
     if stacked:
         n = arr.shape[0]
         if patch is None:
-            raise InvalidParameterError(
-                f"{path} is a stack of {n} patches; choose one with `patch=N`, 0 <= N < {n}"
-            )
+            raise InvalidParameterError(f"{path} is a stack of {n} patches; choose one with `patch=N`, 0 <= N < {n}")
         if not 0 <= patch < n:
             raise InvalidParameterError(f"patch {patch} is out of range; {path} holds patches 0..{n - 1}")
         arr = arr[patch]
@@ -408,14 +410,12 @@ def _align(pan: _InputRaster, ms: _InputRaster) -> tuple[int, tuple[Window, Wind
     if pan.georeferenced != ms.georeferenced:
         has, lacks = ("PAN", "MS") if pan.georeferenced else ("MS", "PAN")
         raise CRSMismatchError(
-            f"{has} is georeferenced but {lacks} has no CRS; give both files a CRS "
-            "(gdal_edit.py -a_srs) or neither"
+            f"{has} is georeferenced but {lacks} has no CRS; give both files a CRS (gdal_edit.py -a_srs) or neither"
         )
     (_, ph, pw), (_, mh, mw) = pan.data.shape, ms.data.shape
     if not pan.georeferenced:
         warnings.warn(
-            f"{pan.source} and {ms.source} carry no georeferencing; assuming the grids share "
-            "their top-left corner",
+            f"{pan.source} and {ms.source} carry no georeferencing; assuming the grids share their top-left corner",
             NotGeoreferencedWarning,
             stacklevel=3,
         )

@@ -88,21 +88,39 @@ _SENSORS = (
     Sensor("ikonos", "IKONOS", _BGRN, 11, 4, (0.26, 0.28, 0.29, 0.28), 0.17, (2, 1, 0), ("ik",)),
     Sensor("ge1", "GeoEye-1", _BGRN, 11, 4, (0.23,) * 4, 0.16, (2, 1, 0), ("geoeye1", "geoeye", "wv4")),
     Sensor(
-        "wv2", "WorldView-2",
+        "wv2",
+        "WorldView-2",
         ("coastal", "blue", "green", "yellow", "red", "rededge", "nir1", "nir2"),
-        11, 4, (0.35,) * 7 + (0.27,), 0.11, (4, 2, 1), ("worldview2",),
+        11,
+        4,
+        (0.35,) * 7 + (0.27,),
+        0.11,
+        (4, 2, 1),
+        ("worldview2",),
     ),
     Sensor(
-        "wv3", "WorldView-3",
+        "wv3",
+        "WorldView-3",
         ("coastal", "blue", "green", "yellow", "red", "rededge", "nir1", "nir2"),
-        11, 4, (0.325, 0.355, 0.360, 0.350, 0.365, 0.360, 0.335, 0.315), 0.14, (4, 2, 1),
+        11,
+        4,
+        (0.325, 0.355, 0.360, 0.350, 0.365, 0.360, 0.335, 0.315),
+        0.14,
+        (4, 2, 1),
         ("worldview3",),
     ),
     Sensor("pleiades", "Pleiades 1A/1B", _BGRN, 12, 4, (0.3,) * 4, 0.15, (2, 1, 0), ("phr", "phr1a", "phr1b")),
     # Landsat 8 OLI: the toolboxes publish no Nyquist gains for it; the documented default is used.
     Sensor(
-        "landsat8", "Landsat 8 OLI", ("coastal", "blue", "green", "red", "nir", "swir1", "swir2"),
-        12, 2, (DEFAULT_MTF_MS,) * 7, DEFAULT_MTF_PAN, (3, 2, 1), ("l8", "oli", "landsat"),
+        "landsat8",
+        "Landsat 8 OLI",
+        ("coastal", "blue", "green", "red", "nir", "swir1", "swir2"),
+        12,
+        2,
+        (DEFAULT_MTF_MS,) * 7,
+        DEFAULT_MTF_PAN,
+        (3, 2, 1),
+        ("l8", "oli", "landsat"),
     ),
 )
 
@@ -130,11 +148,13 @@ def load_sensors(path: str | Path) -> list[Sensor]:
     try:
         tables = tomllib.loads(Path(path).read_text()).get("sensor", [])
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidParameterError(f"cannot read the sensor file {path} ({exc}); fix it or unset PANSHARP_SENSORS",
-                                    "sensors") from None
+        raise InvalidParameterError(
+            f"cannot read the sensor file {path} ({exc}); fix it or unset PANSHARP_SENSORS", "sensors"
+        ) from None
     if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
-        raise InvalidParameterError(f"the sensor file {path} holds no [[sensor]] tables; see pansharp_dist/sensors.py",
-                                    "sensors")
+        raise InvalidParameterError(
+            f"the sensor file {path} holds no [[sensor]] tables; see pansharp_dist/sensors.py", "sensors"
+        )
     names = {f.name for f in fields(Sensor)}
     added = []
     for table in tables:
@@ -143,18 +163,22 @@ def load_sensors(path: str | Path) -> list[Sensor]:
         if unknown or missing:
             raise InvalidParameterError(
                 f"sensor {table.get('id', '?')} in {path}: unknown fields {sorted(unknown)}, "
-                f"missing fields {sorted(missing)}", "sensors"
+                f"missing fields {sorted(missing)}",
+                "sensors",
             )
         wrong = [f"{name} ({_TYPES[name][1]})" for name in table if not _TYPES[name][0](table[name])]
         if wrong:
-            raise InvalidParameterError(f"sensor {table.get('id', '?')} in {path}: wrong values of {', '.join(wrong)}",
-                                        "sensors")
+            raise InvalidParameterError(
+                f"sensor {table.get('id', '?')} in {path}: wrong values of {', '.join(wrong)}", "sensors"
+            )
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
         sensor = Sensor(**values)
         if len(sensor.mtf_ms) not in (1, len(sensor.bands)) or not all(0 < g < 1 for g in sensor.mtf_ms):
             raise InvalidParameterError(f"sensor {sensor.id} in {path}: one MTF gain in (0, 1) per band", "sensors")
         if not all(0 <= i < len(sensor.bands) for i in sensor.rgb):
-            raise InvalidParameterError(f"sensor {sensor.id} in {path}: rgb indexes must name bands (0-based)", "sensors")
+            raise InvalidParameterError(
+                f"sensor {sensor.id} in {path}: rgb indexes must name bands (0-based)", "sensors"
+            )
         added.append(register_sensor(sensor))
     return added
 

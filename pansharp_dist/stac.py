@@ -84,11 +84,15 @@ def output_item(
         dtype, nodata, bounds = src.dtypes[0], src.nodata, src.bounds
     lon_lat = transform_bounds(crs, "EPSG:4326", *bounds) if crs is not None else tuple(bounds)
     west, south, east, north = lon_lat
-    geometry = {"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north], [west, north],
-                                                    [west, south]]]}
+    geometry = {
+        "type": "Polygon",
+        "coordinates": [[[west, south], [east, south], [east, north], [west, north], [west, south]]],
+    }
     item = pystac.Item(
-        id=item_id, geometry=geometry, bbox=list(lon_lat),
-        datetime=datetime or dt.datetime.now(dt.timezone.utc),
+        id=item_id,
+        geometry=geometry,
+        bbox=list(lon_lat),
+        datetime=datetime or dt.datetime.now(dt.UTC),
         properties={
             "processing:software": {"pansharp-dist": software_version or __version__},
             "processing:lineage": f"pansharpened with {method}" + (f", adaptation {adaptation}" if adaptation else ""),
@@ -97,8 +101,9 @@ def output_item(
         },
     )
     item.stac_extensions.append(PROCESSING_SCHEMA)
-    asset = pystac.Asset(href=str(cog.resolve()), media_type=pystac.MediaType.COG, roles=["data"],
-                         title=f"pansharpened ({method})")
+    asset = pystac.Asset(
+        href=str(cog.resolve()), media_type=pystac.MediaType.COG, roles=["data"], title=f"pansharpened ({method})"
+    )
     item.add_asset("hrms", asset)
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     if crs is not None:
@@ -108,8 +113,10 @@ def output_item(
     raster = RasterExtension.ext(asset, add_if_missing=True)
     raster.bands = [RasterBand.create(nodata=nodata, data_type=DataType(dtype)) for _ in range(count)]
     if quicklook is not None:
-        item.add_asset("thumbnail", pystac.Asset(href=str(Path(quicklook).resolve()), media_type=pystac.MediaType.PNG,
-                                                 roles=["thumbnail"]))
+        item.add_asset(
+            "thumbnail",
+            pystac.Asset(href=str(Path(quicklook).resolve()), media_type=pystac.MediaType.PNG, roles=["thumbnail"]),
+        )
     for source in sources:
         item.add_link(pystac.Link("derived_from", source))
     return item

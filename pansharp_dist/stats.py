@@ -73,7 +73,7 @@ class BlockStats:
             self.pan_samples = np.zeros(0, np.float32)
             self.ms_samples = np.zeros((b, 0), np.float32)
 
-    def merge(self, other: "BlockStats") -> "BlockStats":
+    def merge(self, other: BlockStats) -> BlockStats:
         """Statistics of both blocks together."""
         return BlockStats(
             bands=self.bands,
@@ -154,7 +154,7 @@ class SceneStats:
     ms_percentiles: tuple[tuple[float, ...], ...]
 
     @classmethod
-    def from_blocks(cls, s: BlockStats, ms_dtype: str = "float32") -> "SceneStats":
+    def from_blocks(cls, s: BlockStats, ms_dtype: str = "float32") -> SceneStats:
         """Finalise merged block statistics of a scene whose MS is ``ms_dtype``."""
         n = max(s.pan_count, 1)
         mean = s.pan_sum / n
@@ -198,7 +198,7 @@ class SceneStats:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SceneStats":
+    def from_dict(cls, d: dict) -> SceneStats:
         """Inverse of :meth:`to_dict`."""
         tup = lambda v: tuple(tup(x) for x in v) if isinstance(v, list) else v  # noqa: E731
         return cls(**{k: tup(d[k]) for k in cls.__dataclass_fields__})

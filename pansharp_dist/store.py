@@ -47,11 +47,11 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from .tasks import TaskInput, run_tasks
 from .errors import EmptySceneError, InvalidParameterError, StoreError
 from .outputs import TILE_STORE_ATTR, remove_owned
 from .scene import Scene
 from .stats import BlockStats, SceneStats, block_stats, valid_mask
+from .tasks import TaskInput, run_tasks
 
 LAYOUT_VERSION = 3  # 2: statistics record the MS dtype (network radiometry); 3: all-fill shards are stored
 ATTR = TILE_STORE_ATTR
@@ -77,10 +77,12 @@ def block_size(tile: int, task_megapixels: float = TASK_MEGAPIXELS, ratio: int =
         raise InvalidParameterError(f"the tile size must be a positive number of PAN pixels, got {tile}", "tile")
     if not (isinstance(task_megapixels, (int, float)) and math.isfinite(task_megapixels) and task_megapixels > 0):
         raise InvalidParameterError(
-            f"the PAN megapixels per task must be a positive finite number, got {task_megapixels}", "task_megapixels")
+            f"the PAN megapixels per task must be a positive finite number, got {task_megapixels}", "task_megapixels"
+        )
     if tile % ratio:
         raise InvalidParameterError(
-            f"the tile size {tile} is not a multiple of the resolution ratio {ratio}; use {_tile_sizes(ratio)}", "tile")
+            f"the tile size {tile} is not a multiple of the resolution ratio {ratio}; use {_tile_sizes(ratio)}", "tile"
+        )
     size = tile * max(1, round(math.sqrt(task_megapixels * 1e6) / tile))
     if size > OUTPUT_CHUNK and size % OUTPUT_CHUNK:
         step = math.lcm(tile, OUTPUT_CHUNK)
@@ -88,7 +90,9 @@ def block_size(tile: int, task_megapixels: float = TASK_MEGAPIXELS, ratio: int =
             raise InvalidParameterError(
                 f"tiles of {tile} pixels do not line up with the {OUTPUT_CHUNK}-pixel output chunks in a block "
                 f"of about {task_megapixels:g} megapixels (whole tiles and whole chunks first meet at {step} "
-                f"pixels); use {_tile_sizes(ratio)}", "tile")
+                f"pixels); use {_tile_sizes(ratio)}",
+                "tile",
+            )
         size = -(-size // step) * step
     return size
 
@@ -185,7 +189,9 @@ def _skeleton(scene: Scene, path: Path, tile: int, block: int) -> None:
     encoding = {
         "pan": {"chunks": (tile, tile), "shards": (block, block), "compressors": _CODECS, "_FillValue": None},
         "ms": {
-            "chunks": (b, mt, mt), "shards": (b, block // r, block // r), "compressors": _CODECS,
+            "chunks": (b, mt, mt),
+            "shards": (b, block // r, block // r),
+            "compressors": _CODECS,
             "_FillValue": None,
         },
         "mask": {"chunks": (tile, tile), "shards": (block, block), "compressors": _CODECS, "_FillValue": None},
@@ -225,12 +231,20 @@ def _on_block(fn, block: TaskInput, y0: int, x0: int, *args) -> BlockStats:
 
 
 def _ingest_block(
-    pan: np.ndarray, ms: np.ndarray, y0: int, x0: int, path: str, ratio: int,
-    pan_nodata: float | None, ms_nodata: float | None,
+    pan: np.ndarray,
+    ms: np.ndarray,
+    y0: int,
+    x0: int,
+    path: str,
+    ratio: int,
+    pan_nodata: float | None,
+    ms_nodata: float | None,
 ) -> BlockStats:
     """Write one shard of pan, ms and mask; return the block's statistics (runs on a worker)."""
     group = zarr.open_group(path, mode="r+")
-    pan_out, ms_out, mask_out = (group[name].with_config({"write_empty_chunks": True}) for name in ("pan", "ms", "mask"))
+    pan_out, ms_out, mask_out = (
+        group[name].with_config({"write_empty_chunks": True}) for name in ("pan", "ms", "mask")
+    )
     h, w = pan.shape
     hr, _ = valid_mask(pan, ms, ratio, pan_nodata, ms_nodata)
     pan_out[y0 : y0 + h, x0 : x0 + w] = pan
@@ -246,10 +260,14 @@ def store_meta(path: str | Path) -> dict:
         group = zarr.open_group(str(path), mode="r")
         meta = dict(group.attrs[ATTR])
     except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as exc:
-        raise StoreError(f"{path} is not a pansharp-dist tile store ({exc}); create one with 'pansharp-dist ingest'") from None
+        raise StoreError(
+            f"{path} is not a pansharp-dist tile store ({exc}); create one with 'pansharp-dist ingest'"
+        ) from None
     except (ValueError, TypeError, OSError) as exc:  # a zarr.json that is not JSON, or not zarr's
-        raise StoreError(f"{path}: its metadata (zarr.json) is damaged ({type(exc).__name__}: {exc}); ingest the "
-                         "scene again (a run: rerun without `resume`)") from None
+        raise StoreError(
+            f"{path}: its metadata (zarr.json) is damaged ({type(exc).__name__}: {exc}); ingest the "
+            "scene again (a run: rerun without `resume`)"
+        ) from None
     if meta.get("layout") != LAYOUT_VERSION:
         raise StoreError(
             f"{path} has store layout {meta.get('layout')}; this version reads layout {LAYOUT_VERSION}: ingest the "
@@ -357,7 +375,9 @@ def _checked_array(path: str | Path, name: str, chunks: tuple[int, ...], token: 
     """The tile store's array ``name`` as a dask array of ``chunks`` (-1: whole axis) read through
     :class:`_TileArray`."""
     source = _TileArray(str(path), name)
-    return da.from_array(source, chunks=chunks, name=f"tiles-{name}-{token}", meta=np.empty((0,) * source.ndim, source.dtype))
+    return da.from_array(
+        source, chunks=chunks, name=f"tiles-{name}-{token}", meta=np.empty((0,) * source.ndim, source.dtype)
+    )
 
 
 def scene_stats(scene: Scene, client=None, progress=None) -> SceneStats:
@@ -483,7 +503,9 @@ def write_output(
     for i, j, y0, h, x0, w in block_windows(*data.chunks[1:]):
         if (y0, x0) in finished:
             continue
-        tasks.append(dask.delayed(_compute_output_block, pure=False)(TaskInput(data.blocks[0, i, j]), str(path), y0, x0))
+        tasks.append(
+            dask.delayed(_compute_output_block, pure=False)(TaskInput(data.blocks[0, i, j]), str(path), y0, x0)
+        )
         labels.append(f"output block at PAN rows {y0}:{y0 + h}, columns {x0}:{x0 + w}")
     for _ in run_tasks(client, tasks, progress, labels, resources=hrms.attrs.get("resources")):
         pass

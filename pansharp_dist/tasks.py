@@ -13,8 +13,8 @@ import hashlib
 import os
 import pickle
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import dask
 import dask.local

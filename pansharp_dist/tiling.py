@@ -92,8 +92,10 @@ class TileGrid:
         t, h, r = self.tile, self.halo, self.ratio
         core = (i * t, min((i + 1) * t, self.height), j * t, min((j + 1) * t, self.width))
         read = (
-            max(core[0] - h, 0), min(core[1] + h, self.height),
-            max(core[2] - h, 0), min(core[3] + h, self.width),
+            max(core[0] - h, 0),
+            min(core[1] + h, self.height),
+            max(core[2] - h, 0),
+            min(core[3] + h, self.width),
         )
         ms = (read[0] // r, read[1] // r, read[2] // r, read[3] // r)
         return Tile((i, j), core, read, ms)

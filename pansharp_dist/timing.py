@@ -86,7 +86,12 @@ class MeasuredRun:
 
 
 def measured_run(
-    pan: str | Path, ms: str | Path, out: str | Path, workers: int | None = None, *, scheduler: str = "local",
+    pan: str | Path,
+    ms: str | Path,
+    out: str | Path,
+    workers: int | None = None,
+    *,
+    scheduler: str = "local",
     **options: object,
 ) -> MeasuredRun:
     """:func:`~pansharp_dist.pipeline.run` timed: on a new LocalCluster of ``workers`` single-threaded workers

@@ -64,8 +64,14 @@ def copy_raster(src: Path, dst: Path, *, data=None, **profile_updates) -> Path:
 
 def read_cog(path: Path) -> tuple[np.ndarray, dict]:
     with rasterio.open(path) as src:
-        return src.read(), {"crs": src.crs, "transform": src.transform, "nodata": src.nodata,
-                            "blocks": src.block_shapes, "overviews": src.overviews(1), "dtype": src.dtypes[0]}
+        return src.read(), {
+            "crs": src.crs,
+            "transform": src.transform,
+            "nodata": src.nodata,
+            "blocks": src.block_shapes,
+            "overviews": src.overviews(1),
+            "dtype": src.dtypes[0],
+        }
 
 
 class DaskProcesses:
@@ -78,9 +84,21 @@ class DaskProcesses:
         self.env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         file = folder / "scheduler.json"
         self.scheduler = subprocess.Popen(
-            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-             "--no-dashboard", "--scheduler-file", str(file)],
-            env={**self.env, **(scheduler_env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(file),
+            ],
+            env={**self.env, **(scheduler_env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.time() + 60
         while not file.exists() and time.time() < deadline:
@@ -93,9 +111,23 @@ class DaskProcesses:
         """Start ``n`` more workers and wait until the scheduler has them all."""
         self.workers += [
             subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--nthreads", "1",
-                 "--no-nanny", "--no-dashboard", "--host", "127.0.0.1", "--local-directory", str(self.folder)],
-                env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_worker",
+                    self.address,
+                    "--nthreads",
+                    "1",
+                    "--no-nanny",
+                    "--no-dashboard",
+                    "--host",
+                    "127.0.0.1",
+                    "--local-directory",
+                    str(self.folder),
+                ],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             for _ in range(n)
         ]

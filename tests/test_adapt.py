@@ -11,8 +11,9 @@ import scipy.io
 import torch
 from conftest import DATA, GDAL_HPF, ONE_PER_ARCH, WV2_MAT, cli
 
+from benchmarks.networks import PATCHES
+from benchmarks.tailor import shared_step_seconds
 from pansharp_dist import open_scene
-from pansharp_dist.adapt.training import GRAPH_WARMUP, adaptation_batch, adapt_fuser
 from pansharp_dist.adapt.losses import (
     BicubicDecimation,
     LossWeights,
@@ -23,15 +24,18 @@ from pansharp_dist.adapt.losses import (
 )
 from pansharp_dist.adapt.options import AdaptOptions
 from pansharp_dist.adapt.sampling import (
-    STRATEGIES, adaptation_grid, sample_tiles, sample_valid_tiles, tile_descriptors,
+    STRATEGIES,
+    adaptation_grid,
+    sample_tiles,
+    sample_valid_tiles,
+    tile_descriptors,
 )
-from benchmarks.networks import PATCHES
-from benchmarks.tailor import shared_step_seconds
+from pansharp_dist.adapt.training import GRAPH_WARMUP, adapt_fuser, adaptation_batch
 from pansharp_dist.errors import CorruptInputError, InvalidParameterError
 from pansharp_dist.fusion import OutputSpec, make_fuser, pansharpen, render
 from pansharp_dist.models import card, load
-from pansharp_dist.models.tailor import Tailor, TailorCard, TailorSpec, Tailored, tailor_bytes, tailor_from_bytes
-from pansharp_dist.quality.metrics import reduced_resolution
+from pansharp_dist.models.tailor import Tailor, TailorCard, Tailored, TailorSpec, tailor_bytes, tailor_from_bytes
+from pansharp_dist.quality.metrics import reduced_scores
 from pansharp_dist.quality.mtf import degrade, degrade_arrays, mtf_kernel
 from pansharp_dist.sensors import get_sensor
 from pansharp_dist.store import scene_stats
@@ -47,14 +51,17 @@ def wv2_scene():
 
 # --------------------------------------------------------------------------- the module
 
+
 def test_untrained_tailor_reproduces_the_backbone_exactly(wv2_scene):
     backbone = load("fusionnet-wv3")
     tailor = Tailor(TailorSpec(backbone.width))
     pan = torch.from_numpy(wv2_scene.pan.values[:128, :128].astype(np.float32))[None, None]
     ms = torch.from_numpy(wv2_scene.ms.values[:, :32, :32].astype(np.float32))[None]
     with torch.no_grad():
-        np.testing.assert_array_equal(Tailored(backbone, tailor)(pan, ms, 1 / 2047, 1 / 2047).numpy(),
-                                      backbone(pan, ms, 1 / 2047, 1 / 2047).numpy())
+        np.testing.assert_array_equal(
+            Tailored(backbone, tailor)(pan, ms, 1 / 2047, 1 / 2047).numpy(),
+            backbone(pan, ms, 1 / 2047, 1 / 2047).numpy(),
+        )
     weights = sum(p.numel() for p in tailor.parameters())
     assert weights == 5248 and weights * 4 < 25_000  # tens of kilobytes in float32
 
@@ -76,8 +83,17 @@ def test_tailor_bytes_roundtrip_with_card(linear):
     tailor = Tailor(TailorSpec(32, width=8, depth=2, kernel=3, linear=linear))
     torch.nn.init.normal_(tailor.out.weight)
     spec = {"channels": 32, "width": 8, "depth": 2, "kernel": 3}  # a card from before the linear map has no "linear"
-    card_in = TailorCard("fusionnet-wv3", card("fusionnet-wv3").sha256, "scene-x",
-                         spec | ({"linear": True} if linear else {}), LossWeights().as_dict(), 12, 0.5, [1, 2], [0.3, 0.2])
+    card_in = TailorCard(
+        "fusionnet-wv3",
+        card("fusionnet-wv3").sha256,
+        "scene-x",
+        spec | ({"linear": True} if linear else {}),
+        LossWeights().as_dict(),
+        12,
+        0.5,
+        [1, 2],
+        [0.3, 0.2],
+    )
     back, card_out = tailor_from_bytes(tailor_bytes(tailor, card_in))
     assert card_out == card_in and back.spec == tailor.spec
     assert tailor.state_dict().keys() == back.state_dict().keys()
@@ -88,6 +104,7 @@ def test_tailor_bytes_roundtrip_with_card(linear):
 
 
 # --------------------------------------------------------------------------- losses
+
 
 def test_losses_on_known_cases(wv2_scene):
     loss = SceneLoss((0.35,) * 8, 4)
@@ -105,8 +122,12 @@ def test_losses_on_known_cases(wv2_scene):
     assert float(loss.consistency(out + 0.2, out)) == pytest.approx(0.2, abs=1e-6)
     total, terms = loss(out + 0.1, ms, pan, torch.zeros_like(rho_ref), out)
     w = LossWeights()
-    assert float(total) == pytest.approx(w.spectral * float(terms["spectral"]) + w.spatial * float(terms["spatial"])
-                                         + w.consistency * float(terms["consistency"]), rel=1e-5)
+    assert float(total) == pytest.approx(
+        w.spectral * float(terms["spectral"])
+        + w.spatial * float(terms["spatial"])
+        + w.consistency * float(terms["consistency"]),
+        rel=1e-5,
+    )
 
 
 @pytest.mark.parametrize("ratio", [2, 4])
@@ -143,6 +164,7 @@ def test_box_mean_and_correlation():
 
 # --------------------------------------------------------------------------- sampling
 
+
 def test_sampling_is_deterministic_and_never_picks_nodata(tmp_path):
     pan_src, ms_src = DATA / "spacenet6_solaris" / "pan2.tif", DATA / "spacenet6_solaris" / "ms2.tif"
     scene = open_scene(pan_src, ms_src, "wv2")  # 32% zero fill at a strip edge
@@ -159,12 +181,15 @@ def test_sampling_is_deterministic_and_never_picks_nodata(tmp_path):
             r0, r1, c0, c1 = tiles[i].core
             assert (pan[r0:r1, c0:c1] != 0).all()
             np.testing.assert_array_equal(pixels, pan[r0:r1, c0:c1])
-    assert sample_tiles(grid, eligible, desc, 6, "random", seed=3) != sample_tiles(grid, eligible, desc, 6, "random", seed=4)
+    assert sample_tiles(grid, eligible, desc, 6, "random", seed=3) != sample_tiles(
+        grid, eligible, desc, 6, "random", seed=4
+    )
     everything = sample_tiles(grid, eligible, desc, 10_000, "manifold")
     assert everything == sorted(np.flatnonzero(eligible).tolist())
 
 
 # --------------------------------------------------------------------------- the fit
+
 
 @pytest.mark.slow
 def test_tailor_fit_lowers_the_loss_and_keeps_to_its_budgets(wv2_scene):
@@ -227,7 +252,7 @@ def test_tailor_improves_cross_sensor_transfer_on_degraded_imgwv2(wv2_scene):
     reduced = degrade(wv2_scene)
     truth = wv2_scene.ms.values[:, : reduced.shape[0], : reduced.shape[1]].astype(np.float64)
     base = make_fuser(wv2_scene, "fusionnet-wv3")  # the radiometry of the real scene
-    score = lambda f: reduced_resolution(truth, pansharpen(reduced, f, tile=256).values.astype(np.float64), 4)  # noqa: E731
+    score = lambda f: reduced_scores(truth, pansharpen(reduced, f, tile=256).values.astype(np.float64), 4)  # noqa: E731
     direct = score(base)
     tailored, _ = adapt_fuser(reduced, base, "tailor", AdaptOptions(k=16, patch=64, steps=120))
     adapted = score(tailored)
@@ -254,8 +279,10 @@ def test_full_fine_tuning_mode(wv2_scene):
     adapted, report = adapt_fuser(wv2_scene, base, "full", AdaptOptions(k=4, patch=64, steps=5))
     assert report.mode == "full" and report.steps == 5
     assert len(adapted.weights) > 100_000  # the whole network travels
-    out = adapted.fuse(wv2_scene.pan.values[None, :64, :64].astype(np.float32),
-                       wv2_scene.ms.values[None, :, :16, :16].astype(np.float32))
+    out = adapted.fuse(
+        wv2_scene.pan.values[None, :64, :64].astype(np.float32),
+        wv2_scene.ms.values[None, :, :16, :16].astype(np.float32),
+    )
     assert out.shape == (1, 8, 64, 64) and np.isfinite(out).all()
 
 
@@ -279,51 +306,108 @@ def test_graphed_cuda_steps_follow_the_eager_ones(model, mode, monkeypatch, wv2_
     np.testing.assert_allclose(report.losses[: GRAPH_WARMUP + 1], eager.losses[: GRAPH_WARMUP + 1], rtol=1e-4)
     np.testing.assert_allclose(report.losses, eager.losses, rtol=1e-2)
     assert report.losses[-1] < report.losses[0]
-    out = graphed.fuse(scene.pan.values[None, :128, :128].astype(np.float32),
-                       scene.ms.values[None, :, :32, :32].astype(np.float32))
+    out = graphed.fuse(
+        scene.pan.values[None, :128, :128].astype(np.float32), scene.ms.values[None, :, :32, :32].astype(np.float32)
+    )
     assert np.isfinite(out).all()
 
 
 # --------------------------------------------------------------------------- CLI
 
+
 @pytest.mark.slow
 def test_adapt_cli_and_run_with_adapt(tmp_path, client):
     store = tmp_path / "sample.zarr"
-    done = cli("ingest", "--pan", str(SAMPLE / "pan.tif"), "--ms", str(SAMPLE / "ms.tif"), "--out", str(store), "--json")
+    done = cli(
+        "ingest", "--pan", str(SAMPLE / "pan.tif"), "--ms", str(SAMPLE / "ms.tif"), "--out", str(store), "--json"
+    )
     assert done.returncode == 0, done.stderr
     tailor = tmp_path / "tailor.safetensors"
-    done = cli("adapt", "--zarr", str(store), "--model", "pannet-qb", "--out", str(tailor), "--tiles", "4",
-               "--steps", "15", "--degradation", "bicubic", "--json")
+    done = cli(
+        "adapt",
+        "--zarr",
+        str(store),
+        "--model",
+        "pannet-qb",
+        "--out",
+        str(tailor),
+        "--tiles",
+        "4",
+        "--steps",
+        "15",
+        "--degradation",
+        "bicubic",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["steps"] <= 15 and len(summary["tiles"]) == 4
     made = tailor_from_bytes(tailor.read_bytes())[1]
     assert made.backbone == "pannet-qb" and made.losses["degradation"] == "bicubic"
-    unknown = cli("adapt", "--zarr", str(store), "--model", "pannet-qb", "--out", str(tmp_path / "u.safetensors"),
-                  "--degradation", "gaussian")
-    assert unknown.returncode == 2 and "unknown degradation" in unknown.stderr and not (tmp_path / "u.safetensors").exists()
+    unknown = cli(
+        "adapt",
+        "--zarr",
+        str(store),
+        "--model",
+        "pannet-qb",
+        "--out",
+        str(tmp_path / "u.safetensors"),
+        "--degradation",
+        "gaussian",
+    )
+    assert (
+        unknown.returncode == 2
+        and "unknown degradation" in unknown.stderr
+        and not (tmp_path / "u.safetensors").exists()
+    )
     again = cli("adapt", "--zarr", str(store), "--model", "pannet-qb", "--out", str(tailor))
     assert again.returncode == 2 and "--overwrite" in again.stderr
     wrong = cli("adapt", "--zarr", str(store), "--model", "fusionnet-wv3", "--out", str(tmp_path / "x.safetensors"))
     assert wrong.returncode == 2 and "takes 8 MS bands" in wrong.stderr and "Traceback" not in wrong.stderr
     for mode in ("none", None):  # None: the default, a tailor for networks
         extra = ["--adapt", mode] if mode else []
-        done = cli("run", "--pan", str(SAMPLE / "pan.tif"), "--ms", str(SAMPLE / "ms.tif"),
-                   "--out", str(tmp_path / f"fused-{mode}.tif"), "--method", "pnn-ge1", *extra, "--workers", "1", "--json")
+        done = cli(
+            "run",
+            "--pan",
+            str(SAMPLE / "pan.tif"),
+            "--ms",
+            str(SAMPLE / "ms.tif"),
+            "--out",
+            str(tmp_path / f"fused-{mode}.tif"),
+            "--method",
+            "pnn-ge1",
+            *extra,
+            "--workers",
+            "1",
+            "--json",
+        )
         assert done.returncode == 0, done.stderr
         adaptation = json.loads(done.stdout)["adaptation"]
         if mode == "none":
             assert adaptation is None
         else:
             assert adaptation["mode"] == "tailor" and adaptation["tiles"] == 16 and adaptation["steps"] > 0
-    refused = cli("run", "--pan", str(SAMPLE / "pan.tif"), "--ms", str(SAMPLE / "ms.tif"),
-                  "--out", str(tmp_path / "y.tif"), "--method", "brovey", "--adapt", "tailor")
+    refused = cli(
+        "run",
+        "--pan",
+        str(SAMPLE / "pan.tif"),
+        "--ms",
+        str(SAMPLE / "ms.tif"),
+        "--out",
+        str(tmp_path / "y.tif"),
+        "--method",
+        "brovey",
+        "--adapt",
+        "tailor",
+    )
     assert refused.returncode == 2 and "network methods only" in refused.stderr
 
 
 @pytest.mark.slow
 def test_adapt_needs_a_tile_store(tmp_path):
-    done = cli("adapt", "--zarr", str(tmp_path / "missing.zarr"), "--model", "pannet-qb", "--out", str(tmp_path / "t.st"))
+    done = cli(
+        "adapt", "--zarr", str(tmp_path / "missing.zarr"), "--model", "pannet-qb", "--out", str(tmp_path / "t.st")
+    )
     assert done.returncode == 2 and "not a pansharp-dist tile store" in done.stderr
 
 
@@ -334,8 +418,20 @@ def test_scene_stats_ms_dtype_drives_the_rule(wv2_scene):
 
 @pytest.mark.slow
 def test_the_cli_shows_the_adaptation_step_by_step_and_json_carries_the_loss_curve(tmp_path):
-    common = ["--pan", str(GDAL_HPF[0]), "--ms", str(GDAL_HPF[1]), "--method", "fusionnet-wv3", "--device", "cpu",
-              "--adapt-steps", "4", "--tile", "256"]
+    common = [
+        "--pan",
+        str(GDAL_HPF[0]),
+        "--ms",
+        str(GDAL_HPF[1]),
+        "--method",
+        "fusionnet-wv3",
+        "--device",
+        "cpu",
+        "--adapt-steps",
+        "4",
+        "--tile",
+        "256",
+    ]
     shown = cli("run", *common, "--out", str(tmp_path / "a.tif"))
     assert shown.returncode == 0, shown.stderr
     assert "adapt" in shown.stderr and "4/4" in shown.stderr and "loss" in shown.stderr

@@ -28,16 +28,16 @@ from conftest import DaskProcesses
 from distributed import Client, LocalCluster, Scheduler, Security, SpecCluster, Worker, get_task_stream
 
 import pansharp_dist
-from pansharp_dist.adapt.training import adapt_fuser
-from pansharp_dist.adapt.options import AdaptOptions
 from benchmarks.mosaic import mosaic_pair
+from pansharp_dist.adapt.options import AdaptOptions
+from pansharp_dist.adapt.training import adapt_fuser
 from pansharp_dist.cluster import WORKER_MALLOC, connect
-from pansharp_dist.resident import install_fuser
-from pansharp_dist.tasks import task_spec_bytes
 from pansharp_dist.errors import ClusterError, CorruptInputError
 from pansharp_dist.fusion import make_fuser, pansharpen
 from pansharp_dist.pipeline import ingest_scene, run
+from pansharp_dist.resident import install_fuser
 from pansharp_dist.store import block_size, finished_blocks, write_output
+from pansharp_dist.tasks import task_spec_bytes
 
 SAMPLE = Path(pansharp_dist.__file__).parent / "sample"
 NETWORK = {"method": "fusionnet-qb", "device": "cpu", "adapt": "tailor", "tile": 128, "task_megapixels": 0.07}
@@ -104,19 +104,23 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pansharp-test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())
     )
     key_path, cert_path = folder / "key.pem", folder / "cert.pem"
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return key_path, cert_path
 
@@ -125,17 +129,39 @@ def test_a_tls_scheduler_is_joined_with_a_dask_config_file(tmp_path):
     key, cert = _self_signed(tmp_path)
     files = {"tls_ca_file": str(cert), "tls_key": str(key), "tls_cert": str(cert)}
     server = Security(
-        require_encryption=True, tls_ca_file=str(cert),
-        tls_scheduler_key=str(key), tls_scheduler_cert=str(cert),
-        tls_worker_key=str(key), tls_worker_cert=str(cert),
-        tls_client_key=str(key), tls_client_cert=str(cert),
+        require_encryption=True,
+        tls_ca_file=str(cert),
+        tls_scheduler_key=str(key),
+        tls_scheduler_cert=str(cert),
+        tls_worker_key=str(key),
+        tls_worker_cert=str(cert),
+        tls_client_key=str(key),
+        tls_client_cert=str(cert),
     )
     config = tmp_path / "tls.yaml"
-    config.write_text(yaml.safe_dump({"distributed": {"comm": {"tls": {
-        "ca-file": files["tls_ca_file"], "client": {"key": files["tls_key"], "cert": files["tls_cert"]},
-    }}}}))
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tls://", security=server,
-                      host="127.0.0.1", dashboard_address=None) as cluster:
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "distributed": {
+                    "comm": {
+                        "tls": {
+                            "ca-file": files["tls_ca_file"],
+                            "client": {"key": files["tls_key"], "cert": files["tls_cert"]},
+                        }
+                    }
+                }
+            }
+        )
+    )
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tls://",
+        security=server,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
         assert cluster.scheduler_address.startswith("tls://")
         with connect(cluster.scheduler_address, tls_config=config) as client:
             assert client.submit(sum, [1, 2, 3]).result() == 6
@@ -232,13 +258,19 @@ def test_task_graph_of_a_gigapixel_scene_has_thousands_of_tasks(sample_store):
 
     fuser = make_fuser(sample_store, "brovey")
     side, r = 32768, sample_store.ratio
-    pan = xr.DataArray(da.ones((side, side), "uint16", chunks=4096), dims=("y", "x"),
-                       coords={"y": np.arange(side) + 0.5, "x": np.arange(side) + 0.5})
-    ms = xr.DataArray(da.ones((sample_store.bands, side // r, side // r), "uint16", chunks=(-1, 1024, 1024)),
-                      dims=("band", "y", "x"),
-                      coords={"y": (np.arange(side // r) + 0.5) * r, "x": (np.arange(side // r) + 0.5) * r})
-    scene = Scene(pan=pan, ms=ms, ratio=r, sensor=None, pan_nodata=None, ms_nodata=None, name="big",
-                  stats=sample_store.stats)
+    pan = xr.DataArray(
+        da.ones((side, side), "uint16", chunks=4096),
+        dims=("y", "x"),
+        coords={"y": np.arange(side) + 0.5, "x": np.arange(side) + 0.5},
+    )
+    ms = xr.DataArray(
+        da.ones((sample_store.bands, side // r, side // r), "uint16", chunks=(-1, 1024, 1024)),
+        dims=("band", "y", "x"),
+        coords={"y": (np.arange(side // r) + 0.5) * r, "x": (np.arange(side // r) + 0.5) * r},
+    )
+    scene = Scene(
+        pan=pan, ms=ms, ratio=r, sensor=None, pan_nodata=None, ms_nodata=None, name="big", stats=sample_store.stats
+    )
     hrms = pansharpen(scene, fuser, None, block=block_size(512))
     blocks = (side // block_size(512)) ** 2
     assert hrms.data.npartitions == blocks == 256
@@ -259,8 +291,15 @@ def test_a_worker_killed_mid_run_changes_no_pixel(mosaic, tmp_path, dask_process
             killed["finished"] = len(finished_blocks(work / "out.hrms.zarr"))
             killed["total"] = total
 
-    report = run(*mosaic, tmp_path / "out.tif", scheduler=dask_processes.address, work_dir=work,
-                 adapt_options=AdaptOptions(steps=ADAPT_STEPS), progress=kill_second_worker, **NETWORK)
+    report = run(
+        *mosaic,
+        tmp_path / "out.tif",
+        scheduler=dask_processes.address,
+        work_dir=work,
+        adapt_options=AdaptOptions(steps=ADAPT_STEPS),
+        progress=kill_second_worker,
+        **NETWORK,
+    )
     assert killed and killed["finished"] < killed["total"] == report.blocks == 64
     assert dask_processes.workers[1].wait(timeout=10) == -signal.SIGKILL
     assert dask_processes.alive_workers() == 1
@@ -271,10 +310,33 @@ def test_a_worker_killed_mid_run_changes_no_pixel(mosaic, tmp_path, dask_process
 def test_a_killed_client_resumes_with_only_the_unfinished_blocks(mosaic, tmp_path, dask_processes, reference_sha):
     work, out = tmp_path / "work", tmp_path / "out.tif"
     ledger = work / "out.hrms.zarr"
-    args = [sys.executable, "-m", "pansharp_dist.cli", "run", "--pan", str(mosaic[0]), "--ms", str(mosaic[1]),
-            "--out", str(out), "--method", NETWORK["method"], "--device", "cpu", "--tile", "128",
-            "--task-mp", str(NETWORK["task_megapixels"]), "--adapt-steps", str(ADAPT_STEPS),
-            "--scheduler", dask_processes.address, "--work-dir", str(work), "--json"]
+    args = [
+        sys.executable,
+        "-m",
+        "pansharp_dist.cli",
+        "run",
+        "--pan",
+        str(mosaic[0]),
+        "--ms",
+        str(mosaic[1]),
+        "--out",
+        str(out),
+        "--method",
+        NETWORK["method"],
+        "--device",
+        "cpu",
+        "--tile",
+        "128",
+        "--task-mp",
+        str(NETWORK["task_megapixels"]),
+        "--adapt-steps",
+        str(ADAPT_STEPS),
+        "--scheduler",
+        dask_processes.address,
+        "--work-dir",
+        str(work),
+        "--json",
+    ]
     # the CLI fits the tailor as the in-process reference did, with as many torch threads: BLAS libraries
     # split their sums by thread, so a fit with another thread count differs in its last bits
     threads = str(torch.get_num_threads())
@@ -319,7 +381,6 @@ def test_a_corrupt_input_tile_names_the_block_and_file_and_writes_no_cog(mosaic,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pan_corrupt.tif"]
 
 
-
 # --------------------------------------------------------------------------- faults of the cluster itself
 
 
@@ -343,10 +404,33 @@ def small_unadapted_reference(small_mosaic, tmp_path_factory, client) -> str:
 
 
 def _cli_args(mosaic, out: Path, work: Path, address: str) -> list[str]:
-    return [sys.executable, "-m", "pansharp_dist.cli", "run", "--pan", str(mosaic[0]), "--ms", str(mosaic[1]),
-            "--out", str(out), "--method", NETWORK["method"], "--device", "cpu", "--tile", "128",
-            "--task-mp", str(NETWORK["task_megapixels"]), "--adapt-steps", str(ADAPT_STEPS),
-            "--scheduler", address, "--work-dir", str(work), "--json"]
+    return [
+        sys.executable,
+        "-m",
+        "pansharp_dist.cli",
+        "run",
+        "--pan",
+        str(mosaic[0]),
+        "--ms",
+        str(mosaic[1]),
+        "--out",
+        str(out),
+        "--method",
+        NETWORK["method"],
+        "--device",
+        "cpu",
+        "--tile",
+        "128",
+        "--task-mp",
+        str(NETWORK["task_megapixels"]),
+        "--adapt-steps",
+        str(ADAPT_STEPS),
+        "--scheduler",
+        address,
+        "--work-dir",
+        str(work),
+        "--json",
+    ]
 
 
 def _same_threads() -> dict[str, str]:
@@ -363,8 +447,13 @@ def test_a_lost_scheduler_is_one_line_and_resume_on_a_new_cluster_keeps_the_fini
     (tmp_path / "first").mkdir()
     first = DaskProcesses(tmp_path / "first")
     try:
-        cli_run = subprocess.Popen(_cli_args(mosaic, out, work, first.address), stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, env=_same_threads())
+        cli_run = subprocess.Popen(
+            _cli_args(mosaic, out, work, first.address),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_same_threads(),
+        )
         deadline = time.time() + 300
         while len(finished_blocks(work / "out.hrms.zarr")) < 2 and time.time() < deadline and cli_run.poll() is None:
             time.sleep(0.02)
@@ -380,8 +469,13 @@ def test_a_lost_scheduler_is_one_line_and_resume_on_a_new_cluster_keeps_the_fini
     (tmp_path / "second").mkdir()
     second = DaskProcesses(tmp_path / "second")
     try:
-        resumed = subprocess.run([*_cli_args(mosaic, out, work, second.address), "--resume"], capture_output=True,
-                                 text=True, timeout=300, env=_same_threads())
+        resumed = subprocess.run(
+            [*_cli_args(mosaic, out, work, second.address), "--resume"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=_same_threads(),
+        )
     finally:
         second.close()
     assert resumed.returncode == 0, resumed.stderr
@@ -406,6 +500,7 @@ def _once_in(phase: str, done: int, action) -> tuple:
 @pytest.mark.slow
 def test_a_worker_lost_while_the_network_is_installed_costs_only_that_worker(small_mosaic, tmp_path):
     mosaic, reference_sha = small_mosaic
+
     def die_when_a_plugin_arrives(dask_worker) -> None:
         """Make this worker's process die the moment the next worker plugin reaches it: a worker lost in the
         middle of the install, every time, not by a timing that may miss it. (Nested, so that it travels by
@@ -423,14 +518,19 @@ def test_a_worker_lost_while_the_network_is_installed_costs_only_that_worker(sma
         with Client(procs.address) as client:
             doomed = [address for address, pid in client.run(os.getpid).items() if pid == procs.workers[2].pid]
             client.run(die_when_a_plugin_arrives, workers=doomed)
-        report = run(*mosaic, tmp_path / "out.tif", scheduler=procs.address, work_dir=tmp_path / "work",
-                     adapt_options=AdaptOptions(steps=ADAPT_STEPS), **NETWORK)
+        report = run(
+            *mosaic,
+            tmp_path / "out.tif",
+            scheduler=procs.address,
+            work_dir=tmp_path / "work",
+            adapt_options=AdaptOptions(steps=ADAPT_STEPS),
+            **NETWORK,
+        )
         assert procs.workers[2].wait(timeout=30) == -signal.SIGKILL  # it died as the install reached it
         assert procs.alive_workers() == 2 and report.computed_blocks == 16
         assert pixels_sha(tmp_path / "out.tif") == reference_sha
     finally:
         procs.close()
-
 
 
 @pytest.mark.slow
@@ -447,8 +547,15 @@ def test_a_hung_worker_is_noticed_and_its_tasks_move_to_the_others(small_mosaic,
     progress, _ = _once_in("fuse", 2, stop_second_worker)
 
     try:
-        report = run(*mosaic, tmp_path / "out.tif", scheduler=procs.address, work_dir=tmp_path / "work",
-                     adapt_options=AdaptOptions(steps=ADAPT_STEPS), progress=progress, **NETWORK)
+        report = run(
+            *mosaic,
+            tmp_path / "out.tif",
+            scheduler=procs.address,
+            work_dir=tmp_path / "work",
+            adapt_options=AdaptOptions(steps=ADAPT_STEPS),
+            progress=progress,
+            **NETWORK,
+        )
         took = time.monotonic() - stopped["at"]
         assert stopped and report.computed_blocks == 16
         assert pixels_sha(tmp_path / "out.tif") == reference_sha
@@ -465,8 +572,15 @@ def test_a_worker_added_mid_run_gets_the_network_and_takes_blocks(small_mosaic, 
     add_a_worker, added = _once_in("fuse", 2, lambda: procs.add_workers(1))
 
     try:
-        run(*mosaic, tmp_path / "out.tif", scheduler=procs.address, work_dir=tmp_path / "work",
-            adapt_options=AdaptOptions(steps=ADAPT_STEPS), progress=add_a_worker, **NETWORK)
+        run(
+            *mosaic,
+            tmp_path / "out.tif",
+            scheduler=procs.address,
+            work_dir=tmp_path / "work",
+            adapt_options=AdaptOptions(steps=ADAPT_STEPS),
+            progress=add_a_worker,
+            **NETWORK,
+        )
         with Client(procs.address) as client:
             executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
             plugins = client.run(lambda dask_worker: [n for n in dask_worker.plugins if n.startswith("pansharp-")])
@@ -492,8 +606,15 @@ def test_a_worker_retired_mid_run_loses_no_work(small_mosaic, tmp_path):
     retire_one, _ = _once_in("fuse", 2, retire_first)
 
     try:
-        report = run(*mosaic, tmp_path / "out.tif", scheduler=procs.address, work_dir=tmp_path / "work",
-                     adapt_options=AdaptOptions(steps=ADAPT_STEPS), progress=retire_one, **NETWORK)
+        report = run(
+            *mosaic,
+            tmp_path / "out.tif",
+            scheduler=procs.address,
+            work_dir=tmp_path / "work",
+            adapt_options=AdaptOptions(steps=ADAPT_STEPS),
+            progress=retire_one,
+            **NETWORK,
+        )
         assert retired and procs.alive_workers() == 1 and report.computed_blocks == 16
         assert pixels_sha(tmp_path / "out.tif") == reference_sha
     finally:
@@ -506,15 +627,18 @@ def test_a_run_on_an_adaptive_cluster_writes_the_same_bytes(small_mosaic, tmp_pa
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         cluster.adapt(minimum=1, maximum=2, interval="200ms", wait_count=2)
         with Client(cluster) as client:
-            report = run(*mosaic, tmp_path / "out.tif", client=client, adapt_options=AdaptOptions(steps=ADAPT_STEPS),
-                         **NETWORK)
+            report = run(
+                *mosaic, tmp_path / "out.tif", client=client, adapt_options=AdaptOptions(steps=ADAPT_STEPS), **NETWORK
+            )
     assert report.computed_blocks == 16
     assert pixels_sha(tmp_path / "out.tif") == reference_sha
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("adapt, phase", [("tailor", p) for p in ("ingest", "adapt", "fuse", "cog")]
-                         + [("none", p) for p in ("ingest", "fuse", "cog")])
+@pytest.mark.parametrize(
+    "adapt, phase",
+    [("tailor", p) for p in ("ingest", "adapt", "fuse", "cog")] + [("none", p) for p in ("ingest", "fuse", "cog")],
+)
 def test_a_worker_killed_in_any_phase_changes_no_pixel(small_mosaic, small_unadapted_reference, tmp_path, adapt, phase):
     pair, reference = small_mosaic
     reference = reference if adapt == "tailor" else small_unadapted_reference
@@ -522,9 +646,15 @@ def test_a_worker_killed_in_any_phase_changes_no_pixel(small_mosaic, small_unada
     kill_in_phase, killed = _once_in(phase, 1, lambda: procs.workers[1].send_signal(signal.SIGKILL))
 
     try:
-        report = run(*pair, tmp_path / "out.tif", scheduler=procs.address, work_dir=tmp_path / "work",
-                     adapt_options=AdaptOptions(steps=ADAPT_STEPS), progress=kill_in_phase,
-                     **{**NETWORK, "adapt": adapt})
+        report = run(
+            *pair,
+            tmp_path / "out.tif",
+            scheduler=procs.address,
+            work_dir=tmp_path / "work",
+            adapt_options=AdaptOptions(steps=ADAPT_STEPS),
+            progress=kill_in_phase,
+            **{**NETWORK, "adapt": adapt},
+        )
         assert killed == [phase] and procs.workers[1].wait(timeout=30) == -signal.SIGKILL
         assert report.computed_blocks == report.blocks == 16
         assert pixels_sha(tmp_path / "out.tif") == reference

@@ -27,31 +27,49 @@ def _ms_with(tmp_path, name, **updates):
 
 def case_missing(tmp):
     return tmp / "nope.tif", MS
+
+
 def case_truncated(tmp):
     data = PAN.read_bytes()
     (tmp / "trunc.tif").write_bytes(data[: len(data) // 2])
     return tmp / "trunc.tif", MS
+
+
 def case_corrupt_header(tmp):
     (tmp / "garbage.tif").write_bytes(b"II*\x00" + bytes(range(256)) * 8)
     return tmp / "garbage.tif", MS
+
+
 def case_multiband_pan(tmp):
     return MS, MS
+
+
 def case_single_band_ms(tmp):
     return PAN, PAN
+
+
 def case_crs_mismatch(tmp):
     return PAN, _ms_with(tmp, "ms_32650.tif", crs="EPSG:32650")
+
+
 def case_no_overlap(tmp):
     with rasterio.open(MS) as s:
         t = s.transform
     return PAN, _ms_with(tmp, "ms_far.tif", transform=Affine.translation(10_000, 0) * t)
+
+
 def case_non_integer_ratio(tmp):
     with rasterio.open(MS) as s:
         t = s.transform
     return PAN, _ms_with(tmp, "ms_25.tif", transform=Affine(t.a * 0.625, 0, t.c, 0, t.e * 0.625, t.f))
+
+
 def case_unsupported_dtype(tmp):
     with rasterio.open(MS) as s:
         arr = s.read().astype(np.complex64)
     return PAN, copy_raster(MS, tmp / "ms_complex.tif", data=arr)
+
+
 def case_all_nodata(tmp):
     with rasterio.open(PAN) as s:
         zeros = np.zeros((1, s.height, s.width), np.uint16)
@@ -108,8 +126,19 @@ def test_output_exists_without_overwrite(tmp_path):
 
 
 def test_a_withheld_network_is_refused_before_any_work_with_the_reason(tmp_path):
-    result = cli("run", "--pan", str(PAN), "--ms", str(MS), "--out", str(tmp_path / "fused.tif"), "--method", "dicnn-qb",
-                 "--work-dir", str(tmp_path / "work"))
+    result = cli(
+        "run",
+        "--pan",
+        str(PAN),
+        "--ms",
+        str(MS),
+        "--out",
+        str(tmp_path / "fused.tif"),
+        "--method",
+        "dicnn-qb",
+        "--work-dir",
+        str(tmp_path / "work"),
+    )
     assert result.returncode == 2 and result.stderr.count("error:") == 1 and "Traceback" not in result.stderr
     assert "unknown method 'dicnn-qb'; choose one of brovey" in result.stderr and "is not shipped" in result.stderr
     assert "ingest" not in result.stderr and _listing(tmp_path) == []

@@ -9,28 +9,66 @@ from conftest import GDAL_HPF, VHR, WV2_MAT, cli
 @pytest.fixture(scope="module")
 def fused_hpf(tmp_path_factory):
     out = tmp_path_factory.mktemp("eval") / "hpf.tif"
-    result = cli("run", "--pan", str(GDAL_HPF[0]), "--ms", str(GDAL_HPF[1]), "--out", str(out),
-                 "--method", "mtf-glp-hpm", "--sensor", "wv3", "--workers", "1")
+    result = cli(
+        "run",
+        "--pan",
+        str(GDAL_HPF[0]),
+        "--ms",
+        str(GDAL_HPF[1]),
+        "--out",
+        str(out),
+        "--method",
+        "mtf-glp-hpm",
+        "--sensor",
+        "wv3",
+        "--workers",
+        "1",
+    )
     assert result.returncode == 0, result.stderr
     return out
 
 
 @pytest.mark.slow
 def test_full_resolution_metrics_and_a_reference(fused_hpf):
-    common = ["--pan", str(GDAL_HPF[0]), "--ms", str(GDAL_HPF[1]), "--fused", str(fused_hpf), "--sensor", "wv3",
-              "--workers", "1", "--json"]
+    common = [
+        "--pan",
+        str(GDAL_HPF[0]),
+        "--ms",
+        str(GDAL_HPF[1]),
+        "--fused",
+        str(fused_hpf),
+        "--sensor",
+        "wv3",
+        "--workers",
+        "1",
+        "--json",
+    ]
     full = json.loads(cli("eval", *common).stdout)
     assert set(full) == {"D_lambda", "D_lambda_K", "D_s", "QNR", "HQNR"}
     assert all(0 <= v <= 1 for v in full.values())
     assert full["QNR"] == pytest.approx((1 - full["D_lambda"]) * (1 - full["D_s"]))
     with_ref = json.loads(cli("eval", *common, "--reference", str(fused_hpf)).stdout)
-    assert with_ref["SAM"] == pytest.approx(0, abs=1e-6) and with_ref["ERGAS"] == 0 and with_ref["Q2n"] == pytest.approx(1)
+    assert (
+        with_ref["SAM"] == pytest.approx(0, abs=1e-6) and with_ref["ERGAS"] == 0 and with_ref["Q2n"] == pytest.approx(1)
+    )
 
 
 @pytest.mark.slow
 def test_reduced_resolution_protocol_scores_a_method():
-    result = cli("eval", "--protocol", "reduced", "--pan", str(WV2_MAT), "--ms", str(WV2_MAT),
-                 "--method", "mtf-glp-hpm", "--workers", "1", "--json")
+    result = cli(
+        "eval",
+        "--protocol",
+        "reduced",
+        "--pan",
+        str(WV2_MAT),
+        "--ms",
+        str(WV2_MAT),
+        "--method",
+        "mtf-glp-hpm",
+        "--workers",
+        "1",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     scores = json.loads(result.stdout)
     assert set(scores) == {"SAM", "ERGAS", "Q2n", "SCC", "PSNR"}
@@ -50,8 +88,8 @@ def test_quality_bench_scores_a_dataset_with_both_protocols():
 
     from conftest import DATA
 
-    from pansharp_dist import open_scene
     from benchmarks.quality import FULL, REDUCED, score_dataset
+    from pansharp_dist import open_scene
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -20,13 +20,13 @@ import pytest
 import rasterio
 import rasterio.shutil
 import rioxarray  # noqa: F401  (the .rio accessor)
-
 from conftest import DATA, GDAL_HPF
+from test_pipeline import cog_valid
+
 from benchmarks.mosaic import mosaic_pair
 from pansharp_dist.errors import StoreError
 from pansharp_dist.export import cog_options, write_cog
 from pansharp_dist.pipeline import run
-from test_pipeline import cog_valid
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pansharp_dist" / "sample"
 SPACENET_NODATA = (DATA / "spacenet6_solaris" / "pan2.tif", DATA / "spacenet6_solaris" / "ms2.tif")

@@ -19,15 +19,18 @@ import pytest
 import rasterio
 from conftest import DATA, GDAL_HPF, cli, copy_raster
 
-from pansharp_dist.catalog import HrefPolicy, Ledger, LedgerRecord, safe_name, scan_catalog
+from pansharp_dist.catalog import HrefPolicy, ItemLedger, ItemRecord, safe_name, scan_catalog
 from pansharp_dist.errors import HrefRefusedError, InputNotFoundError, OutputExistsError
 from pansharp_dist.outputs import check_output, output_lock, remove_owned
 from pansharp_dist.redact import redact_exception, redact_href, redact_logs, redact_text
 
 
 def _digests(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _one_error_line(result) -> str:
@@ -79,8 +82,17 @@ def test_a_work_dir_entry_that_is_the_users_folder_is_refused_not_deleted(tmp_pa
     work.mkdir()
     shutil.move(user_folder, work / "o.tiles.zarr")
     before = _digests(work)
-    result = cli("run", "--pan", str(inputs[0]), "--ms", str(inputs[1]), "--out", str(tmp_path / "o.tif"),
-                 "--work-dir", str(work))
+    result = cli(
+        "run",
+        "--pan",
+        str(inputs[0]),
+        "--ms",
+        str(inputs[1]),
+        "--out",
+        str(tmp_path / "o.tif"),
+        "--work-dir",
+        str(work),
+    )
     assert "did not write" in _one_error_line(result)
     assert _digests(work) == before and not (tmp_path / "o.tif").exists()
 
@@ -113,8 +125,15 @@ def test_a_second_run_on_the_same_output_fails_at_once_and_leaves_the_first_alon
         assert "another run is writing" in _one_error_line(result)
         with output_lock(out):  # this process may take its own lock again (a run's COG writer does)
             pass
-        other = subprocess.run([sys.executable, "-c", f"from pansharp_dist.outputs import output_lock\n"
-                                f"with output_lock({str(out)!r}): pass"], capture_output=True, text=True)
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"from pansharp_dist.outputs import output_lock\nwith output_lock({str(out)!r}): pass",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert other.returncode == 1 and "OutputLockedError" in other.stderr
     assert out.read_bytes() == b"the first run's"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "o.tif"]  # the lock file went with the lock
@@ -153,8 +172,24 @@ def test_resume_refuses_inputs_or_settings_that_changed(tmp_path, inputs):
 @pytest.mark.slow
 def test_a_damaged_saved_adaptation_is_refused(tmp_path):
     work, out = tmp_path / "work", tmp_path / "o.tif"
-    common = ["--pan", str(GDAL_HPF[0]), "--ms", str(GDAL_HPF[1]), "--out", str(out), "--work-dir", str(work),
-              "--method", "fusionnet-wv3", "--device", "cpu", "--adapt-steps", "2", "--tile", "256"]
+    common = [
+        "--pan",
+        str(GDAL_HPF[0]),
+        "--ms",
+        str(GDAL_HPF[1]),
+        "--out",
+        str(out),
+        "--work-dir",
+        str(work),
+        "--method",
+        "fusionnet-wv3",
+        "--device",
+        "cpu",
+        "--adapt-steps",
+        "2",
+        "--tile",
+        "256",
+    ]
     assert cli("run", *common, "--json").returncode == 0
     out.unlink()
     weights = work / "o.fusionnet-wv3.tailor.safetensors"
@@ -194,8 +229,11 @@ def served(tmp_path):
     shutil.copy(GDAL_HPF[0], root / "scenes" / "pan.tif")
     shutil.copy(GDAL_HPF[0], root / "secret.tif")
     log.touch()
-    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(root), str(log)],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("range_server.py")), str(root), str(log)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     port = int(server.stdout.readline())
     yield f"http://127.0.0.1:{port}", lambda: log.read_text().split()
     server.terminate()
@@ -224,7 +262,8 @@ def test_a_vrt_or_a_sidecar_that_reads_outside_the_root_is_refused(tmp_path):
     (root / "scene.vrt").write_text(
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}"><VRTRasterBand dataType="Float32" band="1">'
         f'<SimpleSource><SourceFilename relativeToVRT="0">{secret}</SourceFilename><SourceBand>1</SourceBand>'
-        "</SimpleSource></VRTRasterBand></VRTDataset>")
+        "</SimpleSource></VRTRasterBand></VRTDataset>"
+    )
     policy = HrefPolicy((str(root),))
     with pytest.raises(HrefRefusedError, match="VRT"):
         policy.check_raster(str(root / "scene.vrt"))
@@ -237,8 +276,11 @@ def test_a_vrt_or_a_sidecar_that_reads_outside_the_root_is_refused(tmp_path):
 
 def test_no_error_log_or_ledger_shows_a_credential(tmp_path, caplog):
     href = "https://ana:pa;ss,w@rd@store.example/scenes/pan.tif?X-Amz-Signature=s3cr3t&X-Amz-Credential=AKIA"
-    for text in (str(InputNotFoundError(f"PAN not found: {href}; check the URL")), redact_text(f"failed: {href}, retry"),
-                 redact_href(href)):
+    for text in (
+        str(InputNotFoundError(f"PAN not found: {href}; check the URL")),
+        redact_text(f"failed: {href}, retry"),
+        redact_href(href),
+    ):
         assert "pa;ss" not in text and "s3cr3t" not in text and "AKIA" not in text and "store.example" in text
     assert redact_href("https://u:p@host.example:99999/x.tif") == "https://host.example:99999/x.tif"  # never fails
     redact_logs()
@@ -254,8 +296,11 @@ def test_catalogue_ids_links_and_bad_hrefs_are_handled_item_by_item(tmp_path):
     root.mkdir()
     outside.mkdir()
     catalog = pystac.Catalog("scenes", "real pairs")
-    for item_id, pan in (("good", str(GDAL_HPF[0])), ("evil", str(GDAL_HPF[0])),
-                         ("bad-port", "https://host.example:99999/pan.tif")):
+    for item_id, pan in (
+        ("good", str(GDAL_HPF[0])),
+        ("evil", str(GDAL_HPF[0])),
+        ("bad-port", "https://host.example:99999/pan.tif"),
+    ):
         item = pystac.Item(item_id, geometry=None, bbox=None, datetime=datetime(2024, 1, 1), properties={})
         item.add_asset("pan", pystac.Asset(pan, roles=["data"]))
         item.add_asset("ms", pystac.Asset(str(GDAL_HPF[1]), roles=["data"]))
@@ -275,8 +320,8 @@ def test_catalogue_ids_links_and_bad_hrefs_are_handled_item_by_item(tmp_path):
     assert {safe_name(s.item_id) for s in scenes} == {"good", "___.._escape", "bad-port"}
     with pytest.raises(HrefRefusedError):
         policy.check(next(s for s in scenes if s.item_id == "bad-port").pan)
-    ledger = Ledger(tmp_path / "ledger")
-    ledger.put(LedgerRecord("../../escape", None, {}, "v", "m"))
+    ledger = ItemLedger(tmp_path / "ledger")
+    ledger.put(ItemRecord("../../escape", None, {}, "v", "m"))
     ledger.checksum(str(GDAL_HPF[0]))  # writes the ledger's checksum cache beside the records
     assert [r.item_id for r in ledger.records()] == ["../../escape"]
     assert sorted(p.name for p in (tmp_path / "ledger").iterdir()) == [".checksums.json", "___.._escape.json"]
@@ -326,16 +371,19 @@ def test_brovey_refuses_pan_and_ms_in_different_units(tmp_path, inputs):
     assert not (tmp_path / "f.tif").exists()
 
 
-@pytest.mark.parametrize("args, flag, words", [
-    (["--weights", "nan"], "--weights", "8 weights"),
-    (["--weights", "nan,1,1,1,1,1,1,1"], "--weights", "finite"),
-    (["--weights", "0,0,0,0,0,0,0,0"], "--weights", "not all zero"),
-    (["--tile", "0"], "--tile", "positive"),
-    (["--tile", "-64"], "--tile", "positive"),
-    (["--tile", "510"], "--tile", "use a tile size of 128, 256, 512 or 1024"),
-    (["--task-mp", "inf"], "--task-mp", "finite"),
-    (["--task-mp", "nan"], "--task-mp", "finite"),
-])
+@pytest.mark.parametrize(
+    "args, flag, words",
+    [
+        (["--weights", "nan"], "--weights", "8 weights"),
+        (["--weights", "nan,1,1,1,1,1,1,1"], "--weights", "finite"),
+        (["--weights", "0,0,0,0,0,0,0,0"], "--weights", "not all zero"),
+        (["--tile", "0"], "--tile", "positive"),
+        (["--tile", "-64"], "--tile", "positive"),
+        (["--tile", "510"], "--tile", "use a tile size of 128, 256, 512 or 1024"),
+        (["--task-mp", "inf"], "--task-mp", "finite"),
+        (["--task-mp", "nan"], "--task-mp", "finite"),
+    ],
+)
 def test_parameters_out_of_range_name_their_flag_before_any_work(tmp_path, inputs, args, flag, words):
     result = cli("run", "--pan", str(inputs[0]), "--ms", str(inputs[1]), "--out", str(tmp_path / "o.tif"), *args)
     line = _one_error_line(result)
@@ -344,9 +392,21 @@ def test_parameters_out_of_range_name_their_flag_before_any_work(tmp_path, input
 
 
 def test_adaptation_parameters_out_of_range_are_refused(tmp_path):
-    for args, flag in ((["--tiles", "0"], "--tiles"), (["--steps", "0"], "--steps"), (["--seconds", "nan"], "--seconds")):
-        result = cli("adapt", "--zarr", str(tmp_path / "none.zarr"), "--model", "fusionnet-wv3", "--out",
-                     str(tmp_path / "t.safetensors"), *args)
+    for args, flag in (
+        (["--tiles", "0"], "--tiles"),
+        (["--steps", "0"], "--steps"),
+        (["--seconds", "nan"], "--seconds"),
+    ):
+        result = cli(
+            "adapt",
+            "--zarr",
+            str(tmp_path / "none.zarr"),
+            "--model",
+            "fusionnet-wv3",
+            "--out",
+            str(tmp_path / "t.safetensors"),
+            *args,
+        )
         assert _one_error_line(result).startswith(f"error: {flag}: ")
 
 
@@ -359,14 +419,22 @@ def test_a_ratio_3_pair_is_told_which_tile_sizes_work(tmp_path):
     with rasterio.open(GDAL_HPF[1]) as src:
         ms = np.zeros((src.count, h // 3, w // 3), np.float32)
         ms_transform = pan_transform * pan_transform.scale(3)
-        reproject(src.read(), ms, src_transform=src.transform, src_crs=src.crs, dst_transform=ms_transform,
-                  dst_crs=src.crs, resampling=Resampling.average)
+        reproject(
+            src.read(),
+            ms,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            dst_transform=ms_transform,
+            dst_crs=src.crs,
+            resampling=Resampling.average,
+        )
         ms_profile = src.profile
     pan_path, ms_path = tmp_path / "pan3.tif", tmp_path / "ms3.tif"
     with rasterio.open(pan_path, "w", **{**pan_profile, "width": w, "height": h, "tiled": False}) as dst:
         dst.write(pan)
-    with rasterio.open(ms_path, "w", **{**ms_profile, "width": w // 3, "height": h // 3, "transform": ms_transform,
-                                        "tiled": False}) as dst:
+    with rasterio.open(
+        ms_path, "w", **{**ms_profile, "width": w // 3, "height": h // 3, "transform": ms_transform, "tiled": False}
+    ) as dst:
         dst.write(ms)
     common = ["--pan", str(pan_path), "--ms", str(ms_path)]
     refused = cli("run", *common, "--out", str(tmp_path / "a.tif"))
@@ -376,11 +444,17 @@ def test_a_ratio_3_pair_is_told_which_tile_sizes_work(tmp_path):
 
 
 def test_an_unforeseen_error_is_one_line_exit_1_and_no_bad_input_reaches_it(tmp_path):
-    inject = ("import pansharp_dist.pipeline as p, pansharp_dist.cli as c\n"
-              "def broken(*a, **k): raise ZeroDivisionError('an error nobody foresaw')\n"
-              "p.run = broken\nc.main()")
-    result = subprocess.run([sys.executable, "-c", inject, "run", "--pan", "a", "--ms", "b", "--out",
-                             str(tmp_path / "o.tif")], capture_output=True, text=True, timeout=120)
+    inject = (
+        "import pansharp_dist.pipeline as p, pansharp_dist.cli as c\n"
+        "def broken(*a, **k): raise ZeroDivisionError('an error nobody foresaw')\n"
+        "p.run = broken\nc.main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", inject, "run", "--pan", "a", "--ms", "b", "--out", str(tmp_path / "o.tif")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "unexpected ZeroDivisionError" in result.stderr and "bug" in result.stderr
 
@@ -402,8 +476,19 @@ def test_a_network_that_does_not_fit_the_scene_is_refused_before_the_ingest(tmp_
     from conftest import VHR
 
     work = tmp_path / "work"
-    result = cli("run", "--pan", str(VHR[0]), "--ms", str(VHR[1]), "--out", str(tmp_path / "o.tif"),
-                 "--method", "fusionnet-wv3", "--work-dir", str(work))
+    result = cli(
+        "run",
+        "--pan",
+        str(VHR[0]),
+        "--ms",
+        str(VHR[1]),
+        "--out",
+        str(tmp_path / "o.tif"),
+        "--method",
+        "fusionnet-wv3",
+        "--work-dir",
+        str(work),
+    )
     line = _one_error_line(result)
     assert "takes 8 MS bands" in line and "fusionnet-qb" in line  # names the 4-band networks that fit
     assert not work.exists() or list(work.iterdir()) == []
@@ -419,11 +504,14 @@ def _mat(path: Path, **arrays) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case, words", [
-    ("empty sensor field", None),
-    ("4-D image", "4-D"),
-    ("fake v7.3 header", "MATLAB v7.3"),
-])
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("empty sensor field", None),
+        ("4-D image", "4-D"),
+        ("fake v7.3 header", "MATLAB v7.3"),
+    ],
+)
 def test_malformed_mat_files_are_one_error_line(tmp_path, case, words):
     import scipy.io
 
@@ -459,12 +547,19 @@ def test_a_damaged_store_json_is_one_error_line(tmp_path, inputs):
     assert "metadata (zarr.json) is damaged" in _one_error_line(result)
 
 
-@pytest.mark.parametrize("content, words", [
-    (None, "cannot read the sensor file"),
-    ('[[sensor]]\nid = 5\nname = "x"\nbands = "abc"\nbit_depth = "12"\nratio = 4\nmtf_ms = [0.3]\nmtf_pan = 0.15\n'
-     "rgb = [2, 1, 0]\n", "wrong values of id"),
-    ("title = 'no sensors here'\n", "holds no [[sensor]] tables"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (None, "cannot read the sensor file"),
+        (
+            '[[sensor]]\nid = 5\nname = "x"\nbands = "abc"\nbit_depth = "12"\nratio = 4\nmtf_ms = [0.3]\n'
+            "mtf_pan = 0.15\n"
+            "rgb = [2, 1, 0]\n",
+            "wrong values of id",
+        ),
+        ("title = 'no sensors here'\n", "holds no [[sensor]] tables"),
+    ],
+)
 def test_a_broken_or_missing_sensor_file_is_one_error_line(tmp_path, inputs, content, words):
     sensors = tmp_path / "sensors.toml"
     if content is not None:
@@ -478,8 +573,17 @@ def test_a_checkpoint_with_malformed_keys_is_one_error_line(tmp_path):
     import torch
 
     torch.save({"backbone.a.conv20.weight": torch.zeros(1), "conv3.bias": torch.zeros(8)}, tmp_path / "bad.pth")
-    result = cli("models", "import", str(tmp_path / "bad.pth"), "--arch", "fusionnet", "--sensor", "wv3",
-                 "--out", str(tmp_path / "out"))
+    result = cli(
+        "models",
+        "import",
+        str(tmp_path / "bad.pth"),
+        "--arch",
+        "fusionnet",
+        "--sensor",
+        "wv3",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert "not backbone.<block>.<layer>" in _one_error_line(result)
 
 
@@ -488,7 +592,10 @@ def test_a_full_disk_is_one_error_line_and_leaves_nothing(tmp_path, inputs):
     disk.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True)
     if mounted.returncode:
-        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip()}): needs root in a namespace that allows it")
+        pytest.skip(
+            f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip()}): "
+            "needs root in a namespace that allows it"
+        )
     try:
         result = cli("run", "--pan", str(inputs[0]), "--ms", str(inputs[1]), "--out", str(disk / "o.tif"))
         assert "No space left on device" in _one_error_line(result)
@@ -507,10 +614,32 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_nothing(tmp_path, scheduler):
 
     exe = Path(sys.executable).with_name("pansharp-dist")
     run = subprocess.Popen(  # a session of its own: the signal reaches the run and its workers, as Ctrl-C does
-        [str(exe), "run", "--pan", str(WV2_MAT), "--ms", str(WV2_MAT), "--out", str(tmp_path / "o.tif"),
-         "--method", "fusionnet-wv3", "--adapt", "none", "--device", "cpu", "--tile", "256", "--scheduler", scheduler],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        [
+            str(exe),
+            "run",
+            "--pan",
+            str(WV2_MAT),
+            "--ms",
+            str(WV2_MAT),
+            "--out",
+            str(tmp_path / "o.tif"),
+            "--method",
+            "fusionnet-wv3",
+            "--adapt",
+            "none",
+            "--device",
+            "cpu",
+            "--tile",
+            "256",
+            "--scheduler",
+            scheduler,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not any(p.name.startswith(".o.tif.work-") for p in tmp_path.iterdir()):
         time.sleep(0.1)  # interrupt once the run is under way
@@ -519,5 +648,6 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_nothing(tmp_path, scheduler):
     _, stderr = run.communicate(timeout=120)
     lines = [line for line in stderr.splitlines() if line.strip() and "━" not in line and "warning:" not in line]
     assert run.returncode == 130 and lines == [
-        "error: interrupted; nothing was written at the output (a --work-dir keeps its work for --resume)"], stderr
+        "error: interrupted; nothing was written at the output (a --work-dir keeps its work for --resume)"
+    ], stderr
     assert list(tmp_path.iterdir()) == []

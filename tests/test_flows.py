@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
-import shutil
 from pathlib import Path
 
 import pystac
@@ -20,7 +20,7 @@ from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 from flows.pansharpen_scene import pansharpen_scene  # noqa: E402
 from flows.reprocess_catalog import reprocess_catalog  # noqa: E402
-from pansharp_dist.catalog import HrefPolicy, Ledger, redact_href, redact_text  # noqa: E402
+from pansharp_dist.catalog import HrefPolicy, ItemLedger, redact_href, redact_text  # noqa: E402
 from pansharp_dist.errors import CorruptInputError, HrefRefusedError, is_transient  # noqa: E402
 
 SAMPLE = REPO / "pansharp_dist" / "sample"
@@ -46,8 +46,15 @@ async def _artifacts() -> dict[str, object]:
 def test_scene_flow_writes_cog_stac_item_quicklook_and_artifacts(tmp_path, scheduler):
     import asyncio
 
-    result = pansharpen_scene(out_dir=str(tmp_path), pan=str(SAMPLE / "pan.tif"), ms=str(SAMPLE / "ms.tif"),
-                              method="mtf-glp-hpm", scheduler=scheduler, tile=256, name="sample")
+    result = pansharpen_scene(
+        out_dir=str(tmp_path),
+        pan=str(SAMPLE / "pan.tif"),
+        ms=str(SAMPLE / "ms.tif"),
+        method="mtf-glp-hpm",
+        scheduler=scheduler,
+        tile=256,
+        name="sample",
+    )
     cog = Path(result["cog"])
     assert cog_valid(cog) and Path(result["quicklook"]).exists()
     item = pystac.Item.from_file(result["stac"])
@@ -57,7 +64,9 @@ def test_scene_flow_writes_cog_stac_item_quicklook_and_artifacts(tmp_path, sched
         assert item.assets["hrms"].extra_fields["raster:bands"][0]["data_type"] == src.dtypes[0]
     assert "pansharp-dist" in item.properties["processing:software"]
     assert [link.href for link in item.links if link.rel == "derived_from"] == [
-        str(SAMPLE / "pan.tif"), str(SAMPLE / "ms.tif")]
+        str(SAMPLE / "pan.tif"),
+        str(SAMPLE / "ms.tif"),
+    ]
     assert 0 < result["metrics"]["HQNR"] <= 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sample.json", "sample.png", "sample.tif"]
     artifacts = asyncio.run(_artifacts())
@@ -72,11 +81,41 @@ def test_the_flow_and_the_cli_take_the_same_steps_to_the_same_bytes_and_work_fil
     pan, ms = (str(SAMPLE / name) for name in ("pan.tif", "ms.tif"))
     flow_work, cli_work = tmp_path / "flow-work", tmp_path / "cli-work"
     (tmp_path / "cli").mkdir()
-    result = pansharpen_scene(out_dir=str(tmp_path / "flow"), pan=pan, ms=ms, method="gsa", scheduler=scheduler,
-                              tile=256, name="sample", work_dir=str(flow_work))
-    cli = subprocess.run([sys.executable, "-m", "pansharp_dist.cli", "run", "--pan", pan, "--ms", ms, "--out",
-                          str(tmp_path / "cli" / "sample.tif"), "--method", "gsa", "--tile", "256", "--work-dir",
-                          str(cli_work), "--scheduler", scheduler], capture_output=True, text=True, timeout=300)
+    result = pansharpen_scene(
+        out_dir=str(tmp_path / "flow"),
+        pan=pan,
+        ms=ms,
+        method="gsa",
+        scheduler=scheduler,
+        tile=256,
+        name="sample",
+        work_dir=str(flow_work),
+    )
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pansharp_dist.cli",
+            "run",
+            "--pan",
+            pan,
+            "--ms",
+            ms,
+            "--out",
+            str(tmp_path / "cli" / "sample.tif"),
+            "--method",
+            "gsa",
+            "--tile",
+            "256",
+            "--work-dir",
+            str(cli_work),
+            "--scheduler",
+            scheduler,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert cli.returncode == 0, cli.stderr
     listing = [sorted(str(p.relative_to(work)) for p in work.rglob("*")) for work in (flow_work, cli_work)]
     assert listing[0] == listing[1] and "sample.tiles.zarr" in listing[0] and "sample.hrms.zarr" in listing[0]
@@ -84,9 +123,17 @@ def test_the_flow_and_the_cli_take_the_same_steps_to_the_same_bytes_and_work_fil
 
 
 def _item(root: Path, item_id: str, pan: Path, ms: Path, updated: str) -> pystac.Item:
-    item = pystac.Item(item_id, geometry=None, bbox=None, datetime=None,
-                       properties={"start_datetime": "2020-01-01T00:00:00Z", "end_datetime": "2020-01-01T00:00:00Z",
-                                   "updated": updated})
+    item = pystac.Item(
+        item_id,
+        geometry=None,
+        bbox=None,
+        datetime=None,
+        properties={
+            "start_datetime": "2020-01-01T00:00:00Z",
+            "end_datetime": "2020-01-01T00:00:00Z",
+            "updated": updated,
+        },
+    )
     item.add_asset("pan", pystac.Asset(str(pan), media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
     item.add_asset("ms", pystac.Asset(str(ms), media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
     return item
@@ -113,8 +160,14 @@ def test_catalog_flow_processes_each_item_once_then_only_the_changed_one(tmp_pat
         _item(data, "hpf", *_copy_pair(GDAL_HPF, data / "hpf"), "2024-01-01"),
     ]
     href = _catalog(tmp_path, items)
-    args = {"catalog_href": href, "out_dir": str(tmp_path / "out"), "ledger_dir": str(tmp_path / "ledger"),
-            "allowed_roots": [str(tmp_path)], "scheduler": scheduler, "concurrency": 2}
+    args = {
+        "catalog_href": href,
+        "out_dir": str(tmp_path / "out"),
+        "ledger_dir": str(tmp_path / "ledger"),
+        "allowed_roots": [str(tmp_path)],
+        "scheduler": scheduler,
+        "concurrency": 2,
+    }
     assert reprocess_catalog(**args) == {"done": ["sample", "hpf"], "failed": []}
     for item_id in ("sample", "hpf"):
         assert cog_valid(tmp_path / "out" / item_id / f"{item_id}.tif")
@@ -127,7 +180,7 @@ def test_catalog_flow_processes_each_item_once_then_only_the_changed_one(tmp_pat
     changed.properties["updated"] = "2024-06-01"
     changed.save_object()
     assert reprocess_catalog(**args) == {"done": ["hpf"], "failed": []}
-    assert Ledger(tmp_path / "ledger").get("hpf").updated == "2024-06-01"
+    assert ItemLedger(tmp_path / "ledger").get("hpf").updated == "2024-06-01"
 
 
 @pytest.mark.slow
@@ -137,13 +190,19 @@ def test_a_corrupt_item_fails_alone_and_outside_hrefs_are_refused(tmp_path, sche
     bad_pan, bad_ms = _copy_pair(VHR, data / "bad")
     bad_pan.write_bytes(bad_pan.read_bytes()[: bad_pan.stat().st_size // 3])  # truncated
     outside = _item(data, "outside", SAMPLE / "pan.tif", SAMPLE / "ms.tif", "2024-01-01")  # not under the root
-    href = _catalog(tmp_path, [_item(data, "good", *good, "2024-01-01"), _item(data, "bad", bad_pan, bad_ms, "2024-01-01"),
-                               outside])
-    result = reprocess_catalog(catalog_href=href, out_dir=str(tmp_path / "out"), ledger_dir=str(tmp_path / "ledger"),
-                               allowed_roots=[str(data), str(tmp_path / "catalog")], scheduler=scheduler,
-                               concurrency=1)
+    href = _catalog(
+        tmp_path, [_item(data, "good", *good, "2024-01-01"), _item(data, "bad", bad_pan, bad_ms, "2024-01-01"), outside]
+    )
+    result = reprocess_catalog(
+        catalog_href=href,
+        out_dir=str(tmp_path / "out"),
+        ledger_dir=str(tmp_path / "ledger"),
+        allowed_roots=[str(data), str(tmp_path / "catalog")],
+        scheduler=scheduler,
+        concurrency=1,
+    )
     assert result == {"done": ["good"], "failed": ["bad"]}
-    ledger = Ledger(tmp_path / "ledger")
+    ledger = ItemLedger(tmp_path / "ledger")
     assert "CorruptInputError" in ledger.get("bad").error
     assert ledger.get("outside").status == "failed" and "outside the allowed roots" in ledger.get("outside").error
     assert not (tmp_path / "out" / "outside").exists()
@@ -152,12 +211,20 @@ def test_a_corrupt_item_fails_alone_and_outside_hrefs_are_refused(tmp_path, sche
 def test_href_policy_and_transient_errors():
     policy = HrefPolicy(("/data/scenes", "s3://bucket/scenes/"))
     assert policy.check("/data/scenes/a/pan.tif") and policy.check("s3://bucket/scenes/x.tif")
-    for href in ("/data/scenes/../secret.tif", "/etc/passwd", "s3://bucket/other/x.tif",
-                 "s3://bucket/scenes/../x.tif", "https://evil.example/x.tif", "file:///etc/passwd"):
+    for href in (
+        "/data/scenes/../secret.tif",
+        "/etc/passwd",
+        "s3://bucket/other/x.tif",
+        "s3://bucket/scenes/../x.tif",
+        "https://evil.example/x.tif",
+        "file:///etc/passwd",
+    ):
         with pytest.raises(HrefRefusedError):
             policy.check(href)
-    assert redact_href("https://user:secret@host.example:8443/a/b.tif?X-Amz-Signature=abc") == \
-        "https://host.example:8443/a/b.tif"
+    assert (
+        redact_href("https://user:secret@host.example:8443/a/b.tif?X-Amz-Signature=abc")
+        == "https://host.example:8443/a/b.tif"
+    )
     assert redact_href("/data/scenes/a.tif") == "/data/scenes/a.tif"
     assert redact_text("PAN s3://k:s@b/x.tif?token=1 is damaged") == "PAN s3://b/x.tif is damaged"
     assert is_transient(ConnectionResetError()) and is_transient(TimeoutError())
@@ -180,20 +247,40 @@ def test_deployments_from_prefect_yaml_run_the_scene_flow_on_an_event(tmp_path, 
     item = _item(data, "sample", pan, ms, "2024-01-01")
     item.save_object(dest_href=str(data / "sample.json"), include_self_link=False)
     exe = Path(sys.executable).parent / "prefect"
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PANSHARP_HOME": str(REPO),
-           "PANSHARP_CATALOG": str(data / "catalog.json"), "PANSHARP_OUT": str(tmp_path / "out"),
-           "PANSHARP_LEDGER": str(tmp_path / "ledger"), "PANSHARP_ROOTS": str(data), "PANSHARP_DASK": scheduler}
-    for args in (["work-pool", "create", "pansharp", "--type", "process"],
-                 ["--no-prompt", "deploy", "--all", "--prefect-file", "deploy/prefect.yaml"]):
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PANSHARP_HOME": str(REPO),
+        "PANSHARP_CATALOG": str(data / "catalog.json"),
+        "PANSHARP_OUT": str(tmp_path / "out"),
+        "PANSHARP_LEDGER": str(tmp_path / "ledger"),
+        "PANSHARP_ROOTS": str(data),
+        "PANSHARP_DASK": scheduler,
+    }
+    for args in (
+        ["work-pool", "create", "pansharp", "--type", "process"],
+        ["--no-prompt", "deploy", "--all", "--prefect-file", "deploy/prefect.yaml"],
+    ):
         done = subprocess.run([str(exe), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
-    worker = subprocess.Popen([str(exe), "worker", "start", "--pool", "pansharp", "--type", "process"], cwd=REPO,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [str(exe), "worker", "start", "--pool", "pansharp", "--type", "process"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
     async def scene_runs():
         async with get_client() as api:
-            names = {d.name: d.id for d in await api.read_deployments(
-                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["pansharpen-scene", "reprocess-catalog"])))}
+            names = {
+                d.name: d.id
+                for d in await api.read_deployments(
+                    deployment_filter=DeploymentFilter(
+                        name=DeploymentFilterName(any_=["pansharpen-scene", "reprocess-catalog"])
+                    )
+                )
+            }
             runs = await api.read_flow_runs()
             return names, [r for r in runs if r.deployment_id == names.get("pansharpen-scene")]
 
@@ -203,8 +290,11 @@ def test_deployments_from_prefect_yaml_run_the_scene_flow_on_an_event(tmp_path, 
         names, _ = asyncio.run(scene_runs())
         assert set(names) == {"pansharpen-scene", "reprocess-catalog"}
         time.sleep(5)  # the trigger is registered with the deployment; give the server's automations a moment
-        emit_event(event="pansharp.scene.ready", resource={"prefect.resource.id": "pansharp.scene.sample"},
-                   payload={"item_href": str(data / "sample.json")})
+        emit_event(
+            event="pansharp.scene.ready",
+            resource={"prefect.resource.id": "pansharp.scene.sample"},
+            payload={"item_href": str(data / "sample.json")},
+        )
         deadline, state = time.time() + 400, None
         while time.time() < deadline:
             _, runs = asyncio.run(scene_runs())
@@ -236,8 +326,11 @@ def test_a_catalogue_served_over_http_is_scanned_through_pystac_client(tmp_path)
     for item in items:
         item.assets["pan"].href, item.assets["ms"].href = f"{base}data/pan.tif", f"{base}data/ms.tif"
     _catalog(tmp_path, items)
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "-d", str(tmp_path), "--bind", "127.0.0.1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "-d", str(tmp_path), "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(1)
         scenes, skipped = scan_catalog(f"{base}catalog/catalog.json", HrefPolicy((base,)))
@@ -254,8 +347,15 @@ def test_a_failed_scene_flow_shows_no_credential_in_its_states_or_logs(tmp_path,
     import asyncio
 
     secret = f"https://ana:pa;ss,wd@127.0.0.1:{_free_port()}/scenes/pan.tif?X-Amz-Signature=s3cr3t"
-    state = pansharpen_scene(out_dir=str(tmp_path), pan=secret, ms=str(GDAL_HPF[1]), method="brovey",
-                             scheduler=scheduler, name="secret", return_state=True)
+    state = pansharpen_scene(
+        out_dir=str(tmp_path),
+        pan=secret,
+        ms=str(GDAL_HPF[1]),
+        method="brovey",
+        scheduler=scheduler,
+        name="secret",
+        return_state=True,
+    )
     assert state.is_failed()
 
     async def shown() -> str:

@@ -133,8 +133,11 @@ def test_brovey_matches_gdal_pansharpen(tmp_path, paths, weights):
     exe = _gdal_pansharpen()
     reference = tmp_path / "gdal.tif"
     wargs = [a for w in weights for a in ("-w", str(w))]
-    subprocess.run([exe, "-q", str(paths[0]), str(paths[1]), str(reference), "-r", "cubic", *wargs],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [exe, "-q", str(paths[0]), str(paths[1]), str(reference), "-r", "cubic", *wargs],
+        check=True,
+        capture_output=True,
+    )
     scene = open_scene(*paths)
     fuser = make_fuser(scene, "brovey", weights=weights)
     ours = render(fuser, scene.pan.values, scene.ms.values, OutputSpec.for_scene(scene)).astype(np.float64)

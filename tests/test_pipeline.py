@@ -20,16 +20,31 @@ BIN = Path(sys.executable).parent
 
 
 def cog_valid(path: Path) -> bool:
-    result = subprocess.run([str(BIN / "rio"), "cogeo", "validate", "--strict", str(path)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(BIN / "rio"), "cogeo", "validate", "--strict", str(path)], capture_output=True, text=True
+    )
     return result.returncode == 0 and "is a valid cloud optimized GeoTIFF" in result.stdout
 
 
 @pytest.mark.slow
 def test_cli_run_writes_a_valid_georeferenced_cog_equal_to_a_single_pass(tmp_path):
     out = tmp_path / "hpf.tif"
-    result = cli("run", "--pan", str(GDAL_HPF[0]), "--ms", str(GDAL_HPF[1]), "--out", str(out),
-                 "--method", "gsa", "--tile", "128", "--workers", "2", "--json")
+    result = cli(
+        "run",
+        "--pan",
+        str(GDAL_HPF[0]),
+        "--ms",
+        str(GDAL_HPF[1]),
+        "--out",
+        str(out),
+        "--method",
+        "gsa",
+        "--tile",
+        "128",
+        "--workers",
+        "2",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["output"] == str(out) and report["bytes"] == out.stat().st_size
@@ -47,8 +62,21 @@ def test_cli_run_writes_a_valid_georeferenced_cog_equal_to_a_single_pass(tmp_pat
 @pytest.mark.slow
 def test_cli_shows_progress_and_keeps_stores_in_a_named_work_dir(tmp_path):
     work = tmp_path / "work"
-    result = cli("run", "--pan", str(VHR[0]), "--ms", str(VHR[1]), "--out", str(tmp_path / "v.tif"),
-                 "--tile", "256", "--workers", "1", "--work-dir", str(work))
+    result = cli(
+        "run",
+        "--pan",
+        str(VHR[0]),
+        "--ms",
+        str(VHR[1]),
+        "--out",
+        str(tmp_path / "v.tif"),
+        "--tile",
+        "256",
+        "--workers",
+        "1",
+        "--work-dir",
+        str(work),
+    )
     assert result.returncode == 0, result.stderr
     assert all(phase in result.stderr for phase in ("ingest", "fuse", "cog"))
     assert sorted(p.name for p in work.iterdir()) == ["v.hrms.zarr", "v.run.json", "v.tiles.zarr"]
@@ -95,8 +123,17 @@ def test_joining_an_existing_scheduler_gives_the_same_cog(tmp_path, dask_process
 
 @pytest.mark.slow
 def test_unreachable_scheduler_is_a_clear_error(tmp_path):
-    result = cli("run", "--pan", str(VHR[0]), "--ms", str(VHR[1]), "--out", str(tmp_path / "x.tif"),
-                 "--scheduler", f"tcp://127.0.0.1:{_free_port()}")
+    result = cli(
+        "run",
+        "--pan",
+        str(VHR[0]),
+        "--ms",
+        str(VHR[1]),
+        "--out",
+        str(tmp_path / "x.tif"),
+        "--scheduler",
+        f"tcp://127.0.0.1:{_free_port()}",
+    )
     assert result.returncode == 2 and "could not reach the Dask scheduler" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -121,8 +158,17 @@ def test_uncompressed_cog_has_the_same_pixels_and_unknown_compressions_are_refus
     with rasterio.open(raw) as a, rasterio.open(zstd) as b:
         assert a.compression is None and b.compression.name == "zstd"
         np.testing.assert_array_equal(a.read(), b.read())
-    result = cli("run", "--pan", str(GDAL_HPF[0]), "--ms", str(GDAL_HPF[1]), "--out", str(tmp_path / "x.tif"),
-                 "--compress", "LZMA9")
+    result = cli(
+        "run",
+        "--pan",
+        str(GDAL_HPF[0]),
+        "--ms",
+        str(GDAL_HPF[1]),
+        "--out",
+        str(tmp_path / "x.tif"),
+        "--compress",
+        "LZMA9",
+    )
     assert result.returncode == 2 and "--compress must be one of" in result.stderr
     assert not (tmp_path / "x.tif").exists()
 

@@ -5,9 +5,9 @@ import pytest
 from conftest import WV2_MAT
 
 from pansharp_dist import open_scene
-from pansharp_dist.resample import upsample
 from pansharp_dist.methods import build_fuser
 from pansharp_dist.quality import degrade, degrade_arrays, ergas, interp23, mtf_filter, mtf_kernel, psnr, q2n, sam, scc
+from pansharp_dist.resample import upsample
 from pansharp_dist.sensors import get_sensor
 from pansharp_dist.stats import SceneStats, block_stats
 
@@ -133,7 +133,7 @@ def test_user_sensor_from_a_toml_file(tmp_path, monkeypatch):
     path = tmp_path / "sensors.toml"
     path.write_text(
         '[[sensor]]\nid = "spot6"\nname = "SPOT-6"\nbands = ["blue", "green", "red", "nir"]\n'
-        'bit_depth = 12\nratio = 4\nmtf_ms = [0.33, 0.33, 0.33, 0.33]\nmtf_pan = 0.15\nrgb = [2, 1, 0]\n'
+        "bit_depth = 12\nratio = 4\nmtf_ms = [0.33, 0.33, 0.33, 0.33]\nmtf_pan = 0.15\nrgb = [2, 1, 0]\n"
         'aliases = ["spot-6"]\n'
     )
     monkeypatch.setenv("PANSHARP_SENSORS", str(path))
@@ -142,7 +142,7 @@ def test_user_sensor_from_a_toml_file(tmp_path, monkeypatch):
 
 
 def test_full_resolution_metrics_ideal_cases_and_ordering(wv2):
-    from pansharp_dist.quality.fullres import d_lambda_qnr, full_resolution, imresize_down, q_blocks
+    from pansharp_dist.quality.fullres import d_lambda_qnr, full_scores, imresize_down, q_blocks
 
     pan, ms = wv2
     pan, ms = pan[:512, :512], ms[:, :128, :128]
@@ -157,10 +157,13 @@ def test_full_resolution_metrics_ideal_cases_and_ordering(wv2):
     assert d_lambda_qnr(msexp, msexp) == 0.0
     gains = get_sensor("wv2").mtf_ms
     stats = SceneStats.from_blocks(block_stats(pan, ms, 4, None, None))
-    fused = build_fuser("mtf-glp-hpm", stats, 4, get_sensor("wv2")).fuse(
-        pan[None].astype(np.float32), ms[None].astype(np.float32))[0].astype(np.float64)
-    scores_fused = full_resolution(fused, ms, pan, 4, gains)
-    scores_exp = full_resolution(msexp, ms, pan, 4, gains)
+    fused = (
+        build_fuser("mtf-glp-hpm", stats, 4, get_sensor("wv2"))
+        .fuse(pan[None].astype(np.float32), ms[None].astype(np.float32))[0]
+        .astype(np.float64)
+    )
+    scores_fused = full_scores(fused, ms, pan, 4, gains)
+    scores_exp = full_scores(msexp, ms, pan, 4, gains)
     assert scores_fused["D_s"] < scores_exp["D_s"]  # the PAN's detail is in the fused image, not in the upsampled MS
     assert scores_fused["HQNR"] > scores_exp["HQNR"]
     assert all(0 <= scores_fused[k] <= 1 for k in ("D_lambda", "D_lambda_K", "D_s", "QNR", "HQNR"))
@@ -169,17 +172,19 @@ def test_full_resolution_metrics_ideal_cases_and_ordering(wv2):
 def test_blockwise_metrics_equal_the_in_memory_ones(wv2, client):
     import dask.array as da
 
-    from pansharp_dist.quality import reduced_resolution, reduced_resolution_metrics
+    from pansharp_dist.quality import reduced_scores, reduced_scores_blockwise
 
     pan, ms = wv2
     sensor = get_sensor("wv2")
     pan_lr, ms_lr = degrade_arrays(pan, ms, 4, sensor.mtf_ms, sensor.mtf_pan)
     stats = SceneStats.from_blocks(block_stats(pan_lr, ms_lr, 4, None, None))
-    fused = build_fuser("gsa", stats, 4, sensor).fuse(pan_lr[None].astype(np.float32), ms_lr[None].astype(np.float32))[0]
+    fused = build_fuser("gsa", stats, 4, sensor).fuse(pan_lr[None].astype(np.float32), ms_lr[None].astype(np.float32))[
+        0
+    ]
     ref, fus = ms[:, :300, :310], fused[:, :300, :310].astype(np.float64)  # sides not multiples of 32
-    expected = reduced_resolution(ref, fus, 4)
+    expected = reduced_scores(ref, fus, 4)
     lazy = da.from_array(fus, chunks=(8, 70, 90))
-    got = reduced_resolution_metrics(ref, lazy, 4, chunk=96, client=client)
+    got = reduced_scores_blockwise(ref, lazy, 4, chunk=96, client=client)
     assert set(got) == set(expected)
     for name, value in expected.items():
         assert got[name] == pytest.approx(value, rel=1e-6), name
@@ -188,17 +193,21 @@ def test_blockwise_metrics_equal_the_in_memory_ones(wv2, client):
 def test_blockwise_full_resolution_metrics_equal_the_in_memory_ones(wv2, client):
     import dask.array as da
 
-    from pansharp_dist.quality import full_resolution
-    from pansharp_dist.quality.blockwise import full_resolution_metrics
+    from pansharp_dist.quality import full_scores
+    from pansharp_dist.quality.blockwise import full_scores_blockwise
 
     pan, ms = wv2
     pan, ms = pan[:576, :640], ms[:, :144, :160]
     sensor = get_sensor("wv2")
     stats = SceneStats.from_blocks(block_stats(pan, ms, 4, None, None))
-    fused = build_fuser("mtf-glp-hpm", stats, 4, sensor).fuse(
-        pan[None].astype(np.float32), ms[None].astype(np.float32))[0].astype(np.float64)
-    expected = full_resolution(fused, ms, pan, 4, sensor.mtf_ms)
-    got = full_resolution_metrics(da.from_array(fused, chunks=(8, 200, 200)), ms, pan, 4, sensor.mtf_ms,
-                                  chunk=192, client=client)
+    fused = (
+        build_fuser("mtf-glp-hpm", stats, 4, sensor)
+        .fuse(pan[None].astype(np.float32), ms[None].astype(np.float32))[0]
+        .astype(np.float64)
+    )
+    expected = full_scores(fused, ms, pan, 4, sensor.mtf_ms)
+    got = full_scores_blockwise(
+        da.from_array(fused, chunks=(8, 200, 200)), ms, pan, 4, sensor.mtf_ms, chunk=192, client=client
+    )
     for name, value in expected.items():
         assert got[name] == pytest.approx(value, rel=1e-6), name

@@ -66,7 +66,7 @@ def test_mat_file_given_as_both_pan_and_ms_with_sensor_from_metadata():
 
 def test_mat_patch_stacks_need_a_patch_index():
     path = DATA / "fusionnet_wv3_patches" / "train.mat"
-    with pytest.raises(InvalidParameterError, match="stack of 100 patches; choose one with patch=N"):
+    with pytest.raises(InvalidParameterError, match="stack of 100 patches; choose one with `patch=N`"):
         open_scene(path, path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)

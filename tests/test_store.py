@@ -70,7 +70,7 @@ def test_a_damaged_tile_chunk_fails_its_read_instead_of_giving_other_pixels(tmp_
     at = len(data) // 3
     shard.write_bytes(data[:at] + bytes([data[at] ^ 0x10]) + data[at + 1 :])  # one bit: Blosc alone decodes it
     with pytest.raises(StoreError, match="hpf.zarr: the pan data at PAN rows 0:128, columns 0:128 is damaged"):
-        open_store(path).pan[:128, :128].values
+        _ = open_store(path).pan[:128, :128].values
     np.testing.assert_array_equal(open_store(path).pan[128:, 128:].values, open_scene(*GDAL_HPF).pan[128:, 128:].values)
 
 
@@ -84,17 +84,29 @@ def test_all_nodata_chunks_are_stored_so_a_missing_or_empty_one_fails_its_read(t
     store = ingest(scene, path, tile=64, block=128, client=client)
     assert not store.pan[:128, :128].values.any()
     write_output(pansharpen(store, "brovey"), tmp_path / "out.zarr", client=client)
-    assert all((folder / key).stat().st_size for folder, key in (
-        (path / "pan", "c/0/0"), (path / "mask", "c/0/0"), (tmp_path / "out.zarr" / "hrms", "0.0.0")))
+    assert all(
+        (folder / key).stat().st_size
+        for folder, key in (
+            (path / "pan", "c/0/0"),
+            (path / "mask", "c/0/0"),
+            (tmp_path / "out.zarr" / "hrms", "0.0.0"),
+        )
+    )
 
     (path / "pan" / "c" / "0" / "0").unlink()
-    with pytest.raises(StoreError, match=r"hole.zarr: the pan data at PAN rows 0:128, columns 0:128 is damaged "
-                                         r"\(its chunk file c/0/0 is missing or empty\); delete the store"):
-        open_store(path).pan[:128, :128].values
+    with pytest.raises(
+        StoreError,
+        match=r"hole.zarr: the pan data at PAN rows 0:128, columns 0:128 is damaged "
+        r"\(its chunk file c/0/0 is missing or empty\); delete the store",
+    ):
+        _ = open_store(path).pan[:128, :128].values
     (path / "ms" / "c" / "0" / "1" / "1").write_bytes(b"")
-    with pytest.raises(StoreError, match=r"the ms data at MS rows 40:50, columns 40:50 is damaged \(its chunk file "
-                                         r"c/0/1/1 is missing or empty\)"):
-        open_store(path).ms[:, 40:50, 40:50].values
+    with pytest.raises(
+        StoreError,
+        match=r"the ms data at MS rows 40:50, columns 40:50 is damaged \(its chunk file "
+        r"c/0/1/1 is missing or empty\)",
+    ):
+        _ = open_store(path).ms[:, 40:50, 40:50].values
     np.testing.assert_array_equal(open_store(path).pan[128:, 128:].values, scene.pan[128:, 128:].values)
 
 
@@ -108,8 +120,18 @@ def test_incomplete_or_foreign_store_is_refused(tmp_path):
 def test_ingest_from_the_cli_writes_a_store(tmp_path):
     from conftest import cli
 
-    result = cli("ingest", "--pan", str(VHR[0]), "--ms", str(VHR[1]), "--out", str(tmp_path / "s.zarr"),
-                 "--workers", "1", "--json")
+    result = cli(
+        "ingest",
+        "--pan",
+        str(VHR[0]),
+        "--ms",
+        str(VHR[1]),
+        "--out",
+        str(tmp_path / "s.zarr"),
+        "--workers",
+        "1",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["height"] == 800 and summary["bands"] == 4 and summary["valid_pixels"] > 0

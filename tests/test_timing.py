@@ -13,9 +13,27 @@ SAMPLE = REPO / "pansharp_dist" / "sample"
 
 def test_bench_times_each_phase_of_runs_on_the_users_scene_and_leaves_nothing(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "pansharp_dist.cli", "bench", "--pan", str(SAMPLE / "pan.tif"), "--ms",
-         str(SAMPLE / "ms.tif"), "--method", "gsa", "--scheduler", "threads", "--repeats", "2", "--json"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "pansharp_dist.cli",
+            "bench",
+            "--pan",
+            str(SAMPLE / "pan.tif"),
+            "--ms",
+            str(SAMPLE / "ms.tif"),
+            "--method",
+            "gsa",
+            "--scheduler",
+            "threads",
+            "--repeats",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
@@ -29,7 +47,20 @@ def test_bench_times_each_phase_of_runs_on_the_users_scene_and_leaves_nothing(tm
 
 def test_bench_refuses_a_bad_scene_in_one_line(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "pansharp_dist.cli", "bench", "--pan", str(tmp_path / "missing.tif"), "--ms",
-         str(SAMPLE / "ms.tif"), "--scheduler", "threads"], capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pansharp_dist.cli",
+            "bench",
+            "--pan",
+            str(tmp_path / "missing.tif"),
+            "--ms",
+            str(SAMPLE / "ms.tif"),
+            "--scheduler",
+            "threads",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2 and done.stderr.startswith("error:") and len(done.stderr.splitlines()) == 1

@@ -154,7 +154,11 @@ class SceneLoss:
     """
 
     def __init__(
-        self, ms_gains: tuple[float, ...], ratio: int, weights: LossWeights = LossWeights(), window: int | None = None,
+        self,
+        ms_gains: tuple[float, ...],
+        ratio: int,
+        weights: LossWeights = LossWeights(),
+        window: int | None = None,
         degradation: str = "mtf",
     ) -> None:
         if degradation not in DEGRADATIONS:
@@ -163,7 +167,8 @@ class SceneLoss:
         self.window = window or 2 * ratio + 1
         self.degrade = (
             MTFDecimation(np.stack([mtf_kernel(float(g), ratio) for g in ms_gains]), ratio)
-            if degradation == "mtf" else BicubicDecimation(ratio)
+            if degradation == "mtf"
+            else BicubicDecimation(ratio)
         )
 
     def spectral(self, out: Tensor, ms: Tensor) -> Tensor:

@@ -80,16 +80,27 @@ class AdaptOptions:
     degradation: str = "mtf"
 
     def __post_init__(self) -> None:
-        whole = {"k": (self.k, "tiles to train on"), "patch": (self.patch, "the side of a training tile"),
-                 "steps": (self.steps, "the step budget"), "patience": (self.patience, "the steps without gain")}
+        whole = {
+            "k": (self.k, "tiles to train on"),
+            "patch": (self.patch, "the side of a training tile"),
+            "steps": (self.steps, "the step budget"),
+            "patience": (self.patience, "the steps without gain"),
+        }
         for name, (value, what) in whole.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidParameterError(f"{what} ({name}) must be a whole number of at least 1, got {value}", name)
-        positive = {"seconds": "the time budget", "lr": "the tailor's learning rate",
-                    "full_lr": "the whole network's learning rate"}
+        positive = {
+            "seconds": "the time budget",
+            "lr": "the tailor's learning rate",
+            "full_lr": "the whole network's learning rate",
+        }
         for name, what in positive.items():
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value > 0) or math.isnan(value) or (name != "seconds" and math.isinf(value)):
+            if (
+                not (isinstance(value, (int, float)) and value > 0)
+                or math.isnan(value)
+                or (name != "seconds" and math.isinf(value))
+            ):
                 raise InvalidParameterError(f"{what} ({name}) must be a positive number, got {value}", name)
         if not (isinstance(self.min_delta, (int, float)) and 0 <= self.min_delta < 1):
             raise InvalidParameterError(f"min_delta must lie in [0, 1), got {self.min_delta}", "min_delta")

@@ -38,7 +38,9 @@ STRATEGIES = ("random", "grid", "farthest", "manifold")
 def adaptation_grid(scene: Scene, patch: int) -> TileGrid:
     """The haloless grid of ``patch``-sized tiles the tailor samples from."""
     if patch % scene.ratio or patch < 4 * scene.ratio:
-        raise InvalidParameterError(f"adaptation patch {patch} must be a multiple of the ratio and at least {4 * scene.ratio}")
+        raise InvalidParameterError(
+            f"adaptation patch {patch} must be a multiple of the ratio and at least {4 * scene.ratio}"
+        )
     return TileGrid(scene.shape[0], scene.shape[1], patch, 0, scene.ratio)
 
 
@@ -63,7 +65,9 @@ def tile_descriptors(scene: Scene, grid: TileGrid) -> tuple[np.ndarray, np.ndarr
     eligible = np.zeros((grid_rows, grid_cols), bool)
     eligible[:rows, :cols] = valid
     desc = np.zeros((grid_rows, grid_cols, 2 * scene.bands + 1))
-    desc[:rows, :cols] = np.concatenate([np.moveaxis(mean, 0, -1), np.moveaxis(std, 0, -1), texture[..., None]], axis=-1)
+    desc[:rows, :cols] = np.concatenate(
+        [np.moveaxis(mean, 0, -1), np.moveaxis(std, 0, -1), texture[..., None]], axis=-1
+    )
     eligible, desc = eligible.ravel(), desc.reshape(grid_rows * grid_cols, -1)
     if eligible.any():
         mu, sd = desc[eligible].mean(0), desc[eligible].std(0)
@@ -113,8 +117,12 @@ def sample_valid_tiles(
     while True:
         picked = sample_tiles(grid, eligible, desc, k, strategy, seed)
         pan, ms = read_tiles(scene, [tiles[i] for i in picked])
-        ok = np.array([valid_mask(p, m, scene.ratio, scene.pan_nodata, scene.ms_nodata)[0].all()
-                       for p, m in zip(pan.astype(scene.pan.dtype), ms.astype(scene.ms.dtype))])
+        ok = np.array(
+            [
+                valid_mask(p, m, scene.ratio, scene.pan_nodata, scene.ms_nodata)[0].all()
+                for p, m in zip(pan.astype(scene.pan.dtype), ms.astype(scene.ms.dtype))
+            ]
+        )
         if ok.all():
             return picked, pan, ms
         eligible[np.asarray(picked)[~ok]] = False

@@ -27,12 +27,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import Tensor
 from safetensors.torch import save
+from torch import Tensor
 
 from ..errors import InvalidParameterError
-from ..models.cards import card as model_card
 from ..models.backbones import Backbone, Inputs
+from ..models.cards import card as model_card
 from ..models.network import NetworkFuser, resident
 from ..models.tailor import Tailor, TailorCard, TailorSpec, tailor_bytes
 from ..scene import Scene
@@ -41,7 +41,6 @@ from . import MODES
 from .losses import SceneLoss
 from .options import AdaptOptions, AdaptReport
 from .sampling import adaptation_grid, sample_valid_tiles
-
 
 
 @dataclass
@@ -71,8 +70,9 @@ def adaptation_batch(scene: Scene, fuser: NetworkFuser, options: AdaptOptions = 
     step of a fit reuses: the prepared inputs, the frozen features and output, the spatial loss's floor."""
     sensor = get_sensor(scene.sensor)
     loss = SceneLoss(sensor.mtf_gains(scene.bands), scene.ratio, options.weights, degradation=options.degradation)
-    tiles, pan_np, ms_np = sample_valid_tiles(scene, adaptation_grid(scene, options.patch), options.k,
-                                              options.strategy, options.seed)
+    tiles, pan_np, ms_np = sample_valid_tiles(
+        scene, adaptation_grid(scene, options.patch), options.k, options.strategy, options.seed
+    )
     dev = fuser.device
     backbone = resident(fuser.name, dev)
     pan, ms = torch.from_numpy(pan_np[:, None]).to(dev), torch.from_numpy(ms_np).to(dev)
@@ -90,7 +90,10 @@ StepProgress = Callable[[int, int, float], None]
 
 
 def adapt_fuser(
-    scene: Scene, fuser: NetworkFuser, mode: str = "tailor", options: AdaptOptions = AdaptOptions(),
+    scene: Scene,
+    fuser: NetworkFuser,
+    mode: str = "tailor",
+    options: AdaptOptions = AdaptOptions(),
     progress: StepProgress | None = None,
 ) -> tuple[NetworkFuser, AdaptReport]:
     """Adapt the network of ``fuser`` (fitted to this scene, or to the scene it was degraded from)
@@ -109,8 +112,9 @@ def adapt_fuser(
     backbone, x, feats = batch.backbone, batch.x, batch.features
     torch.manual_seed(options.seed)  # here: loading the backbone the first time draws from the generator
     if mode == "tailor":
-        module = Tailor(TailorSpec(feats.shape[1], options.spec_width, options.spec_depth, options.spec_kernel,
-                                      options.spec_linear)).to(fuser.device)
+        module = Tailor(
+            TailorSpec(feats.shape[1], options.spec_width, options.spec_depth, options.spec_kernel, options.spec_linear)
+        ).to(fuser.device)
         forward = lambda: backbone.head(module(feats), x)  # noqa: E731
         lr = options.lr
     else:
@@ -121,11 +125,16 @@ def adapt_fuser(
     meta = model_card(model_id)
     if mode == "tailor":
         card = TailorCard(
-            backbone=model_id, backbone_sha256=meta.sha256, scene=scene.name,
+            backbone=model_id,
+            backbone_sha256=meta.sha256,
+            scene=scene.name,
             spec=asdict(module.spec),
             losses={**options.weights.as_dict(), "degradation": options.degradation},
-            steps=report.steps, seconds=round(report.seconds, 3),
-            tiles=report.tiles, loss_history=[round(v, 6) for v in report.losses], kept_step=report.kept_step,
+            steps=report.steps,
+            seconds=round(report.seconds, 3),
+            tiles=report.tiles,
+            loss_history=[round(v, 6) for v in report.losses],
+            kept_step=report.kept_step,
         )
         data = tailor_bytes(module.cpu(), card)
     else:
@@ -140,11 +149,20 @@ Step = Callable[[], tuple[Tensor, dict[str, Tensor]]]
 
 
 def _train(
-    module, forward, objective, lr: float, options: AdaptOptions, report: AdaptReport, start: float,
-    device: str, progress: StepProgress | None = None,
+    module,
+    forward,
+    objective,
+    lr: float,
+    options: AdaptOptions,
+    report: AdaptReport,
+    start: float,
+    device: str,
+    progress: StepProgress | None = None,
 ) -> None:
     params = [p for p in module.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr, capturable=_on_cuda(device))  # on CUDA, eager or graphed: the same Adam arithmetic
+    opt = torch.optim.Adam(
+        params, lr=lr, capturable=_on_cuda(device)
+    )  # on CUDA, eager or graphed: the same Adam arithmetic
 
     def eager() -> tuple[Tensor, dict[str, Tensor]]:
         opt.zero_grad(set_to_none=True)

@@ -52,8 +52,9 @@ class NativeCheck:
         return self.ergas < self.best_ergas[1] and self.sam < self.best_sam[1]
 
     @classmethod
-    def from_scores(cls, data: str, network: str, scores: dict[str, dict[str, float]],
-                    baselines: list[str], adapt: str = "none") -> "NativeCheck":
+    def from_scores(
+        cls, data: str, network: str, scores: dict[str, dict[str, float]], baselines: list[str], adapt: str = "none"
+    ) -> NativeCheck:
         """The check of ``network`` from ``{method: {"ERGAS": ..., "SAM": ...}}`` of a reduced-resolution run."""
         best = {k: min(((b, scores[b][k]) for b in baselines), key=lambda pair: pair[1]) for k in ("ERGAS", "SAM")}
         return cls(data, scores[network]["ERGAS"], scores[network]["SAM"], best["ERGAS"], best["SAM"], adapt)
@@ -111,10 +112,13 @@ class ModelCard:
             raise BandCountError(
                 f"model {self.id} takes {len(self.bands)} MS bands ({', '.join(self.bands)}) but the scene has "
                 f"{bands}: choose a model of a {bands}-band sensor"
-                + (f" ({', '.join(fitting)})" if fitting else " (none is shipped: use a classical method)"))
+                + (f" ({', '.join(fitting)})" if fitting else " (none is shipped: use a classical method)")
+            )
         if ratio != self.ratio:
             raise InvalidParameterError(
-                f"model {self.id} was trained for ratio {self.ratio}; the scene has ratio {ratio}: use a classical method")
+                f"model {self.id} was trained for ratio {self.ratio}; the scene has ratio {ratio}: "
+                "use a classical method"
+            )
 
     def native_failures(self, adapt: str = "none") -> list[NativeCheck]:
         """The own-sensor checks the network failed when run with adaptation ``adapt``."""
@@ -137,8 +141,10 @@ def withheld_note(model_id: str) -> str:
     """Why ``model_id`` is not shipped, as a sentence to append to an error; ``""`` for any other id."""
     if model_id.lower() not in WITHHELD:
         return ""
-    return (f" ({model_id.lower()} is not shipped: it did worse than plain upsampling or a classical method on data "
-            "of its own sensor, even adapted; see pansharp_dist/models/weights/README.md)")
+    return (
+        f" ({model_id.lower()} is not shipped: it did worse than plain upsampling or a classical method on data "
+        "of its own sensor, even adapted; see pansharp_dist/models/weights/README.md)"
+    )
 
 
 def shipped_folder() -> Path:
@@ -172,7 +178,8 @@ def record_native_checks(checks: dict[str, list[NativeCheck]], folder: str | Pat
     missing = [i for i in checks if not (folder / f"{i}.json").is_file()]
     if missing:
         raise InputNotFoundError(
-            f"no model card for {', '.join(missing)} in {folder}: import the checkpoint first (pansharp-dist models import)"
+            f"no model card for {', '.join(missing)} in {folder}: import the checkpoint first "
+            "(pansharp-dist models import)"
         )
     for model_id, found in checks.items():
         write_card(replace(_read_card(folder / f"{model_id}.json"), native_checks=tuple(found)), folder)

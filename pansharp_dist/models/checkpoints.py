@@ -62,7 +62,9 @@ def _without_duplicates(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
         if key.startswith("backbone."):
             parts = key.split(".", 2)
             if len(parts) != 3 or not parts[1].isdigit():
-                raise CorruptInputError(f"checkpoint key {key} is not backbone.<block>.<layer>: not a DLPan-Toolbox state dict")
+                raise CorruptInputError(
+                    f"checkpoint key {key} is not backbone.<block>.<layer>: not a DLPan-Toolbox state dict"
+                )
             _, index, rest = parts
             twin = state.get(f"res{int(index) + 1}.{rest}")
             if twin is None or not torch.equal(twin, value):
@@ -88,7 +90,9 @@ def import_checkpoint(path: str | Path, arch: str, sensor: str, out_dir: str | P
     state = _without_duplicates(_read_state_dict(path))
     bands = state["conv3.bias"].shape[0] if "conv3.bias" in state else 0
     model = cls(bands)
-    missing, unexpected = (sorted(k) for k in (set(model.state_dict()) - set(state), set(state) - set(model.state_dict())))
+    missing, unexpected = (
+        sorted(k) for k in (set(model.state_dict()) - set(state), set(state) - set(model.state_dict()))
+    )
     if missing or unexpected:
         raise CorruptInputError(f"{path} does not fit {cls.arch}: missing keys {missing}, unexpected keys {unexpected}")
     try:

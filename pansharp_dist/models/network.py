@@ -162,7 +162,7 @@ class NetworkFuser:
         """Dask worker resources each task of this fuser needs."""
         return dict(self.worker_resources)
 
-    def adapted(self, mode: str, weights: bytes) -> "NetworkFuser":
+    def adapted(self, mode: str, weights: bytes) -> NetworkFuser:
         """This fuser with an adaptation (installed in this process); the halo grows by the tailor's receptive field."""
         extra = tailor_from_bytes(weights)[0].spec.radius if mode == "tailor" else 0
         halo = _halo(card(self.name).receptive_radius + extra, self.ratio)

@@ -43,10 +43,17 @@ def _partials(
     gf = np.stack([sobel_magnitude(np.where(ring, 0.0, b))[1:-1, 1:-1][inner] for b in fus])
     scores = q2n_scores(core_r, core_f, block, block, quantize)
     return {
-        "err2": err2, "ref_sum": core_r.sum(axis=(1, 2)), "n": float(h * w),
-        "angles": float(angles.sum()), "n_angles": float(angles.size), "ref_max": float(core_r.max()),
-        "scc_fr": float((gf * gr).sum()), "scc_ff": float((gf**2).sum()), "scc_rr": float((gr**2).sum()),
-        "q_sum": float(scores.sum()), "q_n": float(scores.size),
+        "err2": err2,
+        "ref_sum": core_r.sum(axis=(1, 2)),
+        "n": float(h * w),
+        "angles": float(angles.sum()),
+        "n_angles": float(angles.size),
+        "ref_max": float(core_r.max()),
+        "scc_fr": float((gf * gr).sum()),
+        "scc_ff": float((gf**2).sum()),
+        "scc_rr": float((gr**2).sum()),
+        "q_sum": float(scores.sum()),
+        "q_n": float(scores.size),
     }
 
 
@@ -56,7 +63,7 @@ def _merge(parts: list[dict]) -> dict:
     return out
 
 
-def reduced_resolution_metrics(
+def reduced_scores_blockwise(
     reference: xr.DataArray | da.Array | np.ndarray,
     fused: xr.DataArray | da.Array | np.ndarray,
     ratio: int,
@@ -69,7 +76,7 @@ def reduced_resolution_metrics(
     """SAM (degrees), ERGAS, Q2n, SCC and PSNR of ``fused`` against ``reference``, blockwise.
 
     Both are ``(band, y, x)`` arrays of the same shape (lazy or not). Equal to
-    :func:`pansharp_dist.quality.metrics.reduced_resolution` on the same data.
+    :func:`pansharp_dist.quality.metrics.reduced_scores` on the same data.
     """
     from ..tasks import run_tasks
 
@@ -86,8 +93,9 @@ def reduced_resolution_metrics(
     fus_o = da.overlap.overlap(fus.rechunk(chunks), depth=halo, boundary=0).to_delayed()
     y_starts, x_starts = np.cumsum((0,) + ys[:-1]), np.cumsum((0,) + xs[:-1])
     tasks = [
-        dask.delayed(_partials, pure=True)(ref_o[0, i, j], fus_o[0, i, j], int(y0), int(x0), (height, width),
-                                           block, quantize)
+        dask.delayed(_partials, pure=True)(
+            ref_o[0, i, j], fus_o[0, i, j], int(y0), int(x0), (height, width), block, quantize
+        )
         for i, y0 in enumerate(y_starts)
         for j, x0 in enumerate(x_starts)
     ]
@@ -126,14 +134,15 @@ def _haloed(x: da.Array, depth: int, boundary: str, fn, scale: float, **kwargs) 
     ``fn`` maps a chunk of shape ``(..., h, w)`` to ``(..., h*scale, w*scale)``.
     """
     nd = x.ndim
-    grown = da.overlap.overlap(x, depth={**{i: 0 for i in range(nd - 2)}, nd - 2: depth, nd - 1: depth},
-                               boundary=boundary)
+    grown = da.overlap.overlap(
+        x, depth={**{i: 0 for i in range(nd - 2)}, nd - 2: depth, nd - 1: depth}, boundary=boundary
+    )
     cut = int(round(depth * scale))
     out_chunks = x.chunks[:-2] + tuple(tuple(int(round(c * scale)) for c in ax) for ax in x.chunks[-2:])
 
     def apply(block):
         res = fn(block, **kwargs)
-        return res[..., cut: res.shape[-2] - cut, cut: res.shape[-1] - cut]
+        return res[..., cut : res.shape[-2] - cut, cut : res.shape[-1] - cut]
 
     return grown.map_blocks(apply, dtype=np.float64, chunks=out_chunks)
 
@@ -156,19 +165,28 @@ def _full_partials(fused, msexp, fused_mtf, pan, pan_low, block: int, quantize: 
         "pair_m": np.array([_q_sums(msexp[i], msexp[j], block) for i, j in pairs]),
         "pan_f": np.array([_q_sums(fused[i], pan, block) for i in range(b)]),
         "pan_m": np.array([_q_sums(msexp[i], pan_low, block) for i in range(b)]),
-        "q_sum": float(scores.sum()), "q_n": float(scores.size),
+        "q_sum": float(scores.sum()),
+        "q_n": float(scores.size),
     }
 
 
-def full_resolution_metrics(
-    fused, ms, pan, ratio: int, gains: tuple[float, ...], *,
-    chunk: int = 1024, block: int = 32, quantize: bool = True, client=None,
+def full_scores_blockwise(
+    fused,
+    ms,
+    pan,
+    ratio: int,
+    gains: tuple[float, ...],
+    *,
+    chunk: int = 1024,
+    block: int = 32,
+    quantize: bool = True,
+    client=None,
 ) -> dict[str, float]:
     """D_lambda, D_lambda_K, D_s, QNR and HQNR blockwise on dask arrays.
 
     ``fused (B, H, W)`` and ``pan (H, W)`` on the PAN grid, ``ms (B, H/r, W/r)``;
     ``H`` and ``W`` multiples of ``block`` and of the ratio. Equal to
-    :func:`pansharp_dist.quality.fullres.full_resolution` on the same data:
+    :func:`pansharp_dist.quality.fullres.full_scores` on the same data:
     borders are handled as there (circular for the 23-tap interpolator,
     symmetric for ``imresize``, replicated for the MTF filter).
     """
@@ -176,10 +194,16 @@ def full_resolution_metrics(
     from .fullres import imresize_down
     from .mtf import interp23, mtf_filter
 
-    fused, ms, pan = _as_dask(fused).astype(np.float64), _as_dask(ms).astype(np.float64), _as_dask(pan).astype(np.float64)
+    fused, ms, pan = (
+        _as_dask(fused).astype(np.float64),
+        _as_dask(ms).astype(np.float64),
+        _as_dask(pan).astype(np.float64),
+    )
     b, height, width = fused.shape
     if height % block or width % block or height % ratio or width % ratio:
-        raise InvalidParameterError(f"the image ({height} x {width}) must be a multiple of the block {block} and ratio {ratio}")
+        raise InvalidParameterError(
+            f"the image ({height} x {width}) must be a multiple of the block {block} and ratio {ratio}"
+        )
     unit = block * ratio // np.gcd(block, ratio)
     step = max(unit, chunk - chunk % unit)
     ys, xs = axis_chunks(height, step, unit), axis_chunks(width, step, unit)
@@ -193,9 +217,11 @@ def full_resolution_metrics(
     parts = [a.to_delayed() for a in (fused, msexp, fused_mtf)]
     pans = [a.to_delayed() for a in (pan, pan_low)]
     tasks = [
-        dask.delayed(_full_partials, pure=True)(parts[0][0, i, j], parts[1][0, i, j], parts[2][0, i, j],
-                                                pans[0][i, j], pans[1][i, j], block, quantize)
-        for i in range(len(ys)) for j in range(len(xs))
+        dask.delayed(_full_partials, pure=True)(
+            parts[0][0, i, j], parts[1][0, i, j], parts[2][0, i, j], pans[0][i, j], pans[1][i, j], block, quantize
+        )
+        for i in range(len(ys))
+        for j in range(len(xs))
     ]
     results = list(run_tasks(client, tasks))
     total = {k: sum(r[k] for r in results) for k in results[0]}
@@ -204,6 +230,9 @@ def full_resolution_metrics(
     d_s = float(np.mean(np.abs(mean(total["pan_f"]) - mean(total["pan_m"]))))
     d_lambda_k = 1.0 - total["q_sum"] / total["q_n"]
     return {
-        "D_lambda": d_lambda, "D_lambda_K": d_lambda_k, "D_s": d_s,
-        "QNR": (1 - d_lambda) * (1 - d_s), "HQNR": (1 - d_lambda_k) * (1 - d_s),
+        "D_lambda": d_lambda,
+        "D_lambda_K": d_lambda_k,
+        "D_s": d_s,
+        "QNR": (1 - d_lambda) * (1 - d_s),
+        "HQNR": (1 - d_lambda_k) * (1 - d_s),
     }

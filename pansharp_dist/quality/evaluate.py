@@ -21,7 +21,7 @@ from ..fusion import make_fuser, pansharpen
 from ..methods import is_network
 from ..scene import Scene, open_scene
 from ..sensors import get_sensor
-from .blockwise import full_resolution_metrics, reduced_resolution_metrics
+from .blockwise import full_scores_blockwise, reduced_scores_blockwise
 from .mtf import degrade
 
 BLOCK = 32
@@ -40,16 +40,18 @@ def _open_fused(path: str | Path, scene: Scene) -> xr.DataArray:
     return fused
 
 
-def full_resolution_scores(scene: Scene, fused: xr.DataArray | np.ndarray, client=None) -> dict[str, float]:
+def scene_full_scores(scene: Scene, fused: xr.DataArray | np.ndarray, client=None) -> dict[str, float]:
     """Full-resolution metrics of ``fused`` on the scene's PAN grid, blockwise (cropped to whole blocks)."""
     r = scene.ratio
     cell = BLOCK * r // np.gcd(BLOCK, r)
     h, w = (n - n % cell for n in scene.shape)
     if h == 0 or w == 0:
-        raise InvalidParameterError(f"the scene ({scene.shape[0]} x {scene.shape[1]}) is smaller than one {cell}-pixel block")
+        raise InvalidParameterError(
+            f"the scene ({scene.shape[0]} x {scene.shape[1]}) is smaller than one {cell}-pixel block"
+        )
     data = fused.data if isinstance(fused, xr.DataArray) else fused
     gains = tuple(get_sensor(scene.sensor).mtf_gains(scene.bands))
-    return full_resolution_metrics(
+    return full_scores_blockwise(
         data[:, :h, :w], scene.ms.data[:, : h // r, : w // r], scene.pan.data[:h, :w], r, gains, client=client
     )
 
@@ -67,7 +69,7 @@ def evaluate(
     """Full-resolution metrics of ``fused``; with ``reference``, the reduced-resolution ones too."""
     scene = open_scene(pan, ms, sensor, patch=patch)
     fused_da = _open_fused(fused, scene)
-    scores = full_resolution_scores(scene, fused_da, client)
+    scores = scene_full_scores(scene, fused_da, client)
     if reference is not None:
         truth = rioxarray.open_rasterio(reference, chunks={"band": -1, "y": 2048, "x": 2048}, masked=False)
         if truth.shape != fused_da.shape:
@@ -75,7 +77,7 @@ def evaluate(
                 f"reference {reference} has shape {truth.shape}, the fused image {fused_da.shape}; "
                 "give the ground truth on the fused image's grid"
             )
-        scores.update(reduced_resolution_metrics(truth, fused_da, scene.ratio, client=client))
+        scores.update(reduced_scores_blockwise(truth, fused_da, scene.ratio, client=client))
     return scores
 
 
@@ -100,4 +102,4 @@ def evaluate_reduced_protocol(
         method = make_fuser(scene, method, client)
     fused = pansharpen(reduced, method, client=client, tile=tile)
     truth = scene.ms.data[:, : fused.shape[1], : fused.shape[2]].astype(np.float64)
-    return reduced_resolution_metrics(truth, fused.data.astype(np.float64), scene.ratio, client=client)
+    return reduced_scores_blockwise(truth, fused.data.astype(np.float64), scene.ratio, client=client)

@@ -101,21 +101,17 @@ def d_lambda_qnr(fused: np.ndarray, msexp: np.ndarray, block: int = 32, p: float
 def d_s(fused: np.ndarray, msexp: np.ndarray, pan: np.ndarray, ratio: int, block: int = 32, q: float = 1) -> float:
     """QNR's spatial distortion: each band's Q with the PAN against its Q with the degraded PAN."""
     pan_low = interp23(imresize_down(pan, ratio), ratio)
-    total = sum(
-        abs(q_blocks(f, pan, block) - q_blocks(m, pan_low, block)) ** q for f, m in zip(fused, msexp)
-    )
+    total = sum(abs(q_blocks(f, pan, block) - q_blocks(m, pan_low, block)) ** q for f, m in zip(fused, msexp))
     return float((total / fused.shape[0]) ** (1 / q))
 
 
-def d_lambda_khan(
-    fused: np.ndarray, msexp: np.ndarray, ratio: int, gains: tuple[float, ...], block: int = 32
-) -> float:
+def d_lambda_khan(fused: np.ndarray, msexp: np.ndarray, ratio: int, gains: tuple[float, ...], block: int = 32) -> float:
     """Khan's spectral distortion: ``1 - Q2n(msexp, MTF-filtered fused)`` at PAN scale."""
     _check_blocks(fused.shape, block)
     return 1.0 - q2n(msexp, mtf_filter(fused, gains, ratio), block, block)
 
 
-def full_resolution(
+def full_scores(
     fused: np.ndarray, ms: np.ndarray, pan: np.ndarray, ratio: int, gains: tuple[float, ...], block: int = 32
 ) -> dict[str, float]:
     """Every full-resolution metric of ``fused (B, H, W)`` given ``ms (B, H/r, W/r)`` and ``pan (H, W)``."""

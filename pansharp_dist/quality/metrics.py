@@ -199,7 +199,7 @@ def _mirror_pad(x: np.ndarray, pad_y: int, pad_x: int) -> np.ndarray:
     return x
 
 
-def reduced_resolution(reference: np.ndarray, fused: np.ndarray, ratio: int, quantize: bool = True) -> dict[str, float]:
+def reduced_scores(reference: np.ndarray, fused: np.ndarray, ratio: int, quantize: bool = True) -> dict[str, float]:
     """Every reduced-resolution metric of ``fused`` against ``reference`` (both ``(B, H, W)``), in memory."""
     return {
         "SAM": sam(reference, fused),

@@ -31,8 +31,20 @@ if TYPE_CHECKING:
     from ..scene import Scene
 
 MTF_TAPS = 41
-_CDF23_HALF = (0.5, 0.305334091185, 0, -0.072698593239, 0, 0.021809577942, 0, -0.005192756653,
-               0, 0.000807762146, 0, -0.000060081482)
+_CDF23_HALF = (
+    0.5,
+    0.305334091185,
+    0,
+    -0.072698593239,
+    0,
+    0.021809577942,
+    0,
+    -0.005192756653,
+    0,
+    0.000807762146,
+    0,
+    -0.000060081482,
+)
 
 
 @lru_cache(maxsize=64)
@@ -145,7 +157,7 @@ def _lazy_filter(x, gains, ratio: int):
     return da.map_overlap(mtf_filter, x, depth=depth, boundary="nearest", dtype=np.float64, gains=gains, ratio=ratio)
 
 
-def degrade(scene: "Scene") -> "Scene":
+def degrade(scene: Scene) -> Scene:
     """Wald protocol on a scene, lazily: the reduced-resolution scene (float64).
 
     The PAN and MS are MTF-filtered with the scene sensor's gains (replicated
@@ -169,7 +181,9 @@ def degrade(scene: "Scene") -> "Scene":
     ms_f = _lazy_filter(ms, tuple(sensor.mtf_gains(scene.bands)), r)
     t = scene.transform @ Affine.scale(r)
     pan_lr = with_grid(scene.pan[: h // r, : w // r].copy(data=decimate(pan_f, r)), t, scene.crs)
-    ms_lr = with_grid(scene.ms[:, : h // (r * r), : w // (r * r)].copy(data=decimate(ms_f, r)),
-                       t @ Affine.scale(r), scene.crs)
-    return replace(scene, pan=pan_lr, ms=ms_lr, pan_nodata=None, ms_nodata=None, stats=None,
-                   name=f"{scene.name}-reduced")
+    ms_lr = with_grid(
+        scene.ms[:, : h // (r * r), : w // (r * r)].copy(data=decimate(ms_f, r)), t @ Affine.scale(r), scene.crs
+    )
+    return replace(
+        scene, pan=pan_lr, ms=ms_lr, pan_nodata=None, ms_nodata=None, stats=None, name=f"{scene.name}-reduced"
+    )
