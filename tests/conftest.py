@@ -1,4 +1,4 @@
-"""Shared fixtures: the real data beside the repo, a real LocalCluster, the real CLI."""
+"""Shared fixtures: the real data beside the repo, a real LocalCluster, the real CLI, private copies of inputs."""
 
 from __future__ import annotations
 
@@ -48,6 +48,21 @@ def cli(*args: str, timeout: int = 300, env: dict[str, str] | None = None) -> su
     exe = shutil.which("pansharp-dist", path=str(Path(sys.executable).parent)) or "pansharp-dist"
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _one_error_line(result) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "━" not in line]  # bars of earlier phases
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.fixture()
+def inputs(tmp_path) -> tuple[Path, Path]:
+    """A private copy of the gdal_hpf_wv3 pair (the tests edit or link to it)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    return tuple(Path(shutil.copy(src, folder / src.name)) for src in GDAL_HPF)
 
 
 def copy_raster(src: Path, dst: Path, *, data=None, **profile_updates) -> Path:

@@ -377,8 +377,8 @@ def test_adapt_cli_and_run_with_adapt(tmp_path, client):
             "--method",
             "pnn-ge1",
             *extra,
-            "--workers",
-            "1",
+            "--adapt-steps",
+            "20",
             "--json",
         )
         assert done.returncode == 0, done.stderr
@@ -386,7 +386,7 @@ def test_adapt_cli_and_run_with_adapt(tmp_path, client):
         if mode == "none":
             assert adaptation is None
         else:
-            assert adaptation["mode"] == "tailor" and adaptation["tiles"] == 16 and adaptation["steps"] > 0
+            assert adaptation["mode"] == "tailor" and adaptation["tiles"] == 16 and 0 < adaptation["steps"] <= 20
     refused = cli(
         "run",
         "--pan",

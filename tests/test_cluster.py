@@ -61,14 +61,6 @@ def pixels_sha(cog: Path) -> str:
         return hashlib.sha256(src.read().tobytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def reference_sha(mosaic, tmp_path_factory, client) -> str:
-    """The pixels of an undisturbed network run on the mosaic."""
-    out = tmp_path_factory.mktemp("reference") / "ref.tif"
-    run(*mosaic, out, client=client, adapt_options=AdaptOptions(steps=ADAPT_STEPS), **NETWORK)
-    return pixels_sha(out)
-
-
 # --------------------------------------------------------------------------- cluster specs
 
 
@@ -280,87 +272,6 @@ def test_task_graph_of_a_gigapixel_scene_has_thousands_of_tasks(sample_store):
 # --------------------------------------------------------------------------- fault tolerance
 
 
-@pytest.mark.slow
-def test_a_worker_killed_mid_run_changes_no_pixel(mosaic, tmp_path, dask_processes, reference_sha):
-    work = tmp_path / "work"
-    killed: dict[str, int] = {}
-
-    def kill_second_worker(phase: str, done: int, total: int, note: str | None = None) -> None:
-        if phase == "fuse" and done == 2 and not killed:
-            dask_processes.workers[1].send_signal(signal.SIGKILL)
-            killed["finished"] = len(finished_blocks(work / "out.hrms.zarr"))
-            killed["total"] = total
-
-    report = run(
-        *mosaic,
-        tmp_path / "out.tif",
-        scheduler=dask_processes.address,
-        work_dir=work,
-        adapt_options=AdaptOptions(steps=ADAPT_STEPS),
-        progress=kill_second_worker,
-        **NETWORK,
-    )
-    assert killed and killed["finished"] < killed["total"] == report.blocks == 64
-    assert dask_processes.workers[1].wait(timeout=10) == -signal.SIGKILL
-    assert dask_processes.alive_workers() == 1
-    assert pixels_sha(tmp_path / "out.tif") == reference_sha
-
-
-@pytest.mark.slow
-def test_a_killed_client_resumes_with_only_the_unfinished_blocks(mosaic, tmp_path, dask_processes, reference_sha):
-    work, out = tmp_path / "work", tmp_path / "out.tif"
-    ledger = work / "out.hrms.zarr"
-    args = [
-        sys.executable,
-        "-m",
-        "pansharp_dist.cli",
-        "run",
-        "--pan",
-        str(mosaic[0]),
-        "--ms",
-        str(mosaic[1]),
-        "--out",
-        str(out),
-        "--method",
-        NETWORK["method"],
-        "--device",
-        "cpu",
-        "--tile",
-        "128",
-        "--task-mp",
-        str(NETWORK["task_megapixels"]),
-        "--adapt-steps",
-        str(ADAPT_STEPS),
-        "--scheduler",
-        dask_processes.address,
-        "--work-dir",
-        str(work),
-        "--json",
-    ]
-    # the CLI fits the tailor as the in-process reference did, with as many torch threads: BLAS libraries
-    # split their sums by thread, so a fit with another thread count differs in its last bits
-    threads = str(torch.get_num_threads())
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    client = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 300
-    while len(finished_blocks(ledger)) < 2 and time.time() < deadline and client.poll() is None:
-        time.sleep(0.02)
-    client.send_signal(signal.SIGKILL)
-    assert client.wait(timeout=10) == -signal.SIGKILL
-    while not dask_processes.idle() and time.time() < deadline:  # tasks running when the client died finish
-        time.sleep(0.2)
-    before = len(finished_blocks(ledger))
-    assert 0 < before < 64 and not out.exists()
-
-    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=300, env=env)
-    assert resumed.returncode == 0, resumed.stderr
-    report = json.loads(resumed.stdout)
-    assert report["blocks"] == 64 and report["computed_blocks"] == 64 - before
-    assert report["adaptation"]["reused"].endswith(".safetensors")
-    assert len(finished_blocks(ledger)) == 64
-    assert pixels_sha(out) == reference_sha
-
-
 def test_a_corrupt_input_tile_names_the_block_and_file_and_writes_no_cog(mosaic, tmp_path, client):
     pan = tmp_path / "pan_corrupt.tif"
     with rasterio.open(mosaic[0]) as src:
@@ -438,6 +349,32 @@ def _same_threads() -> dict[str, str]:
     libraries split their sums by thread: another count differs in the last bits)."""
     threads = str(torch.get_num_threads())
     return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+
+
+@pytest.mark.slow
+def test_a_killed_client_resumes_with_only_the_unfinished_blocks(small_mosaic, tmp_path, dask_processes):
+    mosaic, reference_sha = small_mosaic
+    work, out = tmp_path / "work", tmp_path / "out.tif"
+    ledger = work / "out.hrms.zarr"
+    args = _cli_args(mosaic, out, work, dask_processes.address)
+    client = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_same_threads())
+    deadline = time.time() + 300
+    while len(finished_blocks(ledger)) < 2 and time.time() < deadline and client.poll() is None:
+        time.sleep(0.02)
+    client.send_signal(signal.SIGKILL)
+    assert client.wait(timeout=10) == -signal.SIGKILL
+    while not dask_processes.idle() and time.time() < deadline:  # tasks running when the client died finish
+        time.sleep(0.2)
+    before = len(finished_blocks(ledger))
+    assert 0 < before < 16 and not out.exists()
+
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=300, env=_same_threads())
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["blocks"] == 16 and report["computed_blocks"] == 16 - before
+    assert report["adaptation"]["reused"].endswith(".safetensors")
+    assert len(finished_blocks(ledger)) == 16
+    assert pixels_sha(out) == reference_sha
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """Classical methods on the tile pipeline: tiled equals single pass, bit for bit;
-Brovey agrees with GDAL's pansharpening; every method is physically sane."""
+Brovey agrees with GDAL's pansharpening; every method is physically sane; NaN and Inf inputs are nodata
+and do not spread."""
 
 import dataclasses
 import os
@@ -9,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 import rasterio
-from conftest import GDAL_HPF, VHR, WV2_MAT
+from conftest import GDAL_HPF, VHR, WV2_MAT, cli, copy_raster
 from rasterio.windows import from_bounds
 
 from pansharp_dist import open_scene
@@ -151,3 +152,24 @@ def test_brovey_matches_gdal_pansharpen(tmp_path, paths, weights):
         mad = np.abs(ours[band] - ref[band])[valid].mean()
         data_range = np.ptp(ref[band][valid])
         assert mad < 0.01 * data_range, (band, mad, data_range)
+
+
+def test_nan_and_inf_inputs_are_nodata_and_do_not_spread(tmp_path, inputs):
+    with rasterio.open(inputs[0]) as src:
+        pan = src.read()
+    with rasterio.open(inputs[1]) as src:
+        ms = src.read()
+    pan[0, 300, 300] = np.inf
+    ms[:, 40, 60] = np.nan
+    copy_raster(inputs[0], inputs[0], data=pan)
+    copy_raster(inputs[1], inputs[1], data=ms)
+    for method in ("brovey", "mtf-glp-hpm"):
+        out = tmp_path / f"{method}.tif"
+        result = cli("run", "--pan", str(inputs[0]), "--ms", str(inputs[1]), "--out", str(out), "--method", method)
+        assert result.returncode == 0, result.stderr
+        with rasterio.open(out) as cog:
+            fused, nodata = cog.read(), cog.nodata
+        assert np.isnan(nodata)  # float output: NaN, not 0, marks nodata
+        bad = np.isnan(fused).any(axis=0)
+        assert bad.sum() == 1 + 16  # the Inf PAN pixel and the 4 x 4 PAN pixels under the NaN MS pixel
+        assert np.isfinite(fused[:, ~bad]).all()

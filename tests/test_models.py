@@ -1,5 +1,6 @@
 """Pretrained backbones: the features/head split, checkpoint import, correct ports on native data,
-radiometry, networks on the tile pipeline (tiled equals single pass), the CLI, and float16 on CUDA."""
+radiometry, networks on the tile pipeline (tiled equals single pass), the CLI, float16 on CUDA, malformed
+checkpoint keys and networks that do not fit the scene."""
 
 import hashlib
 import json
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, GDAL_HPF, ONE_PER_ARCH, QB, WV2_MAT, cli, read_cog
+from conftest import DATA, GDAL_HPF, ONE_PER_ARCH, QB, WV2_MAT, _one_error_line, cli, read_cog
 
 from benchmarks.networks import PATCHES, patch_scores, shipped_networks, wald_scores
 from pansharp_dist import open_scene
@@ -322,6 +323,8 @@ def test_run_cli_with_a_network_writes_a_cog(tmp_path):
         "256",
         "--workers",
         "1",
+        "--adapt-steps",
+        "20",
         "--json",
     )
     assert done.returncode == 0, done.stderr
@@ -378,3 +381,43 @@ def test_float16_on_cuda_stays_near_float32(model, wv2_scene):
     for fuser in (full, half):
         diff = np.abs(fuser.fuse(pan, ms) - ref)
         assert diff.max() < 5e-3 * ref.max() and diff.mean() < 5e-4 * ref.max()
+
+
+def test_a_network_that_does_not_fit_the_scene_is_refused_before_the_ingest(tmp_path):
+    from conftest import VHR
+
+    work = tmp_path / "work"
+    result = cli(
+        "run",
+        "--pan",
+        str(VHR[0]),
+        "--ms",
+        str(VHR[1]),
+        "--out",
+        str(tmp_path / "o.tif"),
+        "--method",
+        "fusionnet-wv3",
+        "--work-dir",
+        str(work),
+    )
+    line = _one_error_line(result)
+    assert "takes 8 MS bands" in line and "fusionnet-qb" in line  # names the 4-band networks that fit
+    assert not work.exists() or list(work.iterdir()) == []
+
+
+def test_a_checkpoint_with_malformed_keys_is_one_error_line(tmp_path):
+    import torch
+
+    torch.save({"backbone.a.conv20.weight": torch.zeros(1), "conv3.bias": torch.zeros(8)}, tmp_path / "bad.pth")
+    result = cli(
+        "models",
+        "import",
+        str(tmp_path / "bad.pth"),
+        "--arch",
+        "fusionnet",
+        "--sensor",
+        "wv3",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert "not backbone.<block>.<layer>" in _one_error_line(result)

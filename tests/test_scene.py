@@ -1,10 +1,14 @@
+"""scene.py: PAN and MS opened lazily and aligned (GeoTIFF, .mat, URLs); malformed .mat files, symlink loops."""
+
+import os
 import warnings
+from pathlib import Path
 
 import dask.array as da
 import numpy as np
 import pytest
 import rasterio
-from conftest import DATA, GDAL_HPF, LANDSAT, QB, VHR, WV2_MAT
+from conftest import DATA, GDAL_HPF, LANDSAT, QB, VHR, WV2_MAT, _one_error_line, cli
 
 from pansharp_dist import open_scene
 from pansharp_dist.errors import InvalidParameterError
@@ -84,3 +88,45 @@ def test_fsspec_url_reads_the_same_pixels():
         warnings.simplefilter("ignore", MisregistrationWarning)
         a, b = open_scene(*url), open_scene(*VHR)
     np.testing.assert_array_equal(a.ms.values, b.ms.values)
+
+
+def _mat(path: Path, **arrays) -> Path:
+    import scipy.io
+
+    scipy.io.savemat(path, arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("empty sensor field", None),
+        ("4-D image", "4-D"),
+        ("fake v7.3 header", "MATLAB v7.3"),
+    ],
+)
+def test_malformed_mat_files_are_one_error_line(tmp_path, case, words):
+    import scipy.io
+
+    real = scipy.io.loadmat(DATA / "grip_unina_pnn" / "imgGE1.mat")
+    pan, ms = real["I_PAN"][:256, :256], real["I_MS"][:64, :64]
+    path = tmp_path / "scene.mat"
+    if case == "empty sensor field":
+        _mat(path, I_PAN=pan, I_MS=ms, sensor=np.array([], dtype="<U1"))
+    elif case == "4-D image":
+        _mat(path, I_PAN=pan[None, :, :, None].repeat(2, 0), I_MS=ms)
+    else:
+        text = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
+        path.write_bytes(text.ljust(116, b" ") + b"\0" * 8 + b"\x00\x02IM" + os.urandom(4096))  # version 0x0200
+    result = cli("run", "--pan", str(path), "--ms", str(path), "--out", str(tmp_path / "o.tif"), "--json")
+    if words is None:  # a file whose sensor field is empty is read as a file that names no sensor
+        assert result.returncode == 0, result.stderr
+    else:
+        assert words in _one_error_line(result) and not (tmp_path / "o.tif").exists()
+
+
+def test_a_symlink_loop_is_named_as_one(tmp_path):
+    (tmp_path / "a.tif").symlink_to(tmp_path / "b.tif")
+    (tmp_path / "b.tif").symlink_to(tmp_path / "a.tif")
+    result = cli("run", "--pan", str(tmp_path / "a.tif"), "--ms", str(GDAL_HPF[1]), "--out", str(tmp_path / "o.tif"))
+    assert "loop of symbolic links" in _one_error_line(result)

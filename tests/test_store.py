@@ -1,3 +1,5 @@
+"""store.py: the Zarr tile store (layout, round trip, statistics, damaged chunks or metadata) and tile sizes."""
+
 import json
 
 import numpy as np
@@ -5,7 +7,7 @@ import pytest
 import rasterio
 import xarray as xr
 import zarr
-from conftest import GDAL_HPF, VHR, copy_raster
+from conftest import GDAL_HPF, VHR, _one_error_line, cli, copy_raster
 
 from pansharp_dist import open_scene
 from pansharp_dist.errors import StoreError
@@ -136,3 +138,44 @@ def test_ingest_from_the_cli_writes_a_store(tmp_path):
     summary = json.loads(result.stdout)
     assert summary["height"] == 800 and summary["bands"] == 4 and summary["valid_pixels"] > 0
     assert open_store(tmp_path / "s.zarr").shape == (800, 800)
+
+
+def test_a_ratio_3_pair_is_told_which_tile_sizes_work(tmp_path):
+    from rasterio.warp import Resampling, reproject
+
+    with rasterio.open(GDAL_HPF[0]) as src:  # the real pair, its MS resampled to 3 PAN pixels a pixel
+        pan_profile, pan_transform, (h, w) = src.profile, src.transform, (src.height // 3 * 3, src.width // 3 * 3)
+        pan = src.read(window=((0, h), (0, w)))
+    with rasterio.open(GDAL_HPF[1]) as src:
+        ms = np.zeros((src.count, h // 3, w // 3), np.float32)
+        ms_transform = pan_transform * pan_transform.scale(3)
+        reproject(
+            src.read(),
+            ms,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            dst_transform=ms_transform,
+            dst_crs=src.crs,
+            resampling=Resampling.average,
+        )
+        ms_profile = src.profile
+    pan_path, ms_path = tmp_path / "pan3.tif", tmp_path / "ms3.tif"
+    with rasterio.open(pan_path, "w", **{**pan_profile, "width": w, "height": h, "tiled": False}) as dst:
+        dst.write(pan)
+    with rasterio.open(
+        ms_path, "w", **{**ms_profile, "width": w // 3, "height": h // 3, "transform": ms_transform, "tiled": False}
+    ) as dst:
+        dst.write(ms)
+    common = ["--pan", str(pan_path), "--ms", str(ms_path)]
+    refused = cli("run", *common, "--out", str(tmp_path / "a.tif"))
+    assert "not a multiple of the resolution ratio 3; use a tile size of 192, 384 or 768" in _one_error_line(refused)
+    fitted = cli("run", *common, "--out", str(tmp_path / "b.tif"), "--tile", "384", "--json")
+    assert fitted.returncode == 0, fitted.stderr and json.loads(fitted.stdout)["ratio"] == 3
+
+
+def test_a_damaged_store_json_is_one_error_line(tmp_path, inputs):
+    store = tmp_path / "s.zarr"
+    assert cli("ingest", "--pan", str(inputs[0]), "--ms", str(inputs[1]), "--out", str(store)).returncode == 0
+    (store / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attri')
+    result = cli("adapt", "--zarr", str(store), "--model", "fusionnet-wv3", "--out", str(tmp_path / "t.safetensors"))
+    assert "metadata (zarr.json) is damaged" in _one_error_line(result)

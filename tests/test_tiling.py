@@ -1,29 +1,9 @@
+"""tiling.py: tile grids cover the extent once, with halos, MS windows and crop-back on the ratio."""
+
 import pytest
 
-from pansharp_dist.errors import InvalidParameterError, UnknownSensorError
-from pansharp_dist.sensors import UNKNOWN, get_sensor
+from pansharp_dist.errors import InvalidParameterError
 from pansharp_dist.tiling import TileGrid
-
-
-@pytest.mark.parametrize(
-    "alias, sensor_id", [("WV3", "wv3"), ("WorldView-2", "wv2"), ("GeoEye1", "ge1"), ("WV4", "ge1"), ("QB", "qb")]
-)
-def test_sensor_aliases(alias, sensor_id):
-    assert get_sensor(alias).id == sensor_id
-
-
-def test_unknown_sensor_name_is_a_clear_error_and_none_gives_defaults():
-    with pytest.raises(UnknownSensorError, match="unknown sensor 'spot9'; use one of"):
-        get_sensor("spot9")
-    assert get_sensor(None) is UNKNOWN
-    assert UNKNOWN.mtf_gains(4) == (0.3,) * 4 and UNKNOWN.mtf_pan == 0.15
-
-
-def test_sensor_mtf_gains_match_the_published_values():
-    assert get_sensor("qb").mtf_ms == (0.34, 0.32, 0.30, 0.22)
-    assert get_sensor("wv2").mtf_gains(8)[-1] == 0.27
-    with pytest.warns(UserWarning, match="mean MTF gain"):
-        assert len(get_sensor("wv3").mtf_gains(4)) == 4
 
 
 def test_tile_grid_windows_cover_the_extent_once_and_align_with_ms():

@@ -1,0 +1,113 @@
+"""cli.py: parameter errors name their flag, an unforeseen error is one line and exit 1, Ctrl-C exit 130."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import _one_error_line, cli
+
+
+@pytest.mark.parametrize(
+    "args, flag, words",
+    [
+        (["--weights", "nan"], "--weights", "8 weights"),
+        (["--weights", "nan,1,1,1,1,1,1,1"], "--weights", "finite"),
+        (["--weights", "0,0,0,0,0,0,0,0"], "--weights", "not all zero"),
+        (["--tile", "0"], "--tile", "positive"),
+        (["--tile", "-64"], "--tile", "positive"),
+        (["--tile", "510"], "--tile", "use a tile size of 128, 256, 512 or 1024"),
+        (["--task-mp", "inf"], "--task-mp", "finite"),
+        (["--task-mp", "nan"], "--task-mp", "finite"),
+    ],
+)
+def test_parameters_out_of_range_name_their_flag_before_any_work(tmp_path, inputs, args, flag, words):
+    result = cli("run", "--pan", str(inputs[0]), "--ms", str(inputs[1]), "--out", str(tmp_path / "o.tif"), *args)
+    line = _one_error_line(result)
+    assert line.startswith(f"error: {flag}: ") and words in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]  # refused before the ingest: nothing written
+
+
+def test_adaptation_parameters_out_of_range_are_refused(tmp_path):
+    for args, flag in (
+        (["--tiles", "0"], "--tiles"),
+        (["--steps", "0"], "--steps"),
+        (["--seconds", "nan"], "--seconds"),
+    ):
+        result = cli(
+            "adapt",
+            "--zarr",
+            str(tmp_path / "none.zarr"),
+            "--model",
+            "fusionnet-wv3",
+            "--out",
+            str(tmp_path / "t.safetensors"),
+            *args,
+        )
+        assert _one_error_line(result).startswith(f"error: {flag}: ")
+
+
+def test_an_unforeseen_error_is_one_line_exit_1_and_no_bad_input_reaches_it(tmp_path):
+    inject = (
+        "import pansharp_dist.pipeline as p, pansharp_dist.cli as c\n"
+        "def broken(*a, **k): raise ZeroDivisionError('an error nobody foresaw')\n"
+        "p.run = broken\nc.main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", inject, "run", "--pan", "a", "--ms", "b", "--out", str(tmp_path / "o.tif")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "unexpected ZeroDivisionError" in result.stderr and "bug" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduler", ["threads", "local"])
+def test_ctrl_c_is_one_line_exit_130_and_leaves_nothing(tmp_path, scheduler):
+    import signal
+    import time
+
+    from conftest import WV2_MAT
+
+    exe = Path(sys.executable).with_name("pansharp-dist")
+    run = subprocess.Popen(  # a session of its own: the signal reaches the run and its workers, as Ctrl-C does
+        [
+            str(exe),
+            "run",
+            "--pan",
+            str(WV2_MAT),
+            "--ms",
+            str(WV2_MAT),
+            "--out",
+            str(tmp_path / "o.tif"),
+            "--method",
+            "fusionnet-wv3",
+            "--adapt",
+            "none",
+            "--device",
+            "cpu",
+            "--tile",
+            "256",
+            "--scheduler",
+            scheduler,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.name.startswith(".o.tif.work-") for p in tmp_path.iterdir()):
+        time.sleep(0.1)  # interrupt once the run is under way
+    time.sleep(1.0)
+    os.killpg(run.pid, signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    lines = [line for line in stderr.splitlines() if line.strip() and "━" not in line and "warning:" not in line]
+    assert run.returncode == 130 and lines == [
+        "error: interrupted; nothing was written at the output (a --work-dir keeps its work for --resume)"
+    ], stderr
+    assert list(tmp_path.iterdir()) == []
