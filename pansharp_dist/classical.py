@@ -269,7 +269,7 @@ class MTFGLPHPM:
             detail = centred * scale + mean
             low = lowpassed[gain] * scale + mean
             ratio_k = np.ones_like(detail)
-            np.divide(detail, low, out=ratio_k, where=np.abs(low) > np.float32(1e-6) * max(abs(mean), 1))
+            np.divide(detail, low, out=ratio_k, where=np.abs(low) > np.float32(1e-6) * max(abs(mean), np.float32(1)))
             lms[:, k] *= ratio_k
         return lms
 

@@ -21,7 +21,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .errors import PansharpError
@@ -142,14 +142,17 @@ def _progress(enabled: bool):
         TextColumn("{task.fields[note]}"),
     )
     bar = Progress(*columns, console=err, transient=False)
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def update(phase: str, done: int, total: int, note: str | None = None) -> None:
         if not tasks:
             bar.start()
         if phase not in tasks:
             tasks[phase] = bar.add_task(phase, total=total, note="")
-        bar.update(tasks[phase], completed=done, total=total, **({"note": note} if note is not None else {}))
+        if note is None:
+            bar.update(tasks[phase], completed=done, total=total)
+        else:
+            bar.update(tasks[phase], completed=done, total=total, note=note)
 
     try:
         yield update
@@ -270,6 +273,7 @@ def ingest(
             overwrite=overwrite,
             progress=progress,
         )
+    assert scene.stats is not None  # a scene opened from its tile store has its statistics
     summary = {
         "store": str(out),
         "height": scene.shape[0],
@@ -370,8 +374,10 @@ def evaluate(
             )
         with connect(scheduler, workers, tls_config) as client:
             if protocol == "reduced":
+                assert method is not None  # checked above
                 scores = evaluate_reduced_protocol(pan, ms, method, sensor=sensor, patch=patch, client=client)
             else:
+                assert fused is not None  # checked above
                 scores = evaluate_fused(pan, ms, fused, reference=reference, sensor=sensor, patch=patch, client=client)
     if json_out:
         typer.echo(json.dumps(scores))
@@ -486,6 +492,8 @@ def adapt(
     from .adapt.training import adapt_fuser
     from .errors import InvalidParameterError
     from .fusion import make_fuser
+    from .methods import check_method, is_network
+    from .models.network import NetworkFuser
     from .outputs import atomic_write, check_output
     from .store import open_store
 
@@ -500,13 +508,22 @@ def adapt(
         step_progress = (
             (lambda done, total, loss: progress("adapt", done, total, f"loss {loss:.4g}")) if progress else None
         )
-        fuser, report = adapt_fuser(
-            scene, make_fuser(scene, model, device=device), mode, options, progress=step_progress
-        )
-        atomic_write(out, fuser.weights)
+        if not is_network(check_method(model)):  # make_fuser would pass a classical method `device` (a TypeError)
+            raise InvalidParameterError(
+                f"`model={model}` is a classical method: only pretrained networks are adapted "
+                "(pansharp-dist models list)",
+                "model",
+            )
+        base = make_fuser(scene, model, device=device)
+        assert isinstance(base, NetworkFuser)  # a network's fuser
+        fuser, report = adapt_fuser(scene, base, mode, options, progress=step_progress)
+        weights = fuser.weights
+        assert weights is not None  # mode is one of TRAINED
+        atomic_write(out, weights)
+    size = out.stat().st_size
     summary = {
         "out": str(out),
-        "bytes": out.stat().st_size,
+        "bytes": size,
         "model": model,
         "mode": mode,
         "steps": report.steps,
@@ -520,7 +537,7 @@ def adapt(
     typer.echo(
         json.dumps(summary)
         if json_out
-        else f"wrote {out} ({summary['bytes'] / 1e3:.1f} KB): {report.steps} steps in {report.seconds:.1f} s "
+        else f"wrote {out} ({size / 1e3:.1f} KB): {report.steps} steps in {report.seconds:.1f} s "
         f"on {len(report.tiles)} tiles, stopped: {report.stopped}; kept the weights before step "
         f"{report.kept_step} (lowest loss)"
     )
@@ -615,4 +632,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -28,9 +28,13 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dask
 import yaml
+
+if TYPE_CHECKING:
+    import distributed
 
 from .errors import ClusterError
 
@@ -64,7 +68,7 @@ def connect(
     workers: int | None = None,
     tls_config: str | Path | None = None,
     megapixels: float | None = None,
-) -> Iterator[distributed.Client | None]:  # noqa: F821
+) -> Iterator[distributed.Client | None]:
     """A client for the cluster spec ``scheduler``, closed (with any cluster it started) on exit.
 
     Args:
@@ -202,7 +206,8 @@ def _security(tls_config: str | Path | None):
             security = Security(require_encryption=True)
     else:
         security = Security(require_encryption=True)
-    if not (security.tls_ca_file and security.tls_client_cert):
+    # Security sets the attributes of its __slots__ with setattr, which mypy does not follow
+    if not (security.tls_ca_file and security.tls_client_cert):  # type: ignore[attr-defined]
         raise ClusterError(
             "a tls:// scheduler needs certificates: give `tls_config`, a Dask config file with "
             "distributed.comm.tls.ca-file, client.cert and client.key (see deploy/README.md)"

@@ -31,6 +31,7 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import dask
 import numpy as np
@@ -146,7 +147,8 @@ class _CogLayout:
         driver sizes them) until both sides fit a tile."""
         shapes = [(self.height, self.width)]
         while max(shapes[-1]) > TILE:
-            shapes.append(tuple(max(1, side // 2) for side in shapes[-1]))
+            h, w = shapes[-1]
+            shapes.append((max(1, h // 2), max(1, w // 2)))
         return shapes
 
 
@@ -186,7 +188,7 @@ def _zarr_to_cog(store: Path, out: Path, compress: str, client, progress, bigtif
     tmp = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
         tiles: dict[tuple[int, int, int], tuple[str, int, int]] = {}
-        source = str(store / "hrms")
+        source: str | None = str(store / "hrms")  # then each pass's `below`: None after the last
         for first in passes:
             count = min(_LEVELS_PER_PASS, len(shapes) - first)
             below = None
@@ -203,7 +205,7 @@ def _zarr_to_cog(store: Path, out: Path, compress: str, client, progress, bigtif
                 )
                 labels.append(f"COG level {first} block at rows {y0}:{y0 + BLOCK}, columns {x0}:{x0 + BLOCK}")
             for entries in run_tasks(client, tasks, advance, labels):
-                tiles.update(entries)
+                tiles.update(cast("dict[tuple[int, int, int], tuple[str, int, int]]", entries))  # _encode_block's
             done += len(tasks)
             source = below
         levels = [
@@ -280,7 +282,7 @@ def _encode_block(
         bands, height, width = block.shape
     else:  # float64 sums are 4x the pixels' bytes: read them band by band
         sums_in, counts_in = zarr.open_array(f"{source}/sums", mode="r"), zarr.open_array(f"{source}/counts", mode="r")
-        dtype = np.dtype(sums_in.attrs["dtype"])
+        dtype = np.dtype(cast(str, sums_in.attrs["dtype"]))  # written by _create_sums
         bands, height, width = sums_in.shape[0], min(BLOCK, sums_in.shape[1] - y0), min(BLOCK, sums_in.shape[2] - x0)
     levels = [np.empty((bands, max(1, height >> k), max(1, width >> k)), dtype) for k in range(count)]
     carried = None
@@ -290,7 +292,7 @@ def _encode_block(
             valid = np.ones(band.shape, bool) if nodata is None else _valid(band, nodata)
             sums, counts = np.where(valid, band, 0).astype(np.float64), valid.astype(np.uint32)
         else:
-            sums, counts = sums_in[b, rows, cols], counts_in[b, rows, cols]
+            sums, counts = cast(np.ndarray, sums_in[b, rows, cols]), cast(np.ndarray, counts_in[b, rows, cols])
             levels[0][b] = _mean(sums, counts, dtype, nodata)
         for k in range(1, count + (below is not None)):
             sums, counts = _cell_sums(sums), _cell_sums(counts)

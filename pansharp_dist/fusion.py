@@ -152,6 +152,7 @@ def tile_grid(scene: Scene, fuser: Fuser, tile: int) -> TileGrid:
 def make_fuser(scene: Scene, method: str, client=None, **options: object) -> Fuser:
     """Fit ``method`` to ``scene`` (computing its statistics first if it has none)."""
     scene = with_stats(scene, client)
+    assert scene.stats is not None  # with_stats computed them
     return build_fuser(method, scene.stats, scene.ratio, get_sensor(scene.sensor), **options)
 
 

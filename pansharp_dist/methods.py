@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -31,10 +31,15 @@ class Fuser(Protocol):
         batch: tiles given to one :meth:`fuse` call; it bounds a task's working memory.
     """
 
-    name: str
-    ratio: int
-    halo: int
-    batch: int
+    # read-only: fusers are frozen dataclasses, and some compute ``halo`` or share ``batch`` as a class variable
+    @property
+    def name(self) -> str: ...
+    @property
+    def ratio(self) -> int: ...
+    @property
+    def halo(self) -> int: ...
+    @property
+    def batch(self) -> int: ...
 
     def fuse(self, pan: np.ndarray, ms: np.ndarray) -> np.ndarray:
         """Fuse a batch of tiles.
@@ -60,10 +65,15 @@ class ResidentState(Protocol):
     Attributes:
         resources: Dask worker resources every task of this fuser needs (``{"GPU": 1}`` on CUDA).
         resident_key: names the resident state (checkpoint hash, adaptation hash, device).
+        device: where the resident state lives (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
     """
 
-    resources: dict[str, float]
-    resident_key: str
+    @property
+    def resources(self) -> dict[str, float]: ...
+    @property
+    def resident_key(self) -> str: ...
+    @property
+    def device(self) -> str: ...
 
     def resident_payload(self) -> bytes | None:
         """Bytes each worker needs once (adaptation weights), or ``None``."""
@@ -93,10 +103,10 @@ def _classical() -> dict[str, FuserFactory]:
     }
 
 
-def _fit_network(model_id: str, *args: object, **options: object) -> Fuser:
+def _fit_network(model_id: str, stats: SceneStats, ratio: int, sensor: Sensor, **options: Any) -> Fuser:
     from .models.network import network_fuser  # torch is imported when a network is fitted, not before
 
-    return network_fuser(model_id, *args, **options)
+    return network_fuser(model_id, stats, ratio, sensor, **options)
 
 
 def _registry() -> dict[str, FuserFactory]:

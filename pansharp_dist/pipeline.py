@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .adapt.options import AdaptOptions, AdaptReport
 from .cluster import cluster_errors, connect
@@ -38,6 +38,9 @@ from .plan import RunPlan, WorkFiles, plan_run
 from .resume import check_record, remove_weights, save_weights, saved_weights, write_record
 from .scene import Scene, open_scene
 from .store import TASK_MEGAPIXELS, WriteReport, block_size, ingest, open_store, store_meta, write_output
+
+if TYPE_CHECKING:
+    from .models.network import NetworkFuser
 
 
 class PhaseProgress(Protocol):
@@ -87,6 +90,8 @@ def run_folder(plan: RunPlan) -> Iterator[WorkFiles]:
         files = plan.work_files(folder)
         record = plan.record()
         if plan.resume:
+            if record is None:  # plan_run refuses this; a RunPlan made by hand may not
+                raise InvalidParameterError("`resume` needs the `work_dir` of the interrupted run", "resume")
             check_record(files.record, record)
         else:
             for stale in (files.tiles, files.fused):
@@ -126,6 +131,12 @@ def prepare_fuser(
     fuser = make_fuser(stored, plan.method, client, **plan.fuser_options)
     if plan.adapt == "none":
         return fuser, None
+    from .models.network import NetworkFuser  # torch: imported where a network is adapted
+
+    if not isinstance(fuser, NetworkFuser):  # plan_run refuses this; a RunPlan made by hand may not
+        raise InvalidParameterError(
+            f"`adapt={plan.adapt}` applies to network methods only, not to {plan.method}", "adapt"
+        )
     return adapt_or_reuse(stored, fuser, plan.adapt, files.weights, plan.adapt_options, progress)
 
 
@@ -297,7 +308,7 @@ def _reuse_store(path: Path, plan: RunPlan) -> Scene | None:
 
 def adapt_or_reuse(
     stored: Scene,
-    fuser: Fuser,
+    fuser: NetworkFuser,
     mode: str,
     path: str | Path,
     options: AdaptOptions | None = None,
@@ -321,7 +332,13 @@ def adapt_or_reuse(
         progress("adapt", 0, options.steps)
         steps = lambda done, total, loss: progress("adapt", done, total, f"loss {loss:.4g}")  # noqa: E731
     fuser, report = adapt_fuser(stored, fuser, mode, options, progress=steps)
-    save_weights(path, fuser.weights)
+    weights = fuser.weights
+    if weights is None:  # adapt_fuser trained nothing
+        raise InvalidParameterError(
+            f"`adapt={mode}` trains nothing, so there are no weights to save at {path}; adapt with 'tailor' or 'full'",
+            "adapt",
+        )
+    save_weights(path, weights)
     if progress:
         progress("adapt", report.steps, report.steps, f"{report.stopped}, kept loss {report.kept_loss:.4g}")
     return fuser, _adaptation_summary(report)

@@ -23,7 +23,7 @@ from .export import check_compress
 from .methods import check_method, is_network
 from .models.cards import card
 from .outputs import check_output
-from .resume import run_record
+from .resume import RunRecord, run_record
 from .scene import Scene, open_scene
 from .store import TASK_MEGAPIXELS, block_size
 
@@ -90,11 +90,11 @@ class RunPlan:
         """The names of this run's work files in ``folder``."""
         return WorkFiles(folder, self.out.stem, self.method, self.adapt)
 
-    def record(self) -> dict | None:
+    def record(self) -> RunRecord | None:
         """The run record kept in a named work folder (``None`` without one: nothing to resume)."""
         if self.work_dir is None:
             return None
-        settings = {
+        settings: dict[str, object] = {
             "method": self.method,
             "sensor": self.sensor,
             "tile": self.tile,

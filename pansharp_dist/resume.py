@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TypedDict
 
 from .errors import StoreError
 from .outputs import atomic_write
@@ -49,7 +50,14 @@ def input_fingerprint(source: str | Path) -> dict[str, object]:
     return {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest()}
 
 
-def run_record(inputs: dict[str, str | Path], settings: dict[str, object]) -> dict[str, object]:
+class RunRecord(TypedDict):
+    """A run's record: the fingerprint of each named input (:func:`input_fingerprint`), and the settings."""
+
+    inputs: dict[str, dict[str, object]]
+    settings: dict[str, object]
+
+
+def run_record(inputs: dict[str, str | Path], settings: dict[str, object]) -> RunRecord:
     """The record of a run: the fingerprint of each named input and the settings (JSON values)."""
     return {
         "inputs": {name: input_fingerprint(path) for name, path in inputs.items()},
@@ -57,12 +65,12 @@ def run_record(inputs: dict[str, str | Path], settings: dict[str, object]) -> di
     }
 
 
-def write_record(path: str | Path, record: dict[str, object]) -> None:
+def write_record(path: str | Path, record: RunRecord) -> None:
     """Save ``record`` at ``path`` (atomically)."""
     atomic_write(path, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
 
 
-def check_record(path: str | Path, record: dict[str, object]) -> None:
+def check_record(path: str | Path, record: RunRecord) -> None:
     """Refuse a resume whose inputs or settings differ from the interrupted run's record at ``path``.
 
     Raises:

@@ -15,7 +15,7 @@ import math
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import dask.array as da
@@ -117,7 +117,7 @@ class _InputRaster:
     """One input raster before alignment: a lazy array and its grid."""
 
     data: xr.DataArray  # (band, y, x)
-    transform: Affine
+    transform: Affine | None  # None without georeferencing
     crs: Any
     nodata: float | None
     sensor: str | None
@@ -243,7 +243,12 @@ def _read_raster(text: str, role: str) -> _InputRaster:
     if crs is None and transform == Affine.identity():
         transform = None
     data = rioxarray.open_rasterio(target, lock=False, cache=False, **open_kwargs)
-    reader = WindowReader(target, role, data.shape, str(data.dtype), open_kwargs)
+    if not isinstance(data, xr.DataArray):  # a file of subdatasets opens as a Dataset (or a list of them)
+        raise CorruptInputError(
+            f"{role} {text} holds several rasters (subdatasets), not one image; point at one of them"
+        )
+    shape = cast("tuple[int, int, int]", data.shape)  # (band, y, x)
+    reader = WindowReader(target, role, shape, str(data.dtype), open_kwargs)
     side = READ_CHUNK[role]
     data = data.copy(data=da.from_array(reader, chunks=(-1, side, side), meta=np.empty((0, 0, 0), data.dtype)))
     if nodata is None:
@@ -428,6 +433,7 @@ def _align(pan: _InputRaster, ms: _InputRaster) -> tuple[int, tuple[Window, Wind
             "other's CRS with gdalwarp -t_srs"
         )
     pt, mt = pan.transform, ms.transform
+    assert pt is not None and mt is not None  # only rasters without a CRS lack a transform
     if pt.b or pt.d or mt.b or mt.d:
         raise InvalidParameterError("rotated geotransforms are not supported; warp to north-up with gdalwarp")
     ratio = _integer_ratio(mt.a / pt.a, mt.e / pt.e, pan.source, ms.source, "pixel sizes")

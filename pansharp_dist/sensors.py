@@ -30,6 +30,7 @@ import tomllib
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from .errors import InvalidParameterError, UnknownSensorError
 
@@ -171,7 +172,7 @@ def load_sensors(path: str | Path) -> list[Sensor]:
             raise InvalidParameterError(
                 f"sensor {table.get('id', '?')} in {path}: wrong values of {', '.join(wrong)}", "sensors"
             )
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}  # checked above
         sensor = Sensor(**values)
         if len(sensor.mtf_ms) not in (1, len(sensor.bands)) or not all(0 < g < 1 for g in sensor.mtf_ms):
             raise InvalidParameterError(f"sensor {sensor.id} in {path}: one MTF gain in (0, 1) per band", "sensors")

@@ -13,7 +13,9 @@ all follow from it without another pass over the data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 
@@ -38,7 +40,7 @@ def valid_mask(
     pan_ok = np.isfinite(pan) if pan.dtype.kind == "f" else np.ones(pan.shape, bool)
     if pan_nodata is not None:
         pan_ok &= pan != pan_nodata
-    ms_ok = np.all(np.isfinite(ms), axis=0) if ms.dtype.kind == "f" else np.ones(ms.shape[1:], bool)
+    ms_ok: np.ndarray = np.all(np.isfinite(ms), axis=0) if ms.dtype.kind == "f" else np.ones(ms.shape[1:], bool)
     if ms_nodata is not None:
         ms_ok &= np.all(ms != ms_nodata, axis=0)
     hr = pan_ok & np.repeat(np.repeat(ms_ok, ratio, axis=0), ratio, axis=1)
@@ -57,12 +59,13 @@ class BlockStats:
     pan_sumsq: float = 0.0
     pan_min: float = np.inf
     pan_max: float = -np.inf
-    ms_min: np.ndarray = field(default=None)  # (B,)
-    ms_max: np.ndarray = field(default=None)  # (B,)
+    # the arrays' None default means "not given": __post_init__ replaces it, so they are never None after it
+    ms_min: np.ndarray = field(default=cast(np.ndarray, None))  # (B,)
+    ms_max: np.ndarray = field(default=cast(np.ndarray, None))  # (B,)
     lr_count: int = 0
-    gram: np.ndarray = field(default=None)  # (B + 2, B + 2) float64
-    pan_samples: np.ndarray = field(default=None)  # (n,) float32
-    ms_samples: np.ndarray = field(default=None)  # (B, m) float32
+    gram: np.ndarray = field(default=cast(np.ndarray, None))  # (B + 2, B + 2) float64
+    pan_samples: np.ndarray = field(default=cast(np.ndarray, None))  # (n,) float32
+    ms_samples: np.ndarray = field(default=cast(np.ndarray, None))  # (B, m) float32
 
     def __post_init__(self) -> None:
         b = self.bands
@@ -154,7 +157,7 @@ class SceneStats:
     ms_percentiles: tuple[tuple[float, ...], ...]
 
     @classmethod
-    def from_blocks(cls, s: BlockStats, ms_dtype: str = "float32") -> SceneStats:
+    def from_blocks(cls, s: BlockStats, ms_dtype: str | np.dtype = "float32") -> SceneStats:
         """Finalise merged block statistics of a scene whose MS is ``ms_dtype``."""
         n = max(s.pan_count, 1)
         mean = s.pan_sum / n
@@ -200,5 +203,5 @@ class SceneStats:
     @classmethod
     def from_dict(cls, d: dict) -> SceneStats:
         """Inverse of :meth:`to_dict`."""
-        tup = lambda v: tuple(tup(x) for x in v) if isinstance(v, list) else v  # noqa: E731
+        tup: Callable[[Any], Any] = lambda v: tuple(tup(x) for x in v) if isinstance(v, list) else v  # noqa: E731
         return cls(**{k: tup(d[k]) for k in cls.__dataclass_fields__})

@@ -36,8 +36,10 @@ from __future__ import annotations
 import itertools
 import math
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, cast
 
 import dask
 import dask.array as da
@@ -140,7 +142,7 @@ def ingest(
     try:
         stats = _scene_pass(scene, _ingest_block, (str(path), r, scene.pan_nodata, scene.ms_nodata), client, progress)
         group = zarr.open_group(str(path), mode="r+")
-        meta = dict(group.attrs[ATTR])
+        meta = dict(cast("Mapping[str, Any]", group.attrs[ATTR]))  # the mapping _skeleton wrote
         meta["stats"] = stats.to_dict()
         group.attrs[ATTR] = meta
     except BaseException:
@@ -209,13 +211,15 @@ def _scene_pass(scene: Scene, fn, args: tuple, client, progress) -> SceneStats:
     """
     pan, ms = scene.pan.data, scene.ms.data
     tasks, labels = [], []
-    for i, j, y0, h, x0, w in block_windows(*scene.pan.chunks):
+    chunks = scene.pan.chunks
+    assert chunks is not None  # a Scene's arrays are dask arrays
+    for i, j, y0, h, x0, w in block_windows(*chunks):
         block = TaskInput(pan.blocks[i, j], ms.blocks[0, i, j])
         tasks.append(dask.delayed(_on_block, pure=True)(fn, block, y0, x0, *args))
         labels.append(f"block at PAN rows {y0}:{y0 + h}, columns {x0}:{x0 + w} of {scene.name}")
     total = BlockStats(scene.bands)
     for part in run_tasks(client, tasks, progress, labels):
-        total = total.merge(part)
+        total = total.merge(cast(BlockStats, part))  # what fn returns
     stats = SceneStats.from_blocks(total, scene.ms.dtype)
     if stats.empty:
         raise EmptySceneError(
@@ -243,7 +247,7 @@ def _ingest_block(
     """Write one shard of pan, ms and mask; return the block's statistics (runs on a worker)."""
     group = zarr.open_group(path, mode="r+")
     pan_out, ms_out, mask_out = (
-        group[name].with_config({"write_empty_chunks": True}) for name in ("pan", "ms", "mask")
+        cast(zarr.Array, group[name]).with_config({"write_empty_chunks": True}) for name in ("pan", "ms", "mask")
     )
     h, w = pan.shape
     hr, _ = valid_mask(pan, ms, ratio, pan_nodata, ms_nodata)
@@ -258,7 +262,7 @@ def store_meta(path: str | Path) -> dict:
     """The store's ``pansharp_dist`` attributes, checked for layout and completeness."""
     try:
         group = zarr.open_group(str(path), mode="r")
-        meta = dict(group.attrs[ATTR])
+        meta = dict(cast("Mapping[str, Any]", group.attrs[ATTR]))  # not a mapping: dict() fails, caught below
     except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as exc:
         raise StoreError(
             f"{path} is not a pansharp-dist tile store ({exc}); create one with 'pansharp-dist ingest'"
@@ -341,7 +345,7 @@ def read_intact(
     problem = _missing_chunk(array, folder, key)
     if problem is None:
         try:
-            return array[key]
+            return cast(np.ndarray, array[key])  # slices give an array
         except ValueError as exc:  # zarr's Crc32cCodec: "Stored and computed checksum do not match"
             if "checksum" not in str(exc):
                 raise
@@ -453,7 +457,8 @@ def finished_blocks(path: str | Path) -> set[tuple[int, int]]:
     folder = Path(path) / LEDGER
     if not folder.is_dir():
         return set()
-    return {tuple(int(v) for v in entry.name.split("_")) for entry in folder.iterdir()}
+    # ledger entries are named y0_x0
+    return cast("set[tuple[int, int]]", {tuple(int(v) for v in entry.name.split("_")) for entry in folder.iterdir()})
 
 
 @dataclass(frozen=True)

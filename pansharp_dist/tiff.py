@@ -156,6 +156,7 @@ def cog_header(
         header = _layout(levels, dtype, bands, compress, tags, big, None)
         end = len(header) + sum(sum(level.tile_bytes) + FRAME * len(level.tile_bytes) for level in levels)
         if big or end < 2**32:
+            offsets: list[list[int]]
             offsets, position = [[] for _ in levels], len(header)
             for index in reversed(range(len(levels))):
                 for size in levels[index].tile_bytes:

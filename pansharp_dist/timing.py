@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .cluster import connect
 from .pipeline import RunReport, run
@@ -92,7 +93,7 @@ def measured_run(
     workers: int | None = None,
     *,
     scheduler: str = "local",
-    **options: object,
+    **options: Any,
 ) -> MeasuredRun:
     """:func:`~pansharp_dist.pipeline.run` timed: on a new LocalCluster of ``workers`` single-threaded workers
     (``scheduler="local"``, the default), this process's threads (``"threads"``) or a running cluster (its
@@ -106,7 +107,7 @@ def measured_run(
 
     with connect(scheduler, workers) as client:
         local = client is not None and scheduler in ("local", "cuda")  # its workers are processes of this machine
-        worker_pids = list(client.run(os.getpid).values()) if local else []
+        worker_pids = list(client.run(os.getpid).values()) if local and client is not None else []
         pids = {"client": os.getpid(), **{f"worker{i}": pid for i, pid in enumerate(worker_pids)}}
         start = time.perf_counter()
         with PeakMemory(lambda: pids) as mem:

@@ -110,9 +110,8 @@ class MTFDecimation:
             c, mh, mw = a.shape[0], a.shape[2], b.shape[2]
             rows = a.transpose(0, 2, 1, 3).reshape(c, mh, self.rank * h)
             cols = b.transpose(0, 3, 1, 2).reshape(c, w, self.rank * mw)
-            self._matrices[key] = tuple(
-                torch.as_tensor(m, dtype=image.dtype, device=image.device) for m in (rows, cols)
-            )
+            rows_t, cols_t = (torch.as_tensor(m, dtype=image.dtype, device=image.device) for m in (rows, cols))
+            self._matrices[key] = (rows_t, cols_t)
         return self._matrices[key]
 
     def __call__(self, image: Tensor) -> Tensor:

@@ -62,9 +62,9 @@ def tile_descriptors(scene: Scene, grid: TileGrid) -> tuple[np.ndarray, np.ndarr
         blocks.mean(axis=(2, 4)), blocks.std(axis=(2, 4)), blocks.mean(axis=0).std(axis=(1, 3)), ok.all(axis=(0, 2, 4))
     )
     grid_rows, grid_cols = grid.shape
-    eligible = np.zeros((grid_rows, grid_cols), bool)
+    eligible: np.ndarray = np.zeros((grid_rows, grid_cols), bool)
     eligible[:rows, :cols] = valid
-    desc = np.zeros((grid_rows, grid_cols, 2 * scene.bands + 1))
+    desc: np.ndarray = np.zeros((grid_rows, grid_cols, 2 * scene.bands + 1))
     desc[:rows, :cols] = np.concatenate(
         [np.moveaxis(mean, 0, -1), np.moveaxis(std, 0, -1), texture[..., None]], axis=-1
     )
@@ -138,7 +138,7 @@ def _stratified(grid: TileGrid, pool: np.ndarray, k: int, rng: np.random.Generat
         strata.setdefault((ti // sy, tj // sx), []).append(int(i))
     chosen = [int(rng.choice(members)) for _, members in sorted(strata.items())][:k]
     rest = np.setdiff1d(pool, chosen)
-    extra = rng.choice(rest, k - len(chosen), replace=False) if k > len(chosen) else []
+    extra: np.ndarray | list[int] = rng.choice(rest, k - len(chosen), replace=False) if k > len(chosen) else []
     return np.concatenate([np.asarray(chosen, int), np.asarray(extra, int)])
 
 

@@ -111,6 +111,7 @@ def adapt_fuser(
     report.tiles = batch.tiles
     backbone, x, feats = batch.backbone, batch.x, batch.features
     torch.manual_seed(options.seed)  # here: loading the backbone the first time draws from the generator
+    module: Tailor | Backbone
     if mode == "tailor":
         module = Tailor(
             TailorSpec(feats.shape[1], options.spec_width, options.spec_depth, options.spec_kernel, options.spec_linear)
@@ -124,6 +125,7 @@ def adapt_fuser(
     _train(module, forward, batch.objective, lr, options, report, start, fuser.device, progress)
     meta = model_card(model_id)
     if mode == "tailor":
+        assert isinstance(module, Tailor)  # made above for this mode
         card = TailorCard(
             backbone=model_id,
             backbone_sha256=meta.sha256,
@@ -213,6 +215,7 @@ def _keep_best(params: list[Tensor], kept: list[Tensor] | None, forward, objecti
     """Leave in ``params`` the weights of the lowest loss: the last step's, or ``kept`` (a copy of earlier ones)."""
     with torch.no_grad():
         final = float(objective(forward())[0])
+    assert report.kept_loss is not None  # _train set it before the first step
     if kept is None or final <= report.kept_loss:
         report.kept_step, report.kept_loss = report.steps, final
         return
@@ -258,5 +261,6 @@ class _GraphedStep:
             with torch.cuda.graph(self.graph):
                 self.static = self.eager()
         self.graph.replay()
+        assert self.static is not None  # set by the capture, with the graph
         total, terms = self.static
         return total.clone(), terms

@@ -24,7 +24,7 @@ PNN forward were settled on the FusionNet WorldView-3 patches (ERGAS 4.3 and
 
 from __future__ import annotations
 
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -45,10 +45,11 @@ def _upsample_axis(x: Tensor, ratio: int, dim: int) -> Tensor:
     n = x.shape[dim]
     pad = (0, 0, 2, 2) if dim == -2 else (2, 2, 0, 0)
     xp = F.pad(x, pad, mode="replicate")
-    phases = []
+    phases: list[Tensor] = []
     for first, weights in cubic_phases(ratio):
         start = first + 2
-        phases.append(sum(w * xp.narrow(dim, start + m, n) for m, w in enumerate(weights)))
+        # a sum of four tensors is a tensor (sum()'s type also allows the 0 of an empty sum)
+        phases.append(cast(Tensor, sum(w * xp.narrow(dim, start + m, n) for m, w in enumerate(weights))))
     out = torch.stack(phases, dim=dim)
     return out.flatten(-3, -2) if dim == -2 else out.flatten(-2, -1)
 
@@ -94,6 +95,7 @@ class Backbone(nn.Module):
 
     arch: ClassVar[str]
     width: ClassVar[int]
+    conv3: nn.Conv2d  # the last convolution (the channel mapper), made by each architecture
 
     def __init__(self, bands: int, ratio: int = 4) -> None:
         super().__init__()

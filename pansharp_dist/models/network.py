@@ -72,7 +72,8 @@ def resident(model_id: str, device: str) -> Backbone:
     model = load(model_id)
     if torch.device(device).type != "cpu":
         model = copy.deepcopy(model)
-    return model.to(device=device, memory_format=torch.channels_last)
+    # Module.to takes memory_format; torch's stubs omit it
+    return model.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 _WEIGHTS: dict[str, bytes] = {}
@@ -107,10 +108,12 @@ def adapted_model(model_id: str, device: str, mode: str, sha: str) -> torch.nn.M
     weights = installed_weights(sha)
     if mode == "tailor":
         tailor, _ = tailor_from_bytes(weights)
-        return Tailored(resident(model_id, device), tailor.to(device=device, memory_format=torch.channels_last)).eval()
+        # Module.to takes memory_format; torch's stubs omit it
+        return Tailored(resident(model_id, device), tailor.to(device=device, memory_format=torch.channels_last)).eval()  # type: ignore[call-overload]
     model = copy.deepcopy(load(model_id))
     model.load_state_dict(safetensors_load(weights))
-    return model.to(device=device, memory_format=torch.channels_last).eval()
+    # Module.to takes memory_format; torch's stubs omit it
+    return model.to(device=device, memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
 
 
 @lru_cache(maxsize=8)

@@ -67,6 +67,7 @@ class Tailor(nn.Module):
         self.linear = nn.Conv2d(spec.channels, spec.channels, 1) if spec.linear else None
         for conv in (self.out, self.linear):
             if conv is not None:
+                assert conv.bias is not None  # Conv2d's default bias=True
                 nn.init.zeros_(conv.weight)
                 nn.init.zeros_(conv.bias)
 

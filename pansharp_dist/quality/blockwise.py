@@ -9,6 +9,8 @@ halo for SCC's Sobel filter, so the result equals the in-memory metrics of
 
 from __future__ import annotations
 
+from typing import cast
+
 import dask
 import dask.array as da
 import numpy as np
@@ -99,7 +101,7 @@ def reduced_scores_blockwise(
         for i, y0 in enumerate(y_starts)
         for j, x0 in enumerate(x_starts)
     ]
-    total = _merge(list(run_tasks(client, tasks)))
+    total = _merge(cast("list[dict]", list(run_tasks(client, tasks))))  # _partials' dicts
     return _finish(total, ratio)
 
 
@@ -223,7 +225,7 @@ def full_scores_blockwise(
         for i in range(len(ys))
         for j in range(len(xs))
     ]
-    results = list(run_tasks(client, tasks))
+    results = cast("list[dict]", list(run_tasks(client, tasks)))  # _full_partials' dicts
     total = {k: sum(r[k] for r in results) for k in results[0]}
     mean = lambda sums: sums[:, 0] / sums[:, 1]  # noqa: E731
     d_lambda = float(np.mean(np.abs(mean(total["pair_f"]) - mean(total["pair_m"]))))

@@ -18,7 +18,7 @@ import xarray as xr
 
 from ..errors import InvalidParameterError
 from ..fusion import make_fuser, pansharpen
-from ..methods import is_network
+from ..methods import Fuser, is_network
 from ..scene import Scene, open_scene
 from ..sensors import get_sensor
 from .blockwise import full_scores_blockwise, reduced_scores_blockwise
@@ -29,6 +29,11 @@ BLOCK = 32
 
 def _open_fused(path: str | Path, scene: Scene) -> xr.DataArray:
     fused = rioxarray.open_rasterio(path, chunks={"band": -1, "y": 2048, "x": 2048}, masked=False)
+    if not isinstance(fused, xr.DataArray):  # a file of subdatasets opens as a Dataset (or a list of them)
+        raise InvalidParameterError(
+            f"fused image {path} holds several rasters (subdatasets), not one image: pass the output of a run on "
+            "this `pan`/`ms` pair"
+        )
     if fused.shape[1:] != scene.shape or fused.shape[0] != scene.bands:
         raise InvalidParameterError(
             f"fused image {path} is {fused.shape[0]} x {fused.shape[1]} x {fused.shape[2]} (bands, rows, columns); "
@@ -72,6 +77,11 @@ def evaluate(
     scores = scene_full_scores(scene, fused_da, client)
     if reference is not None:
         truth = rioxarray.open_rasterio(reference, chunks={"band": -1, "y": 2048, "x": 2048}, masked=False)
+        if not isinstance(truth, xr.DataArray):  # a file of subdatasets opens as a Dataset (or a list of them)
+            raise InvalidParameterError(
+                f"reference {reference} holds several rasters (subdatasets), not one image; give the ground truth "
+                "as one raster on the fused image's grid"
+            )
         if truth.shape != fused_da.shape:
             raise InvalidParameterError(
                 f"reference {reference} has shape {truth.shape}, the fused image {fused_da.shape}; "
@@ -98,8 +108,9 @@ def evaluate_reduced_protocol(
     """
     scene = open_scene(pan, ms, sensor, patch=patch)
     reduced = degrade(scene)
+    fuser: str | Fuser = method
     if is_network(method):
-        method = make_fuser(scene, method, client)
-    fused = pansharpen(reduced, method, client=client, tile=tile)
+        fuser = make_fuser(scene, method, client)
+    fused = pansharpen(reduced, fuser, client=client, tile=tile)
     truth = scene.ms.data[:, : fused.shape[1], : fused.shape[2]].astype(np.float64)
     return reduced_scores_blockwise(truth, fused.data.astype(np.float64), scene.ratio, client=client)

@@ -19,7 +19,7 @@ Conventions follow the MATLAB toolbox of Vivone et al. (``genMTF.m``,
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from scipy.ndimage import correlate1d
@@ -88,7 +88,8 @@ def mtf_filter(image: np.ndarray, gains: tuple[float, ...] | float, ratio: int) 
     img = np.asarray(image, dtype=np.float64)
     single = img.ndim == 2
     bands = img[None] if single else img
-    gains = (gains,) * bands.shape[0] if np.isscalar(gains) else tuple(gains)
+    # np.isscalar narrows only its True branch: here gains is the tuple
+    gains = (gains,) * bands.shape[0] if np.isscalar(gains) else tuple(cast("tuple[float, ...]", gains))
     if len(gains) != bands.shape[0]:
         raise InvalidParameterError(f"{len(gains)} MTF gains for {bands.shape[0]} bands")
     out = np.stack([_correlate_nearest(b, mtf_kernel(float(g), ratio)) for b, g in zip(bands, gains)])
