@@ -127,6 +127,7 @@ def pansharpen_scene(
     allowed_roots: list[str] | None = None,
     name: str | None = None,
     work_dir: str | None = None,
+    tailor: str | None = None,
 ) -> dict[str, object]:
     """Pansharpen one scene: PAN and MS hrefs, or a STAC item whose assets name them.
 
@@ -142,6 +143,7 @@ def pansharpen_scene(
             that read no file outside them).
         name: output base name (default: the item id, else the PAN file's stem), made a safe file name.
         work_dir: a folder that keeps the work files (as ``run --work-dir``); default: a temporary one.
+        tailor: a saved tailor (``pansharp-dist adapt``) to apply instead of adapting (``run --tailor``).
     """
     started = time.perf_counter()
     request = scene_request(pan, ms, item_href, allowed_roots, sensor, name)
@@ -156,6 +158,7 @@ def pansharpen_scene(
         adapt=adapt_mode,
         work_dir=work_dir,
         overwrite=True,
+        tailor=tailor,
     )
     timings: dict[str, float] = {}
 

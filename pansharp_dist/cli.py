@@ -16,7 +16,7 @@ import warnings
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -26,8 +26,14 @@ from rich.table import Table
 
 from .errors import PansharpError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distributed pansharpening on Dask.")
-models_app = typer.Typer(no_args_is_help=True, help="Pretrained networks: list the shipped ones, import checkpoints.")
+# plain help: flags shown as flags (--overwrite), choices as choices (--adapt [tailor|full|none]); -h as --help
+_HELP = {"rich_markup_mode": None, "context_settings": {"help_option_names": ["-h", "--help"]}}
+app = typer.Typer(add_completion=False, no_args_is_help=True, **_HELP)  # type: ignore[arg-type]
+models_app = typer.Typer(
+    no_args_is_help=True,
+    help="Pretrained networks: list the shipped ones, import checkpoints.",
+    **_HELP,  # type: ignore[arg-type]
+)
 app.add_typer(models_app, name="models")
 err = Console(stderr=True)
 
@@ -52,7 +58,35 @@ TlsConfig = Annotated[
 TaskMp = Annotated[float, typer.Option("--task-mp", help="PAN megapixels per task (a block of tiles).")]
 Patch = Annotated[int | None, typer.Option("--patch", help="Patch index in .mat patch stacks.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")]
+Json = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object on stdout: the result, or {error, exit} on failure.")
+]
+AdaptMode = Annotated[
+    Literal["tailor", "full", "none"] | None,
+    typer.Option("--adapt", help="Networks: tailor (default: the Feature Tailor), full (every weight) or none."),
+]
+Compress = Annotated[
+    Literal["ZSTD", "DEFLATE", "NONE"],
+    typer.Option("--compress", case_sensitive=False, help="COG compression."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"pansharp-dist {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _commands(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Distributed pansharpening on Dask: PAN + MS to a cloud-optimized GeoTIFF, classical methods or pretrained
+    networks adapted to each scene by a Feature Tailor."""
 
 
 FLAGS = {
@@ -69,7 +103,14 @@ FLAGS = {
     "out": "--out",
 }
 """The flag that sets each parameter the library names in its errors (:class:`InvalidParameterError`)."""
-ADAPT_FLAGS = {**FLAGS, "k": "--tiles", "steps": "--steps", "mode": "--mode"}
+ADAPT_FLAGS = {
+    **FLAGS,
+    "k": "--tiles",
+    "steps": "--steps",
+    "mode": "--mode",
+    "patch": "--tile-side",
+    "model": "--model",
+}
 
 
 _PARAMETER = re.compile(r"`(\w+)(?:=([^`]*))?`")
@@ -111,17 +152,19 @@ def _edge(quiet: bool = False, flags: dict[str, str] = FLAGS):
         message = in_cli_terms(str(exc), flags)
         flag = flags.get(getattr(exc, "parameter", None) or "")
         prefix = f"{flag}: " if flag and flag not in message else ""
-        err.print(f"[red]error:[/] {prefix}{escape(message)}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        _fail(f"{prefix}{message}", 2, quiet)
     except KeyboardInterrupt:
-        err.print(
-            "[red]error:[/] interrupted; nothing was written at the output (a --work-dir keeps its work for --resume)",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(130) from None
+        _fail("interrupted; nothing was written at the output (a --work-dir keeps its work for --resume)", 130, quiet)
     finally:
         warnings.showwarning = previous
+
+
+def _fail(message: str, status: int, as_json: bool) -> None:
+    """End the command: one ``error:`` line on stderr (and, for ``--json``, ``{"error", "exit"}`` on stdout)."""
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    if as_json:
+        typer.echo(json.dumps({"error": message, "exit": status}))
+    raise typer.Exit(status) from None
 
 
 @contextmanager
@@ -190,7 +233,7 @@ def run(
         Path | None, typer.Option("--work-dir", help="Keep the Zarr stores and adaptation here.")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run kept in --work-dir.")] = False,
-    compress: Annotated[str, typer.Option("--compress", help="COG compression: ZSTD, DEFLATE or NONE.")] = "ZSTD",
+    compress: Compress = "ZSTD",
     overwrite: Overwrite = False,
     json_out: Json = False,
     patch: Patch = None,
@@ -198,10 +241,12 @@ def run(
     device: Annotated[
         str | None, typer.Option("--device", help="Networks: 'cpu' or 'cuda' (default: cuda when present).")
     ] = None,
-    adapt: Annotated[
-        str | None, typer.Option("--adapt", help="Networks: 'tailor' (default), 'full' or 'none'.")
-    ] = None,
+    adapt: AdaptMode = None,
     adapt_steps: Annotated[int, typer.Option("--adapt-steps", help="Networks: step budget of the adaptation.")] = 300,
+    tailor: Annotated[
+        Path | None,
+        typer.Option("--tailor", help="Networks: apply this saved tailor (pansharp-dist adapt) instead of adapting."),
+    ] = None,
 ) -> None:
     """Pansharpen a PAN + MS pair into a cloud-optimized GeoTIFF."""
     from .adapt.options import AdaptOptions
@@ -221,6 +266,7 @@ def run(
             device=device,
             adapt=adapt,
             adapt_options=AdaptOptions(steps=adapt_steps),
+            tailor=tailor,
             scheduler=scheduler,
             workers=workers,
             tls_config=tls_config,
@@ -289,22 +335,29 @@ def ingest(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the demo's outputs.")] = Path("pansharp-demo"),
-    method: Annotated[str, typer.Option("--method")] = "mtf-glp-hpm",
+    method: Annotated[
+        str,
+        typer.Option("--method", help="A network (adapted to the scene by a Feature Tailor) or a classical method."),
+    ] = "pannet-qb",
     scheduler: Scheduler = "auto",
     workers: Workers = None,
+    json_out: Json = False,
 ) -> None:
-    """Pansharpen the embedded sample scene: a COG, a PNG quicklook and a summary."""
+    """Pansharpen the embedded sample scene: a pretrained network adapted to it by the Feature Tailor, a COG, a
+    PNG quicklook and a summary."""
     from rio_cogeo.cogeo import cog_validate
 
     from .export import write_quicklook
     from .pipeline import run as run_pipeline
-    from .sensors import default_rgb
+    from .scene import MisregistrationWarning
 
     sample = resources.files("pansharp_dist") / "sample"
-    with _edge():
+    with _edge(quiet=json_out), warnings.catch_warnings():
+        # the sample's pixel sizes are rounded in its files (README there): its grids agree to 1.5 PAN pixels
+        warnings.simplefilter("ignore", MisregistrationWarning)
         out.mkdir(parents=True, exist_ok=True)
         cog = out / "demo.tif"
-        with _progress(True) as progress:
+        with _progress(not json_out) as progress:
             report = run_pipeline(
                 str(sample / "pan.tif"),
                 str(sample / "ms.tif"),
@@ -316,21 +369,34 @@ def demo(
                 overwrite=True,
                 progress=progress,
             )
-        png = write_quicklook(cog, out / "demo.png", default_rgb(report.bands))
+        png = write_quicklook(cog, out / "demo.png")
     valid, errors, _ = cog_validate(str(cog))
-    table = Table(title="pansharp-dist demo", show_header=False)
-    rows = [
-        ("input", "embedded sample: 4-band VHR, 0.5 m PAN (MIT, see pansharp_dist/sample/README.md)"),
-        ("grid", f"{report.width} x {report.height} PAN pixels, ratio {report.ratio}, {report.crs}"),
-        ("method", report.method),
-        ("tiles", str(report.tiles)),
-        ("seconds", f"{report.seconds:.2f}"),
-        ("COG", f"{cog} ({report.bytes / 1e6:.2f} MB), valid COG: {valid}{'' if valid else ' ' + '; '.join(errors)}"),
-        ("quicklook", str(png)),
-    ]
-    for key, value in rows:
-        table.add_row(key, value)
-    Console().print(table)
+    adaptation = report.adaptation
+    adapted = (
+        f"Feature Tailor, {adaptation['steps']} steps in {adaptation['seconds']:.1f} s on {adaptation['tiles']} tiles"
+        if adaptation
+        else "none"
+    )
+    summary = {**report.to_dict(), "quicklook": str(png), "valid_cog": valid}
+    if json_out:
+        typer.echo(json.dumps(summary))
+    else:
+        table = Table(title="pansharp-dist demo", show_header=False)
+        rows = [
+            ("input", "embedded sample: 4-band VHR, 0.5 m PAN (MIT, see pansharp_dist/sample/README.md)"),
+            ("grid", f"{report.width} x {report.height} PAN pixels, ratio {report.ratio}, {report.crs}"),
+            ("method", report.method),
+            ("adaptation", adapted),
+            ("seconds", f"{report.seconds:.2f}"),
+            (
+                "COG",
+                f"{cog} ({report.bytes / 1e6:.2f} MB), valid COG: {valid}{'' if valid else ' ' + '; '.join(errors)}",
+            ),
+            ("quicklook", str(png)),
+        ]
+        for key, value in rows:
+            table.add_row(key, value)
+        Console().print(table)
     if not valid:
         raise typer.Exit(1)
 
@@ -344,7 +410,7 @@ def evaluate(
         Path | None, typer.Option("--reference", help="Ground truth: adds reduced-resolution metrics.")
     ] = None,
     protocol: Annotated[
-        str,
+        Literal["full", "reduced"],
         typer.Option(
             "--protocol", help="'full' (score --fused) or 'reduced' (Wald: degrade, fuse with --method, score)."
         ),
@@ -364,8 +430,6 @@ def evaluate(
     from .quality.evaluate import evaluate_reduced_protocol
 
     with _edge(quiet=json_out):
-        if protocol not in ("full", "reduced"):
-            raise InvalidParameterError(f"--protocol must be 'full' or 'reduced', got {protocol!r}")
         if protocol == "reduced" and method is None:
             raise InvalidParameterError("--protocol reduced needs --method (the method to degrade, fuse and score)")
         if protocol == "full" and fused is None:
@@ -412,7 +476,7 @@ def bench(
     repeats: Annotated[int, typer.Option("--repeats", help="Runs to time; the medians are reported.", min=1)] = 3,
     json_out: Json = False,
 ) -> None:
-    """Time ``run`` on your scene and cluster: seconds per phase, PAN megapixels per second, peak memory."""
+    """Time run on your scene and cluster: seconds per phase, PAN megapixels per second, peak memory."""
     import tempfile
     from statistics import median
 
@@ -468,15 +532,19 @@ def adapt(
     zarr: Annotated[Path, typer.Option("--zarr", help="Tile store of the scene (pansharp-dist ingest).")],
     model: Annotated[str, typer.Option("--model", help="Model id (pansharp-dist models list).")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the tailor (.safetensors).")],
-    mode: Annotated[str, typer.Option("--mode", help="'tailor', or 'full' to fine-tune the whole network.")] = "tailor",
+    mode: Annotated[
+        Literal["tailor", "full"], typer.Option("--mode", help="tailor, or full to fine-tune the whole network.")
+    ] = "tailor",
     tiles: Annotated[int, typer.Option("--tiles", help="Tiles to train on.")] = 16,
-    patch: Annotated[int, typer.Option("--patch", help="Tile side in PAN pixels.")] = 64,
-    strategy: Annotated[str, typer.Option("--strategy", help="random, grid, farthest or manifold.")] = "manifold",
+    tile_side: Annotated[int, typer.Option("--tile-side", help="Side of the training tiles, PAN pixels.")] = 64,
+    strategy: Annotated[
+        Literal["random", "grid", "farthest", "manifold"], typer.Option("--strategy", help="How tiles are sampled.")
+    ] = "manifold",
     steps: Annotated[int, typer.Option("--steps", help="Step budget.")] = 300,
     seconds: Annotated[float, typer.Option("--seconds", help="Time budget.")] = 120.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     degradation: Annotated[
-        str,
+        Literal["mtf", "bicubic"],
         typer.Option(
             "--degradation",
             help="Spectral loss: 'mtf' (the sensor's MTF; real scenes) or 'bicubic' (data reduced by imresize).",
@@ -486,23 +554,24 @@ def adapt(
     overwrite: Overwrite = False,
     json_out: Json = False,
 ) -> None:
-    """Adapt a pretrained network to one scene and save the result (a tailor of a few tens of KB)."""
-    from .adapt import TRAINED
+    """Adapt a pretrained network to one scene and save the result (a tailor of a few tens of KB); run --tailor
+    applies it."""
     from .adapt.options import AdaptOptions
-    from .adapt.training import adapt_fuser
     from .errors import InvalidParameterError
-    from .fusion import make_fuser
     from .methods import check_method, is_network
-    from .models.network import NetworkFuser
     from .outputs import atomic_write, check_output
     from .store import open_store
 
     with _edge(quiet=json_out, flags=ADAPT_FLAGS), _progress(not json_out) as progress:
         check_output(out, overwrite, inputs=(zarr,))
-        if mode not in TRAINED:
-            raise InvalidParameterError(f"mode must be one of {', '.join(TRAINED)}, got {mode!r}", "mode")
-        options = AdaptOptions(
-            k=tiles, patch=patch, strategy=strategy, steps=steps, seconds=seconds, seed=seed, degradation=degradation
+        options = AdaptOptions(  # checked here, before torch is imported
+            k=tiles,
+            patch=tile_side,
+            strategy=strategy,
+            steps=steps,
+            seconds=seconds,
+            seed=seed,
+            degradation=degradation,
         )
         scene = open_store(zarr)
         step_progress = (
@@ -514,6 +583,10 @@ def adapt(
                 "(pansharp-dist models list)",
                 "model",
             )
+        from .adapt.training import adapt_fuser
+        from .fusion import make_fuser
+        from .models.network import NetworkFuser
+
         base = make_fuser(scene, model, device=device)
         assert isinstance(base, NetworkFuser)  # a network's fuser
         fuser, report = adapt_fuser(scene, base, mode, options, progress=step_progress)

@@ -137,6 +137,8 @@ def prepare_fuser(
         raise InvalidParameterError(
             f"`adapt={plan.adapt}` applies to network methods only, not to {plan.method}", "adapt"
         )
+    if plan.tailor_weights is not None:  # a saved tailor, checked by plan_run: applied, not trained
+        return fuser.adapted("tailor", plan.tailor_weights), {"mode": "tailor", "reused": str(plan.tailor)}
     return adapt_or_reuse(stored, fuser, plan.adapt, files.weights, plan.adapt_options, progress)
 
 
@@ -187,6 +189,7 @@ def run(
     resume: bool = False,
     compress: str = "ZSTD",
     overwrite: bool = False,
+    tailor: str | Path | None = None,
     progress: PhaseProgress | None = None,
 ) -> RunReport:
     """Pansharpen a PAN + MS pair into a COG at ``out``: :func:`~.plan.plan_run`, then the steps.
@@ -216,6 +219,7 @@ def run(
         resume=resume,
         compress=compress,
         overwrite=overwrite,
+        tailor=tailor,
     )
     with (
         run_folder(plan) as files,

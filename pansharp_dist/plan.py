@@ -12,13 +12,14 @@ output bytes on any executor.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .adapt import MODES
 from .adapt.options import AdaptOptions
-from .errors import InvalidParameterError
+from .errors import CorruptInputError, InputNotFoundError, InvalidParameterError
 from .export import check_compress
 from .methods import check_method, is_network
 from .models.cards import card
@@ -85,6 +86,8 @@ class RunPlan:
     overwrite: bool
     resume: bool
     work_dir: Path | None
+    tailor: Path | None = None
+    tailor_weights: bytes | None = field(default=None, repr=False)
 
     def work_files(self, folder: Path) -> WorkFiles:
         """The names of this run's work files in ``folder``."""
@@ -104,6 +107,7 @@ class RunPlan:
             "device": self.device,
             "adapt": self.adapt,
             "adapt_options": asdict(self.adapt_options),
+            "tailor": hashlib.sha256(self.tailor_weights).hexdigest() if self.tailor_weights is not None else None,
         }
         return run_record({"pan": self.pan, "ms": self.ms}, settings)
 
@@ -126,8 +130,12 @@ def plan_run(
     resume: bool = False,
     compress: str = "ZSTD",
     overwrite: bool = False,
+    tailor: str | Path | None = None,
 ) -> RunPlan:
     """Resolve and check a run request; reads the inputs' headers, no pixels.
+
+    ``tailor``: a saved tailor (what ``pansharp-dist adapt`` writes) to apply instead of adapting; it must
+    have been made for ``method``'s checkpoint (its card names the backbone and its SHA-256).
 
     Raises:
         PansharpError: a bad input, output or option (nothing has been written).
@@ -137,6 +145,13 @@ def plan_run(
     out = check_output(out, overwrite, inputs=(pan, ms))
     check_compress(compress)
     scene = open_scene(pan, ms, sensor, patch=patch)
+    tailor_weights = None
+    if tailor is not None:
+        if adapt not in (None, "tailor"):
+            raise InvalidParameterError(
+                f"a saved `tailor` is applied as it is: `adapt={adapt}` cannot go with it", "adapt"
+            )
+        tailor_weights = _saved_tailor(Path(tailor), method)
     adapt = adapt_mode_for(method, adapt)
     return RunPlan(
         pan=pan,
@@ -157,7 +172,44 @@ def plan_run(
         overwrite=overwrite,
         resume=resume,
         work_dir=Path(work_dir) if work_dir is not None else None,
+        tailor=Path(tailor) if tailor is not None else None,
+        tailor_weights=tailor_weights,
     )
+
+
+def _saved_tailor(path: Path, method: str) -> bytes:
+    """The bytes of the tailor at ``path``, checked to adapt ``method``'s very checkpoint.
+
+    Raises:
+        InputNotFoundError: no file at ``path``.
+        CorruptInputError: not a tailor.
+        InvalidParameterError: a tailor of another network or of another checkpoint of it.
+    """
+    if not is_network(check_method(method)):
+        raise InvalidParameterError(f"a `tailor` adapts a network; {method} is a classical method", "tailor")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputNotFoundError(f"no tailor at {path}; pansharp-dist adapt writes one") from None
+    except OSError as exc:
+        raise CorruptInputError(f"cannot read the tailor {path} ({exc.strerror or exc})") from None
+    from .models.tailor import tailor_from_bytes  # torch: imported where a network runs
+
+    made = tailor_from_bytes(data)[1]
+    expected = card(method)
+    if made.backbone != expected.id:
+        raise InvalidParameterError(
+            f"the tailor {path} adapts {made.backbone}, not {expected.id}: use `method={made.backbone}` or a tailor "
+            f"made for {expected.id}",
+            "tailor",
+        )
+    if made.backbone_sha256 != expected.sha256:
+        raise InvalidParameterError(
+            f"the tailor {path} was trained on another checkpoint of {made.backbone} (SHA-256 "
+            f"{made.backbone_sha256[:12]}..., this one is {expected.sha256[:12]}...): adapt again",
+            "tailor",
+        )
+    return data
 
 
 def adapt_mode_for(method: str, adapt: str | None) -> str:

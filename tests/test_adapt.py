@@ -357,7 +357,7 @@ def test_adapt_cli_and_run_with_adapt(tmp_path, client):
     )
     assert (
         unknown.returncode == 2
-        and "unknown degradation" in unknown.stderr
+        and "Invalid value for '--degradation'" in unknown.stderr
         and not (tmp_path / "u.safetensors").exists()
     )
     again = cli("adapt", "--zarr", str(store), "--model", "pannet-qb", "--out", str(tailor))
@@ -440,3 +440,62 @@ def test_the_cli_shows_the_adaptation_step_by_step_and_json_carries_the_loss_cur
     adaptation = json.loads(quiet.stdout)["adaptation"]
     assert len(adaptation["losses"]) == adaptation["steps"] == 4
     assert adaptation["kept_loss"] == min(adaptation["losses"] + [adaptation["kept_loss"]])
+
+
+@pytest.mark.slow
+def test_run_applies_a_saved_tailor_made_for_its_checkpoint_only(tmp_path):
+    import rasterio
+
+    store, tailor = tmp_path / "sample.zarr", tmp_path / "tailor.safetensors"
+    assert (
+        cli("ingest", "--pan", str(SAMPLE / "pan.tif"), "--ms", str(SAMPLE / "ms.tif"), "--out", str(store)).returncode
+        == 0
+    )
+    made = cli("adapt", "--zarr", str(store), "--model", "pannet-qb", "--out", str(tailor), "--steps", "20")
+    assert made.returncode == 0, made.stderr
+    pair = ["--pan", str(SAMPLE / "pan.tif"), "--ms", str(SAMPLE / "ms.tif")]
+    applied = cli(
+        "run",
+        *pair,
+        "--out",
+        str(tmp_path / "tailored.tif"),
+        "--method",
+        "pannet-qb",
+        "--tailor",
+        str(tailor),
+        "--json",
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert json.loads(applied.stdout)["adaptation"] == {"mode": "tailor", "reused": str(tailor)}  # not trained again
+    direct = cli("run", *pair, "--out", str(tmp_path / "direct.tif"), "--method", "pannet-qb", "--adapt", "none")
+    assert direct.returncode == 0, direct.stderr
+    with rasterio.open(tmp_path / "tailored.tif") as a, rasterio.open(tmp_path / "direct.tif") as b:
+        assert a.shape == b.shape and (a.read() != b.read()).any()  # the tailor changed the output
+    other = cli("run", *pair, "--out", str(tmp_path / "x.tif"), "--method", "pannet-ge1", "--tailor", str(tailor))
+    assert other.returncode == 2 and "adapts pannet-qb, not pannet-ge1" in other.stderr
+    assert not (tmp_path / "x.tif").exists()
+    both = cli(
+        "run",
+        *pair,
+        "--out",
+        str(tmp_path / "y.tif"),
+        "--method",
+        "pannet-qb",
+        "--tailor",
+        str(tailor),
+        "--adapt",
+        "full",
+    )
+    assert both.returncode == 2 and "--adapt full cannot go with it" in both.stderr
+    (tmp_path / "junk.safetensors").write_bytes(b"not a tailor")
+    junk = cli(
+        "run",
+        *pair,
+        "--out",
+        str(tmp_path / "z.tif"),
+        "--method",
+        "pannet-qb",
+        "--tailor",
+        str(tmp_path / "junk.safetensors"),
+    )
+    assert junk.returncode == 2 and "not a pansharp-dist tailor" in junk.stderr

@@ -104,3 +104,18 @@ def test_catalogue_ids_links_and_bad_hrefs_are_handled_item_by_item(tmp_path):
     ledger.checksum(str(GDAL_HPF[0]))  # writes the ledger's checksum cache beside the records
     assert [r.item_id for r in ledger.records()] == ["../../escape"]
     assert sorted(p.name for p in (tmp_path / "ledger").iterdir()) == [".checksums.json", "___.._escape.json"]
+
+
+def test_the_href_policy_keeps_hrefs_under_their_roots():
+    policy = HrefPolicy(("/data/scenes", "s3://bucket/scenes/"))
+    assert policy.check("/data/scenes/a/pan.tif") and policy.check("s3://bucket/scenes/x.tif")
+    for href in (
+        "/data/scenes/../secret.tif",
+        "/etc/passwd",
+        "s3://bucket/other/x.tif",
+        "s3://bucket/scenes/../x.tif",
+        "https://evil.example/x.tif",
+        "file:///etc/passwd",
+    ):
+        with pytest.raises(HrefRefusedError):
+            policy.check(href)

@@ -1,5 +1,6 @@
 """cli.py: parameter errors name their flag, an unforeseen error is one line and exit 1, Ctrl-C exit 130."""
 
+import json
 import os
 import subprocess
 import sys
@@ -111,3 +112,26 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_nothing(tmp_path, scheduler):
         "error: interrupted; nothing was written at the output (a --work-dir keeps its work for --resume)"
     ], stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cli_speaks_like_other_command_lines(tmp_path):
+    from pansharp_dist import __version__
+
+    assert cli("--version").stdout.strip() == f"pansharp-dist {__version__}"
+    short, long = cli("run", "-h"), cli("run", "--help")
+    assert short.returncode == 0 and short.stdout == long.stdout
+    assert "--overwrite " in short.stdout and "<bool>" not in short.stdout  # a flag takes no value
+    assert "[tailor|full|none]" in short.stdout.replace("<", "[").replace(">", "]")  # choices shown
+    assert "--tile-side" in cli("adapt", "-h").stdout  # --patch means the .mat patch index only
+    refused = cli("run", "--pan", "p.tif", "--ms", "m.tif", "--out", str(tmp_path / "o.tif"), "--adapt", "most")
+    assert refused.returncode == 2 and "'most' is not one of" in refused.stderr  # checked as a choice
+
+
+def test_json_errors_are_json_on_stdout_with_the_exit_status(tmp_path):
+    result = cli(
+        "run", "--pan", str(tmp_path / "missing.tif"), "--ms", "m.tif", "--out", str(tmp_path / "o.tif"), "--json"
+    )
+    assert result.returncode == 2
+    report = json.loads(result.stdout)
+    assert report["exit"] == 2 and "missing.tif" in report["error"]
+    assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1

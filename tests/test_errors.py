@@ -194,3 +194,9 @@ def test_a_damaged_tile_store_stops_a_resumed_run_with_one_line(tmp_path):
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert "fused.tiles.zarr: the ms data at MS rows 0:" in line and "is damaged" in line
     assert not out.exists()
+
+
+def test_only_connection_timeout_and_transient_os_errors_are_worth_a_retry():
+    assert errors.is_transient(ConnectionResetError()) and errors.is_transient(TimeoutError())
+    assert not errors.is_transient(errors.CorruptInputError("damaged"))
+    assert not errors.is_transient(FileNotFoundError())

@@ -22,3 +22,12 @@ def test_no_error_log_or_ledger_shows_a_credential(tmp_path, caplog):
     assert "s3cr3t" not in caplog.text and "pa;ss" not in caplog.text
     error = redact_exception(OSError(errno.ECONNRESET, f"reset by {href}"))
     assert error.errno == errno.ECONNRESET and "s3cr3t" not in str(error)
+
+
+def test_hrefs_and_texts_lose_their_credentials():
+    assert (
+        redact_href("https://user:secret@host.example:8443/a/b.tif?X-Amz-Signature=abc")
+        == "https://host.example:8443/a/b.tif"
+    )
+    assert redact_href("/data/scenes/a.tif") == "/data/scenes/a.tif"
+    assert redact_text("PAN s3://k:s@b/x.tif?token=1 is damaged") == "PAN s3://b/x.tif is damaged"

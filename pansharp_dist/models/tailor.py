@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import Tensor, nn
 
@@ -124,7 +125,7 @@ def tailor_from_bytes(data: bytes) -> tuple[Tailor, TailorCard]:
         card = TailorCard(**meta)
         tailor = Tailor(TailorSpec(**{"linear": False, **card.spec}))  # files from before the linear map
         tailor.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as exc:
         raise CorruptInputError(f"not a pansharp-dist tailor ({type(exc).__name__}: {exc})") from None
     return tailor.eval(), card
 
