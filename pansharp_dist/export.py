@@ -32,6 +32,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
+from xml.sax.saxutils import escape
 
 import dask
 import numpy as np
@@ -157,7 +158,26 @@ def _cog_layout(store: Path) -> _CogLayout:
         tags = _geo_tags(src.crs, src.transform) if src.crs is not None else []
         if src.nodata is not None:
             tags.append(ascii_tag(42113, _nodata_text(src.nodata)))
-        return _CogLayout(src.count, src.height, src.width, np.dtype(src.dtypes[0]), src.nodata, tags)
+        layout = _CogLayout(src.count, src.height, src.width, np.dtype(src.dtypes[0]), src.nodata, tags)
+    metadata = _gdal_metadata(dict(zarr.open_group(str(store), mode="r", zarr_format=2).attrs))
+    if metadata is not None:
+        tags.append(metadata)
+    return layout
+
+
+def _gdal_metadata(attrs: dict) -> Tag | None:
+    """GDAL's metadata tag (42112) from the output store's attributes: the processing record as dataset items
+    (``PANSHARP_METHOD``...: ``gdalinfo`` and ``rasterio``'s ``tags()`` show them) and each band's description
+    (its name: ``descriptions`` in rasterio, ``Description`` in ``gdalinfo``)."""
+    items = [
+        f'<Item name="{escape(key.upper())}">{escape(str(value))}</Item>'
+        for key, value in (attrs.get("processing") or {}).items()
+    ]
+    items += [
+        f'<Item name="DESCRIPTION" sample="{i}" role="description">{escape(str(name))}</Item>'
+        for i, name in enumerate(attrs.get("band_names") or [])
+    ]
+    return ascii_tag(42112, f"<GDALMetadata>{''.join(items)}</GDALMetadata>") if items else None
 
 
 def _geo_tags(crs, transform) -> list[Tag]:

@@ -11,6 +11,7 @@ is local within its halo, the result equals a single pass over the whole scene.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -144,6 +145,19 @@ def _fuse_block(
     return out
 
 
+def processing_record(fuser: Fuser) -> dict[str, str]:
+    """What made an output, as flat string attributes (``pansharp_*``): the method, its adaptation and the
+    adaptation's SHA-256 (the tailor's), and the software version. They travel to the COG's metadata."""
+    from . import __version__
+
+    return {
+        "pansharp_method": fuser.name,
+        "pansharp_adaptation": getattr(fuser, "adaptation", None) or "none",
+        "pansharp_adaptation_sha256": getattr(fuser, "weights_sha", None) or "",
+        "pansharp_software": f"pansharp-dist {__version__}",
+    }
+
+
 def tile_grid(scene: Scene, fuser: Fuser, tile: int) -> TileGrid:
     """The scene's TileGrid for ``fuser``'s halo."""
     return TileGrid(scene.shape[0], scene.shape[1], tile, fuser.halo, scene.ratio)
@@ -213,16 +227,22 @@ def pansharpen(
         window = TaskInput(scene.pan.data[oy:wy, ox:wx], scene.ms.data[:, oy // r : wy // r, ox // r : wx // r])
         graph[(name, 0, i, j)] = (fuse, window, oy, ox, y0, y1, x0, x1)
     data = da.Array(graph, name, chunks=((scene.bands,), ys, xs), meta=np.empty((0, 0, 0), np.dtype(spec.dtype)))
+    names = get_sensor(scene.sensor).band_names(scene.bands)
     out = xr.DataArray(
         data,
         dims=("band", "y", "x"),
-        coords={"band": np.arange(1, scene.bands + 1), "y": scene.pan.y, "x": scene.pan.x},
+        coords={
+            "band": np.arange(1, scene.bands + 1),
+            "band_name": ("band", list(names)),
+            "y": scene.pan.y,
+            "x": scene.pan.x,
+        },
         name="hrms",
         attrs={
-            "method": fuser.name,
+            **processing_record(fuser),
             "_FillValue": spec.nodata,
             "fingerprint": fingerprint,
-            "resources": task_resources(fuser),
+            "resources": json.dumps(task_resources(fuser)),  # a string: the attributes serialise (netCDF, Zarr)
         },
     )
     if scene.crs is not None:

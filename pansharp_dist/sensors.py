@@ -64,6 +64,13 @@ class Sensor:
     rgb: tuple[int, int, int]
     aliases: tuple[str, ...] = ()
 
+    def band_names(self, n_bands: int) -> tuple[str, ...]:
+        """Names of the MS bands of a scene of ``n_bands`` bands: the sensor's, when it has that many;
+        ``band 1``, ``band 2``... otherwise (an unknown sensor, a subset of bands)."""
+        if n_bands == len(self.bands):
+            return self.bands
+        return tuple(f"band {i}" for i in range(1, n_bands + 1))
+
     def mtf_gains(self, n_bands: int) -> tuple[float, ...]:
         """MS MTF gains for a scene of ``n_bands`` bands.
 

@@ -34,6 +34,7 @@ with different settings.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import shutil
 from collections.abc import Mapping
@@ -213,13 +214,16 @@ def _scene_pass(scene: Scene, fn, args: tuple, client, progress) -> SceneStats:
     tasks, labels = [], []
     chunks = scene.pan.chunks
     assert chunks is not None  # a Scene's arrays are dask arrays
-    for i, j, y0, h, x0, w in block_windows(*chunks):
+    for k, (i, j, y0, h, x0, w) in enumerate(block_windows(*chunks)):
         block = TaskInput(pan.blocks[i, j], ms.blocks[0, i, j])
-        tasks.append(dask.delayed(_on_block, pure=True)(fn, block, y0, x0, *args))
+        tasks.append(dask.delayed(_on_block, pure=True)(k, fn, block, y0, x0, *args))
         labels.append(f"block at PAN rows {y0}:{y0 + h}, columns {x0}:{x0 + w} of {scene.name}")
+    # merged in block order, not in the order the tasks finish: float sums and the thinned sample pool then
+    # come out the same on any cluster, so the statistics (and every pixel fitted from them) do too
+    parts = dict(cast("list[tuple[int, BlockStats]]", list(run_tasks(client, tasks, progress, labels))))
     total = BlockStats(scene.bands)
-    for part in run_tasks(client, tasks, progress, labels):
-        total = total.merge(cast(BlockStats, part))  # what fn returns
+    for k in sorted(parts):
+        total = total.merge(parts[k])
     stats = SceneStats.from_blocks(total, scene.ms.dtype)
     if stats.empty:
         raise EmptySceneError(
@@ -229,9 +233,9 @@ def _scene_pass(scene: Scene, fn, args: tuple, client, progress) -> SceneStats:
     return stats
 
 
-def _on_block(fn, block: TaskInput, y0: int, x0: int, *args) -> BlockStats:
-    """``fn(pan, ms, y0, x0, *args)`` on the block's pixels, read in this task."""
-    return fn(*block.compute(), y0, x0, *args)
+def _on_block(k: int, fn, block: TaskInput, y0: int, x0: int, *args) -> tuple[int, BlockStats]:
+    """Block ``k``'s ``fn(pan, ms, y0, x0, *args)`` on its pixels, read in this task."""
+    return k, fn(*block.compute(), y0, x0, *args)
 
 
 def _ingest_block(
@@ -419,8 +423,12 @@ def create_output(hrms: xr.DataArray, path: str | Path) -> None:
     crs = hrms.rio.crs
     attrs = {"_CRS": {"wkt": crs.to_wkt()}} if crs is not None else {}
     ds["hrms"].attrs = {**attrs, "_FillValue": hrms.attrs.get("_FillValue", 0)}
-    ds.attrs = {"fingerprint": hrms.attrs.get("fingerprint")}
-    ds = ds.drop_vars("spatial_ref", errors="ignore")
+    ds.attrs = {
+        "fingerprint": hrms.attrs.get("fingerprint"),
+        "processing": {k: v for k, v in hrms.attrs.items() if k.startswith("pansharp_")},
+        "band_names": [str(n) for n in hrms.coords["band_name"].values] if "band_name" in hrms.coords else [],
+    }
+    ds = ds.drop_vars(["spatial_ref", "band_name"], errors="ignore")
     chunk = output_chunk(hrms.data.chunks)
     encoding = {"hrms": {"chunks": (1, chunk, chunk), "compressors": [_OUTPUT_CODEC]}}
     ds.to_zarr(str(path), mode="w-", zarr_format=2, encoding=encoding, compute=False, consolidated=False)
@@ -512,7 +520,8 @@ def write_output(
             dask.delayed(_compute_output_block, pure=False)(TaskInput(data.blocks[0, i, j]), str(path), y0, x0)
         )
         labels.append(f"output block at PAN rows {y0}:{y0 + h}, columns {x0}:{x0 + w}")
-    for _ in run_tasks(client, tasks, progress, labels, resources=hrms.attrs.get("resources")):
+    resources = json.loads(hrms.attrs.get("resources") or "{}")
+    for _ in run_tasks(client, tasks, progress, labels, resources=resources):
         pass
     total = len(data.chunks[1]) * len(data.chunks[2])
     return WriteReport(blocks=total, computed=len(tasks))

@@ -147,3 +147,18 @@ def test_bigtiff_on_request_and_nothing_left_when_encoding_fails(tmp_path, clien
         with pytest.raises(StoreError, match="is damaged .*rerun without `resume`"):
             write_cog(store, tmp_path / "broken.tif", client=client)
         assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_the_cog_names_its_bands_and_says_what_made_it(tmp_path):
+    out = tmp_path / "gsa.tif"
+    run(SAMPLE / "pan.tif", SAMPLE / "ms.tif", out, method="gsa", sensor="qb", scheduler="threads")
+    with rasterio.open(out) as src:
+        assert src.descriptions == ("blue", "green", "red", "nir")  # QuickBird's bands, in the product's order
+        tags = src.tags()
+        assert tags["PANSHARP_METHOD"] == "gsa" and tags["PANSHARP_ADAPTATION"] == "none"
+        assert tags["PANSHARP_SOFTWARE"].startswith("pansharp-dist ") and src.nodata == 0
+    assert cog_valid(out)
+    unknown = tmp_path / "unknown.tif"
+    run(SAMPLE / "pan.tif", SAMPLE / "ms.tif", unknown, method="gsa", scheduler="threads")
+    with rasterio.open(unknown) as src:
+        assert src.descriptions == ("band 1", "band 2", "band 3", "band 4")  # no sensor: numbered, not guessed

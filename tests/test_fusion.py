@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 import rasterio
-from conftest import GDAL_HPF, VHR, WV2_MAT, cli, copy_raster
+from conftest import GDAL_HPF, REPO, VHR, WV2_MAT, cli, copy_raster
 from rasterio.windows import from_bounds
 
 from pansharp_dist import open_scene
@@ -173,3 +173,22 @@ def test_nan_and_inf_inputs_are_nodata_and_do_not_spread(tmp_path, inputs):
         bad = np.isnan(fused).any(axis=0)
         assert bad.sum() == 1 + 16  # the Inf PAN pixel and the 4 x 4 PAN pixels under the NaN MS pixel
         assert np.isfinite(fused[:, ~bad]).all()
+
+
+def test_the_lazy_result_carries_band_names_and_attributes_that_serialise(tmp_path):
+    import xarray as xr
+
+    from pansharp_dist import open_scene, pansharpen
+
+    scene = open_scene(
+        REPO / "pansharp_dist" / "sample" / "pan.tif", REPO / "pansharp_dist" / "sample" / "ms.tif", sensor="qb"
+    )
+    hrms = pansharpen(scene, "brovey", tile=256)
+    assert list(hrms.band_name.values) == ["blue", "green", "red", "nir"]
+    assert hrms.attrs["pansharp_method"] == "brovey" and hrms.rio.crs == scene.crs
+    small = hrms.isel(x=slice(0, 64), y=slice(0, 64)).compute()  # scipy's netCDF writer takes no dask graph
+    small.to_netcdf(tmp_path / "hrms.nc")
+    small.to_dataset().to_zarr(tmp_path / "hrms.zarr")
+    back = xr.open_dataset(tmp_path / "hrms.nc")["hrms"]  # beside spatial_ref, the CRS (rioxarray)
+    np.testing.assert_array_equal(back.values, small.values)
+    assert list(back.band_name.values) == ["blue", "green", "red", "nir"] and back.attrs["pansharp_method"] == "brovey"

@@ -13,7 +13,7 @@ from pansharp_dist import open_scene
 from pansharp_dist.errors import StoreError
 from pansharp_dist.fusion import pansharpen
 from pansharp_dist.stats import valid_mask
-from pansharp_dist.store import ingest, open_store, write_output
+from pansharp_dist.store import ingest, open_store, scene_stats, write_output
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +179,13 @@ def test_a_damaged_store_json_is_one_error_line(tmp_path, inputs):
     (store / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attri')
     result = cli("adapt", "--zarr", str(store), "--model", "fusionnet-wv3", "--out", str(tmp_path / "t.safetensors"))
     assert "metadata (zarr.json) is damaged" in _one_error_line(result)
+
+
+def test_statistics_do_not_depend_on_the_order_the_blocks_finish(monkeypatch):
+    import pansharp_dist.store as store
+
+    scene = open_scene(*GDAL_HPF).rechunk(64)  # 90 blocks: float sums in another order differ in their last bits
+    first = scene_stats(scene).to_dict()
+    in_order = store.run_tasks
+    monkeypatch.setattr(store, "run_tasks", lambda *args, **kwargs: reversed(list(in_order(*args, **kwargs))))
+    assert scene_stats(scene).to_dict() == first  # as a cluster finishing them the other way round
