@@ -79,7 +79,9 @@ def test_reduced_resolution_protocol_scores_a_method():
 def test_fused_image_on_another_grid_is_a_clear_error(fused_hpf):
     result = cli("eval", "--pan", str(VHR[0]), "--ms", str(VHR[1]), "--fused", str(fused_hpf), "--workers", "1")
     assert result.returncode == 2 and result.stderr.count("error:") == 1
-    assert "pass the output of pansharp-dist run on this --pan/--ms pair" in " ".join(result.stderr.split())
+    assert "has 8 bands, the scene's MS 4: pass a pansharpened image of this --pan/--ms pair" in " ".join(
+        result.stderr.split()
+    )
 
 
 @pytest.mark.slow
@@ -98,3 +100,50 @@ def test_quality_bench_scores_a_dataset_with_both_protocols():
     assert set(scores) == {"EXP", "gsa"} and set(scores["gsa"]) == set(REDUCED + FULL)
     assert scores["EXP"]["D_lambda"] == pytest.approx(0, abs=1e-12)  # the upsampled MS has the MS's band relations
     assert scores["gsa"]["ERGAS"] < scores["EXP"]["ERGAS"] and scores["gsa"]["D_s"] > 0
+
+
+def _placed(source, out, shape, transform, at=(0, 0), window=None):
+    """A copy of ``source``'s pixels (or of its ``window``) at row/column ``at`` of a raster of ``shape`` on
+    ``transform``: another tool's output on another extent of the same pixel grid."""
+    import numpy as np
+    import rasterio
+    from rasterio.windows import Window
+
+    with rasterio.open(source) as src:
+        pixels = src.read(window=Window(*window) if window else None)
+        profile = {"driver": "GTiff", "count": src.count, "dtype": src.dtypes[0], "crs": src.crs, "nodata": 0}
+    canvas = np.zeros((pixels.shape[0], *shape), pixels.dtype)
+    canvas[:, at[0] : at[0] + pixels.shape[1], at[1] : at[1] + pixels.shape[2]] = pixels
+    with rasterio.open(out, "w", height=shape[0], width=shape[1], transform=transform, **profile) as dst:
+        dst.write(canvas)
+    return out
+
+
+def test_any_tools_output_on_the_pan_grid_is_scored_on_the_common_window(fused_hpf, tmp_path):
+    import rasterio
+    from affine import Affine
+
+    from pansharp_dist.errors import InvalidParameterError
+    from pansharp_dist.quality.evaluate import evaluate
+
+    pan, ms = GDAL_HPF
+    ours = evaluate(pan, ms, fused_hpf, sensor="wv3")
+    with rasterio.open(pan) as src, rasterio.open(fused_hpf) as out:
+        at = (
+            round((out.transform.f - src.transform.f) / src.transform.e),
+            round((out.transform.c - src.transform.c) / src.transform.a),
+        )
+        assert at != (0, 0) and out.shape != src.shape  # ours is on the PAN/MS overlap, GDAL's on the PAN grid
+        whole = _placed(fused_hpf, tmp_path / "pan-grid.tif", src.shape, src.transform, at)
+        t = out.transform
+    assert evaluate(pan, ms, whole, sensor="wv3") == ours  # the same pixels found at their place
+    part = _placed(
+        fused_hpf, tmp_path / "part.tif", (256, 256), t * Affine.translation(12, 8), window=(12, 8, 256, 256)
+    )
+    scores = evaluate(pan, ms, part, sensor="wv3")
+    assert 0 < scores["HQNR"] <= 1 and scores != ours  # scored on its own window
+    shifted = _placed(
+        fused_hpf, tmp_path / "shifted.tif", (256, 256), t * Affine.translation(0.5, 0), window=(0, 0, 256, 256)
+    )
+    with pytest.raises(InvalidParameterError, match="0.00 of a row and 0.50 of a column off the PAN pixel grid"):
+        evaluate(pan, ms, shifted, sensor="wv3")

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,22 +28,64 @@ from .mtf import degrade
 BLOCK = 32
 
 
-def _open_fused(path: str | Path, scene: Scene) -> xr.DataArray:
+def _open_fused(path: str | Path, scene: Scene) -> tuple[xr.DataArray, Scene]:
+    """The fused image at ``path`` and the scene, both on their common PAN-grid window.
+
+    Any tool's output is scored: one on the full PAN grid (GDAL's pansharpened VRT, OTB), on the PAN/MS
+    overlap (this project's), or on a part of the scene, as long as its pixels lie on the PAN pixel grid
+    (same CRS and pixel size, offset by whole pixels). Without georeferencing on either side the grids
+    must be the same size.
+
+    Raises:
+        InvalidParameterError: another band count, CRS or pixel size, an offset of a fraction of a pixel,
+            or no common window of whole MS pixels.
+    """
     fused = rioxarray.open_rasterio(path, chunks={"band": -1, "y": 2048, "x": 2048}, masked=False)
     if not isinstance(fused, xr.DataArray):  # a file of subdatasets opens as a Dataset (or a list of them)
         raise InvalidParameterError(
             f"fused image {path} holds several rasters (subdatasets), not one image: pass the output of a run on "
             "this `pan`/`ms` pair"
         )
-    if fused.shape[1:] != scene.shape or fused.shape[0] != scene.bands:
+    if fused.shape[0] != scene.bands:
         raise InvalidParameterError(
-            f"fused image {path} is {fused.shape[0]} x {fused.shape[1]} x {fused.shape[2]} (bands, rows, columns); "
-            f"the scene's PAN grid is {scene.bands} x {scene.shape[0]} x {scene.shape[1]}: pass the output of "
-            "a run on this `pan`/`ms` pair"
+            f"fused image {path} has {fused.shape[0]} bands, the scene's MS {scene.bands}: pass a pansharpened "
+            "image of this `pan`/`ms` pair"
         )
-    if scene.crs is not None and fused.rio.crs is not None and not fused.rio.transform().almost_equals(scene.transform):
-        raise InvalidParameterError(f"fused image {path} is not on the scene's PAN grid (its geotransform differs)")
-    return fused
+    if scene.crs is None or fused.rio.crs is None:
+        if fused.shape[1:] != scene.shape:
+            raise InvalidParameterError(
+                f"fused image {path} is {fused.shape[1]} x {fused.shape[2]} pixels, the scene's PAN grid "
+                f"{scene.shape[0]} x {scene.shape[1]}, and without georeferencing they cannot be aligned"
+            )
+        return fused, scene
+    if fused.rio.crs != scene.crs:
+        raise InvalidParameterError(
+            f"fused image {path} is in {fused.rio.crs}, the scene in {scene.crs}: reproject it onto the PAN grid"
+        )
+    mine, theirs = scene.transform, fused.rio.transform()
+    if not (np.isclose(theirs.a, mine.a, rtol=1e-6) and np.isclose(theirs.e, mine.e, rtol=1e-6)):
+        raise InvalidParameterError(
+            f"fused image {path} has {abs(theirs.a):g} x {abs(theirs.e):g} pixels, the PAN {abs(mine.a):g} x "
+            f"{abs(mine.e):g}: resample it onto the PAN grid first"
+        )
+    col, row = (theirs.c - mine.c) / mine.a, (theirs.f - mine.f) / mine.e  # its origin in scene pixels
+    if abs(col - round(col)) > 0.01 or abs(row - round(row)) > 0.01:
+        raise InvalidParameterError(
+            f"fused image {path} lies {abs(row - round(row)):.2f} of a row and {abs(col - round(col)):.2f} of a "
+            "column off the PAN pixel grid: only whole pixels can be compared; resample it onto the PAN grid first"
+        )
+    row, col = round(row), round(col)
+    r = scene.ratio
+    # the common window in scene pixels, cut to whole MS pixels so that the MS crops with it
+    y0, x0 = -(-max(0, row) // r) * r, -(-max(0, col) // r) * r
+    y1 = min(scene.shape[0], row + fused.shape[1]) // r * r
+    x1 = min(scene.shape[1], col + fused.shape[2]) // r * r
+    if y1 <= y0 or x1 <= x0:
+        raise InvalidParameterError(f"fused image {path} does not overlap the scene by one whole MS pixel")
+    window = replace(
+        scene, pan=scene.pan[y0:y1, x0:x1], ms=scene.ms[:, y0 // r : y1 // r, x0 // r : x1 // r], stats=None
+    )
+    return fused[:, y0 - row : y1 - row, x0 - col : x1 - col], window
 
 
 def scene_full_scores(scene: Scene, fused: xr.DataArray | np.ndarray, client=None) -> dict[str, float]:
@@ -71,9 +114,9 @@ def evaluate(
     patch: int | None = None,
     client=None,
 ) -> dict[str, float]:
-    """Full-resolution metrics of ``fused``; with ``reference``, the reduced-resolution ones too."""
-    scene = open_scene(pan, ms, sensor, patch=patch)
-    fused_da = _open_fused(fused, scene)
+    """Full-resolution metrics of ``fused`` (any tool's output on the PAN pixel grid, scored on its common
+    window with the scene); with ``reference``, the reduced-resolution ones too."""
+    fused_da, scene = _open_fused(fused, open_scene(pan, ms, sensor, patch=patch))
     scores = scene_full_scores(scene, fused_da, client)
     if reference is not None:
         truth = rioxarray.open_rasterio(reference, chunks={"band": -1, "y": 2048, "x": 2048}, masked=False)
