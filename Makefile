@@ -29,6 +29,6 @@ test: lint gdal
 	$(VENV)/bin/python -m pytest
 
 # The fast tier: every module's tests but the slow ones (real multi-process clusters, CLI runs of networks,
-# Prefect deployments, the larger scenes); about 2 minutes on a 2-core machine.
+# Prefect deployments, the larger scenes), on two test processes; under 3 minutes on a 2-core machine.
 test-fast: $(VENV)/.installed gdal
-	$(VENV)/bin/python -m pytest -m "not slow"
+	$(VENV)/bin/python -m pytest -m "not slow" -n 2

@@ -350,11 +350,13 @@ def demo(
     from .export import write_quicklook
     from .pipeline import run as run_pipeline
     from .scene import MisregistrationWarning
+    from .sensors import UnknownSensorWarning
 
     sample = resources.files("pansharp_dist") / "sample"
     with _edge(quiet=json_out), warnings.catch_warnings():
         # the sample's pixel sizes are rounded in its files (README there): its grids agree to 1.5 PAN pixels
         warnings.simplefilter("ignore", MisregistrationWarning)
+        warnings.simplefilter("ignore", UnknownSensorWarning)  # the sample's sensor is not stated: the summary says so
         out.mkdir(parents=True, exist_ok=True)
         cog = out / "demo.tif"
         with _progress(not json_out) as progress:
@@ -385,6 +387,7 @@ def demo(
         rows = [
             ("input", "embedded sample: 4-band VHR, 0.5 m PAN (MIT, see pansharp_dist/sample/README.md)"),
             ("grid", f"{report.width} x {report.height} PAN pixels, ratio {report.ratio}, {report.crs}"),
+            ("sensor", "not stated by the source: default MTF gains"),
             ("method", report.method),
             ("adaptation", adapted),
             ("seconds", f"{report.seconds:.2f}"),

@@ -26,6 +26,7 @@ from .models.cards import card
 from .outputs import check_output
 from .resume import RunRecord, run_record
 from .scene import Scene, open_scene
+from .sensors import warn_default_mtf
 from .store import TASK_MEGAPIXELS, block_size
 
 
@@ -153,6 +154,9 @@ def plan_run(
             )
         tailor_weights = _saved_tailor(Path(tailor), method)
     adapt = adapt_mode_for(method, adapt)
+    degradation = (adapt_options or AdaptOptions()).degradation
+    if scene.sensor is None and (method.lower() == "mtf-glp-hpm" or (adapt != "none" and degradation == "mtf")):
+        warn_default_mtf(scene.name, scene.bands)
     return RunPlan(
         pan=pan,
         ms=ms,

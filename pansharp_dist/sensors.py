@@ -227,6 +227,21 @@ def _lookup() -> dict[str, Sensor]:
     return _BY_KEY
 
 
+class UnknownSensorWarning(UserWarning):
+    """A method that uses the sensor's MTF runs on a scene whose sensor is not known: default gains are used."""
+
+
+def warn_default_mtf(scene_name: str, n_bands: int) -> None:
+    """Say that ``scene_name``'s sensor is not known, which MTF gains stand in, and how to name the sensor."""
+    warnings.warn(
+        f"the sensor of {scene_name} is not known (not given, not in its metadata): the MTF-matched filters use "
+        f"the default gains {DEFAULT_MTF_MS} ({n_bands} MS bands) and {DEFAULT_MTF_PAN} (PAN); name it with "
+        f"`sensor=NAME` (one of {', '.join(sensor_ids())}) or describe it in a file named by PANSHARP_SENSORS",
+        UnknownSensorWarning,
+        stacklevel=3,
+    )
+
+
 def sensor_ids() -> list[str]:
     """Identifiers of every registered sensor."""
     _lookup()

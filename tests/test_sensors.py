@@ -1,7 +1,7 @@
 """sensors.py: the sensor registry (aliases, unknown names, MTF gains) and the sensor file `PANSHARP_SENSORS`."""
 
 import pytest
-from conftest import _one_error_line, cli
+from conftest import REPO, _one_error_line, cli
 
 from pansharp_dist.errors import UnknownSensorError
 from pansharp_dist.sensors import UNKNOWN, get_sensor
@@ -48,3 +48,19 @@ def test_a_broken_or_missing_sensor_file_is_one_error_line(tmp_path, inputs, con
     env = {"PANSHARP_SENSORS": str(sensors)}
     result = cli("run", "--pan", str(inputs[0]), "--ms", str(inputs[1]), "--out", str(tmp_path / "o.tif"), env=env)
     assert words in _one_error_line(result) and not (tmp_path / "o.tif").exists()
+
+
+def test_an_unknown_sensor_says_which_mtf_stands_in_and_how_to_name_it(tmp_path):
+    import warnings
+
+    from pansharp_dist.plan import plan_run
+    from pansharp_dist.sensors import UnknownSensorWarning
+
+    sample = REPO / "pansharp_dist" / "sample"
+    pair = (sample / "pan.tif", sample / "ms.tif")
+    with pytest.warns(UnknownSensorWarning, match=r"default gains 0.3 \(4 MS bands\) and 0.15 \(PAN\); name it with"):
+        plan_run(*pair, tmp_path / "a.tif", method="mtf-glp-hpm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownSensorWarning)
+        plan_run(*pair, tmp_path / "b.tif", method="mtf-glp-hpm", sensor="qb")  # named: no warning
+        plan_run(*pair, tmp_path / "c.tif", method="brovey")  # no MTF in Brovey: nothing to say
