@@ -12,6 +12,7 @@ stripped of credentials first.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import time
 from pathlib import Path
 
@@ -87,7 +88,9 @@ def fuse(plan: RunPlan, files: WorkFiles, stored: Scene, fuser: Fuser, scheduler
 
 @task(**STEP)
 @redacted
-def export(plan: RunPlan, files: WorkFiles, name: str, sources: list[str], scheduler: str) -> dict[str, str]:
+def export(
+    plan: RunPlan, files: WorkFiles, name: str, sources: list[str], acquired: dt.datetime | None, scheduler: str
+) -> dict[str, str]:
     """The COG (encoded on the cluster), its quicklook and its STAC item; returns their paths."""
     with connect(scheduler) as client:
         cog = assemble_cog(plan, files, client)
@@ -99,6 +102,7 @@ def export(plan: RunPlan, files: WorkFiles, name: str, sources: list[str], sched
         method=plan.method,
         adaptation=None if plan.adapt == "none" else plan.adapt,
         quicklook=png,
+        datetime=acquired,  # when the scene was taken (its item's, or its PAN's DateTime tag), else now
     )
     stac = write_item(item, cog.with_suffix(".json"))
     return {"cog": str(cog), "quicklook": str(png), "stac": str(stac)}
@@ -174,7 +178,7 @@ def pansharpen_scene(
         stored = timed("ingest", ingest, plan, files, scheduler)
         fuser = timed("adapt", adapt, plan, files, stored, scheduler)
         timed("infer", fuse, plan, files, stored, fuser, scheduler)
-        outputs = timed("export", export, plan, files, request.name, request.sources, scheduler)
+        outputs = timed("export", export, plan, files, request.name, request.sources, request.acquired, scheduler)
         metrics = timed("evaluate", score, plan, outputs["cog"], scheduler)
     rows = [{"measure": k, "value": round(float(v), 4)} for k, v in metrics.items()]
     rows += [{"measure": f"seconds {k}", "value": v} for k, v in timings.items()]

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import posixpath
@@ -32,7 +33,7 @@ from . import __version__
 from .errors import CorruptInputError, HrefRefusedError, InputNotFoundError, InvalidParameterError
 from .outputs import atomic_write
 from .redact import redact_href, redact_text
-from .stac import SceneAssets, scene_assets
+from .stac import SceneAssets, acquisition_time, scene_assets
 
 SAFE_DRIVERS = frozenset({"GTiff"})
 """GDAL drivers a catalogue input may be read with: formats that do not point at other files (a VRT, for
@@ -142,6 +143,7 @@ class SceneRequest:
     sensor: str | None
     name: str
     sources: list[str]
+    acquired: dt.datetime | None = None
 
 
 def scene_request(
@@ -174,13 +176,16 @@ def scene_request(
             sensor or assets.sensor,
             safe_name(name or assets.item_id),
             [redact_href(item_href)],
+            assets.acquired,
         )
     if pan is None or ms is None:
         raise InvalidParameterError("give pan and ms hrefs, or item_href", "pan")
     if allowed_roots:
         policy = HrefPolicy(tuple(allowed_roots))
         pan, ms = policy.check(pan), policy.check(ms)
-    return SceneRequest(pan, ms, sensor, safe_name(name or Path(pan).stem), [redact_href(pan), redact_href(ms)])
+    return SceneRequest(
+        pan, ms, sensor, safe_name(name or Path(pan).stem), [redact_href(pan), redact_href(ms)], acquisition_time(pan)
+    )
 
 
 def scan_catalog(

@@ -9,11 +9,15 @@ to the input item(s), and the projection, raster and processing extension fields
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pystac
 import rasterio
+import rasterio.errors
+from pystac.extensions.eo import Band as EOBand
+from pystac.extensions.eo import EOExtension
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 from rasterio.warp import transform_bounds
@@ -21,8 +25,8 @@ from rasterio.warp import transform_bounds
 from .errors import InvalidParameterError
 
 PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
-_PAN_NAMES = {"pan", "panchromatic"}
-_MS_NAMES = {"ms", "multispectral", "mul"}
+_PAN_NAMES = {"pan", "panchromatic", "pan_analytic", "pan-analytic"}  # the last two: Maxar's asset keys
+_MS_NAMES = {"ms", "multispectral", "mul", "ms_analytic", "ms-analytic"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class SceneAssets:
     updated: str | None
     self_href: str | None
     sensor: str | None = None
+    acquired: dt.datetime | None = None
 
 
 def scene_assets(item: pystac.Item) -> SceneAssets:
@@ -56,7 +61,20 @@ def scene_assets(item: pystac.Item) -> SceneAssets:
             f"{', '.join(item.assets) or 'no assets'}"
         )
     updated = item.properties.get("updated") or item.properties.get("datetime")
-    return SceneAssets(item.id, pan, ms, updated, item.get_self_href(), item.properties.get("pansharp:sensor"))
+    acquired = item.datetime or item.common_metadata.start_datetime
+    return SceneAssets(
+        item.id, pan, ms, updated, item.get_self_href(), item.properties.get("pansharp:sensor"), acquired
+    )
+
+
+def acquisition_time(href: str | Path) -> dt.datetime | None:
+    """When the image at ``href`` was taken, from its TIFF ``DateTime`` tag (UTC assumed), if it has one."""
+    try:
+        with rasterio.open(href) as src:
+            text = src.tags().get("TIFFTAG_DATETIME")
+        return dt.datetime.strptime(text, "%Y:%m:%d %H:%M:%S").replace(tzinfo=dt.UTC) if text else None
+    except (rasterio.errors.RasterioIOError, ValueError):
+        return None
 
 
 def output_item(
@@ -81,7 +99,7 @@ def output_item(
     cog = Path(cog)
     with rasterio.open(cog) as src:
         crs, transform, shape, count = src.crs, src.transform, (src.height, src.width), src.count
-        dtype, nodata, bounds = src.dtypes[0], src.nodata, src.bounds
+        dtype, nodata, bounds, descriptions = src.dtypes[0], src.nodata, src.bounds, src.descriptions
     lon_lat = transform_bounds(crs, "EPSG:4326", *bounds) if crs is not None else tuple(bounds)
     west, south, east, north = lon_lat
     geometry = {
@@ -110,6 +128,8 @@ def output_item(
         proj.code = crs.to_string()
     proj.shape = list(shape)
     proj.transform = list(transform)[:6]
+    if any(descriptions):
+        EOExtension.ext(asset, add_if_missing=True).bands = [EOBand.create(name=name) for name in descriptions]
     raster = RasterExtension.ext(asset, add_if_missing=True)
     raster.bands = [RasterBand.create(nodata=nodata, data_type=DataType(dtype)) for _ in range(count)]
     if quicklook is not None:
@@ -123,10 +143,9 @@ def output_item(
 
 
 def write_item(item: pystac.Item, path: str | Path) -> Path:
-    """Save ``item`` as JSON at ``path`` (temporary name, then rename)."""
+    """Save ``item`` as JSON at ``path`` (:func:`~pansharp_dist.outputs.atomic_write`: whole or not at all)."""
+    from .outputs import atomic_write
+
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     item.set_self_href(str(path.resolve()))
-    item.save_object(include_self_link=True, dest_href=str(tmp))
-    tmp.replace(path)
-    return path
+    return atomic_write(path, json.dumps(item.to_dict(include_self_link=True), indent=2).encode())
