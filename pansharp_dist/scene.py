@@ -129,8 +129,8 @@ class _InputRaster:
 
 
 def open_scene(
-    pan: str | Path,
-    ms: str | Path,
+    pan: str | Path | xr.DataArray,
+    ms: str | Path | xr.DataArray,
     sensor: str | None = None,
     *,
     patch: int | None = None,
@@ -139,8 +139,9 @@ def open_scene(
     """Open and validate a PAN + MS pair as a lazy :class:`Scene`.
 
     Args:
-        pan: PAN GeoTIFF/COG path or URL (GDAL or fsspec), or a ``.mat`` file.
-        ms: MS GeoTIFF/COG path or URL, or a ``.mat`` file (may equal ``pan``).
+        pan: PAN GeoTIFF/COG path or URL (GDAL, ``/vsi*`` or fsspec), a ``.mat`` file, or an
+            :class:`xarray.DataArray` with a CRS and transform (``rioxarray.open_rasterio``, odc-stac).
+        ms: MS, the same kinds (a ``.mat`` file may equal ``pan``); a DataArray's dims are ``(band, y, x)``.
         sensor: sensor name or alias; if ``None``, taken from the file metadata.
         patch: index of the patch in ``.mat`` patch stacks (``pan``/``ms`` keys).
         chunk: PAN chunk size in pixels; MS chunks are ``chunk // ratio``.
@@ -176,7 +177,7 @@ def open_scene(
         sensor=chosen,
         pan_nodata=pan_r.nodata,
         ms_nodata=ms_r.nodata,
-        name=Path(str(pan)).stem,
+        name=str(pan.name or "scene") if isinstance(pan, xr.DataArray) else Path(str(pan)).stem,
     )
     return scene.rechunk(_fit_chunk(chunk, ratio))
 
@@ -190,7 +191,9 @@ def _fit_chunk(chunk: int, ratio: int) -> int:
 # --------------------------------------------------------------------------- readers
 
 
-def _read_input(path: str | Path, role: str, patch: int | None) -> _InputRaster:
+def _read_input(path: str | Path | xr.DataArray, role: str, patch: int | None) -> _InputRaster:
+    if isinstance(path, xr.DataArray):
+        return _from_dataarray(path, role)
     text = str(path)
     if text.lower().endswith(".mat"):
         return _read_mat(_local_path(text, role), role, patch)
@@ -254,6 +257,24 @@ def _read_raster(text: str, role: str) -> _InputRaster:
     if nodata is None:
         nodata = 0.0
     return _InputRaster(data, transform, crs, float(nodata), _sensor_from_tags(tags), text)
+
+
+def _from_dataarray(data: xr.DataArray, role: str) -> _InputRaster:
+    """An input given as a DataArray: its grid from rioxarray (``rio.crs``, ``rio.transform()``), its nodata
+    from ``rio.nodata`` (else 0, as for files); read lazily in the chunks a file would be read in."""
+    source = f"{role} DataArray {data.name!r}" if data.name is not None else f"{role} DataArray"
+    if data.ndim == 2:
+        data = data.expand_dims(band=[1])
+    if data.ndim != 3 or set(data.dims) != {"band", "y", "x"}:
+        raise BandCountError(f"{source} has dims {data.dims}; give (band, y, x) or (y, x)")
+    data = data.transpose("band", "y", "x")
+    _check_dtype(str(data.dtype), role, source)
+    crs = data.rio.crs
+    transform = data.rio.transform() if crs is not None else None
+    nodata = data.rio.nodata if data.rio.nodata is not None else data.rio.encoded_nodata
+    side = READ_CHUNK[role]
+    data = data.chunk({"band": -1, "y": side, "x": side})
+    return _InputRaster(data, transform, crs, float(nodata) if nodata is not None else 0.0, None, source)
 
 
 # Pixels per side of one read. An MS read of 512 pixels covers one 2048-pixel PAN block at ratio 4

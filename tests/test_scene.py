@@ -11,7 +11,7 @@ import rasterio
 from conftest import DATA, GDAL_HPF, LANDSAT, QB, VHR, WV2_MAT, _one_error_line, cli
 
 from pansharp_dist import open_scene
-from pansharp_dist.errors import InvalidParameterError
+from pansharp_dist.errors import BandCountError, InvalidParameterError
 from pansharp_dist.scene import MisregistrationWarning, NotGeoreferencedWarning
 
 
@@ -130,3 +130,20 @@ def test_a_symlink_loop_is_named_as_one(tmp_path):
     (tmp_path / "b.tif").symlink_to(tmp_path / "a.tif")
     result = cli("run", "--pan", str(tmp_path / "a.tif"), "--ms", str(GDAL_HPF[1]), "--out", str(tmp_path / "o.tif"))
     assert "loop of symbolic links" in _one_error_line(result)
+
+
+def test_dataarrays_from_rioxarray_open_the_same_scene_as_their_files():
+    import rioxarray
+
+    from pansharp_dist import pansharpen
+
+    files = open_scene(*GDAL_HPF)
+    arrays = open_scene(*(rioxarray.open_rasterio(path, chunks={"x": 256, "y": 256}) for path in GDAL_HPF))
+    assert arrays.shape == files.shape and arrays.ratio == files.ratio and arrays.crs == files.crs
+    assert arrays.transform == files.transform  # the same overlap, cut the same way
+    np.testing.assert_array_equal(arrays.pan.values, files.pan.values)
+    np.testing.assert_array_equal(arrays.ms.values, files.ms.values)
+    fused = [pansharpen(scene, "brovey", tile=128).values for scene in (files, arrays)]
+    np.testing.assert_array_equal(*fused)
+    with pytest.raises(BandCountError, match="has dims"):
+        open_scene(rioxarray.open_rasterio(GDAL_HPF[0]).expand_dims(time=[0]), files.ms)
