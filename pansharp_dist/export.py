@@ -43,7 +43,7 @@ import zarr
 from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 
-from .errors import InvalidParameterError
+from .errors import InvalidParameterError, OutputExistsError, OutputNotWritableError
 from .outputs import check_output, output_lock, remove_leftovers
 from .store import read_intact, write_output
 from .tasks import run_tasks
@@ -104,8 +104,11 @@ def write_cog(
     progress=None,
     compress: str = "ZSTD",
     bigtiff: bool = False,
-) -> Path:
+) -> Path | str:
     """Write a COG at ``out`` from a lazy ``(band, y, x)`` DataArray or an output Zarr store.
+
+    ``out`` is a local path, or an fsspec URL (``s3://``, ``gs://``, ``memory://``...): the COG is then
+    written to a temporary local folder and uploaded whole, once complete (returned as the URL).
 
     A DataArray (from :func:`~pansharp_dist.pansharpen`) is first computed by the
     workers into a temporary Zarr store beside ``out``. CRS, transform and
@@ -115,6 +118,8 @@ def write_cog(
     or always with ``bigtiff``. It appears at ``out`` only once complete; a
     failure leaves nothing there.
     """
+    if _is_url(out):
+        return _write_remote_cog(source, str(out), client, overwrite, progress, compress, bigtiff)
     out = check_output(out, overwrite)
     compress = check_compress(compress)
     with output_lock(out):
@@ -125,6 +130,34 @@ def write_cog(
             store = Path(tmp) / "hrms.zarr"
             write_output(source, store, client)
             return _zarr_to_cog(store, out, compress, client, progress, bigtiff)
+
+
+def _is_url(out: str | Path) -> bool:
+    """Whether ``out`` names a file through fsspec (a scheme other than ``file://``) rather than a local path."""
+    scheme, sep, _ = str(out).partition("://")
+    return bool(sep) and scheme not in ("", "file")
+
+
+def _write_remote_cog(source, url: str, client, overwrite: bool, progress, compress: str, bigtiff: bool) -> str:
+    """The COG written locally, then uploaded to ``url`` in one piece."""
+    import fsspec
+
+    compress = check_compress(compress)
+    try:
+        fs, target = fsspec.core.url_to_fs(url)
+        exists = fs.exists(target)
+    except (ImportError, ValueError) as exc:
+        raise InvalidParameterError(f"cannot write to {url}: {exc}", "out") from None
+    if exists and not overwrite:
+        raise OutputExistsError(f"{url} already exists; pass `overwrite=True` to replace it")
+    with tempfile.TemporaryDirectory(prefix="pansharp-cog-") as local:
+        path = Path(local) / (Path(target).name or "out.tif")
+        write_cog(source, path, client=client, progress=progress, compress=compress, bigtiff=bigtiff)
+        try:
+            fs.put_file(str(path), target)
+        except OSError as exc:
+            raise OutputNotWritableError(f"cannot upload the COG to {url} ({exc}); nothing was written there") from None
+    return url
 
 
 LEFTOVERS = ("parts", "partial", "encode")

@@ -157,7 +157,7 @@ def fuse_blocks(
 
 def assemble_cog(plan: RunPlan, files: WorkFiles, client=None, progress: PhaseProgress | None = None) -> Path:
     """Step 4: the COG at the plan's output, from the output store."""
-    return write_cog(
+    written = write_cog(
         files.fused,
         plan.out,
         client=client,
@@ -165,6 +165,8 @@ def assemble_cog(plan: RunPlan, files: WorkFiles, client=None, progress: PhasePr
         compress=plan.compress,
         progress=_phase(progress, "cog"),
     )
+    assert isinstance(written, Path)  # a plan's output is a local path (check_output)
+    return written
 
 
 def run(

@@ -162,3 +162,20 @@ def test_the_cog_names_its_bands_and_says_what_made_it(tmp_path):
     run(SAMPLE / "pan.tif", SAMPLE / "ms.tif", unknown, method="gsa", scheduler="threads")
     with rasterio.open(unknown) as src:
         assert src.descriptions == ("band 1", "band 2", "band 3", "band 4")  # no sensor: numbered, not guessed
+
+
+def test_a_cog_goes_to_an_fsspec_url_whole_and_reads_back_the_same(tmp_path):
+    import fsspec
+
+    from pansharp_dist import open_scene, pansharpen
+    from pansharp_dist.errors import OutputExistsError
+
+    hrms = pansharpen(open_scene(SAMPLE / "pan.tif", SAMPLE / "ms.tif", sensor="qb"), "brovey", tile=256)
+    local = write_cog(hrms, tmp_path / "local.tif")
+    url = "memory://pansharp-test/out.tif"
+    assert write_cog(hrms, url) == url
+    fs = fsspec.filesystem("memory")
+    assert fs.cat_file("/pansharp-test/out.tif") == local.read_bytes()  # the same file, uploaded once complete
+    with pytest.raises(OutputExistsError, match="memory://pansharp-test/out.tif already exists"):
+        write_cog(hrms, url)
+    fs.rm("/pansharp-test", recursive=True)
