@@ -66,8 +66,12 @@ AdaptMode = Annotated[
     typer.Option("--adapt", help="Networks: tailor (default: the Feature Tailor), full (every weight) or none."),
 ]
 Compress = Annotated[
-    Literal["ZSTD", "DEFLATE", "NONE"],
-    typer.Option("--compress", case_sensitive=False, help="COG compression."),
+    str | None,
+    typer.Option(
+        "--compress",
+        help="COG compression: ZSTD[:LEVEL] (1-22), DEFLATE[:LEVEL] (1-9) or NONE; default ZSTD:9, ZSTD:1 when a "
+        "GPU fuses.",
+    ),
 ]
 
 
@@ -233,7 +237,7 @@ def run(
         Path | None, typer.Option("--work-dir", help="Keep the Zarr stores and adaptation here.")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run kept in --work-dir.")] = False,
-    compress: Compress = "ZSTD",
+    compress: Compress = None,
     overwrite: Overwrite = False,
     json_out: Json = False,
     patch: Patch = None,

@@ -51,10 +51,12 @@ from .tiff import (
     COMPRESSION_CODES,
     FRAME,
     GEO_TAGS,
+    LEVELS,
     TILE,
     Level,
     Tag,
     ascii_tag,
+    codec_and_level,
     cog_header,
     encode_tile,
     framed,
@@ -69,29 +71,36 @@ _LEVELS_PER_PASS = 3
 
 
 def check_compress(compress: str) -> str:
-    """``compress`` in upper case, if it is one of :data:`COMPRESSIONS`.
+    """``compress`` as ``CODEC:LEVEL`` (``ZSTD:9``, ``DEFLATE:6``) or ``NONE``: a codec of
+    :data:`COMPRESSIONS`, any case, with a level in its range (:data:`~.tiff.LEVELS`) or its default.
 
     Raises:
-        InvalidParameterError: an unknown compression.
+        InvalidParameterError: an unknown codec or a level out of range.
     """
-    if compress.upper() not in COMPRESSIONS:
-        raise InvalidParameterError(f"`compress` must be one of {', '.join(COMPRESSIONS)}, got {compress!r}")
-    return compress.upper()
+    try:
+        codec, level = codec_and_level(compress)
+    except ValueError as exc:
+        ranges = ", ".join(f"{codec}:{low}..{high}" for codec, (low, high, _) in LEVELS.items())
+        raise InvalidParameterError(
+            f"`compress` is CODEC or CODEC:LEVEL ({ranges}) or NONE, got {compress!r}: {exc}"
+        ) from None
+    return codec if level is None else f"{codec}:{level}"
 
 
 def cog_options(dtype: str, size_bytes: int, compress: str = "ZSTD") -> dict[str, str]:
     """GDAL COG driver creation options equal to what :func:`write_cog` writes, for an output of ``dtype``
     and uncompressed size in bytes (the reference in benchmarks and tests)."""
-    compress = check_compress(compress)
+    codec, level = codec_and_level(check_compress(compress))
     options = {
         "BLOCKSIZE": str(TILE),
-        "COMPRESS": compress,
+        "COMPRESS": codec,
         "OVERVIEW_RESAMPLING": "AVERAGE",
         "BIGTIFF": "YES" if size_bytes > 3_500_000_000 else "IF_SAFER",
         "NUM_THREADS": "ALL_CPUS",
     }
-    if compress != "NONE":
-        options["PREDICTOR"] = str(predictor(np.dtype(dtype), compress))
+    if level is not None:
+        options["PREDICTOR"] = str(predictor(np.dtype(dtype), codec))
+        options["LEVEL"] = str(level)
     return options
 
 

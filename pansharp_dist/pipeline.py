@@ -189,7 +189,7 @@ def run(
     tls_config: str | Path | None = None,
     work_dir: str | Path | None = None,
     resume: bool = False,
-    compress: str = "ZSTD",
+    compress: str | None = None,
     overwrite: bool = False,
     tailor: str | Path | None = None,
     progress: PhaseProgress | None = None,

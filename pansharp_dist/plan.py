@@ -129,7 +129,7 @@ def plan_run(
     adapt_options: AdaptOptions | None = None,
     work_dir: str | Path | None = None,
     resume: bool = False,
-    compress: str = "ZSTD",
+    compress: str | None = None,
     overwrite: bool = False,
     tailor: str | Path | None = None,
 ) -> RunPlan:
@@ -144,7 +144,7 @@ def plan_run(
     if resume and work_dir is None:
         raise InvalidParameterError("`resume` needs the `work_dir` of the interrupted run", "resume")
     out = check_output(out, overwrite, inputs=(pan, ms))
-    check_compress(compress)
+    compress = check_compress(compress or default_compress(method, device))
     scene = open_scene(pan, ms, sensor, patch=patch)
     tailor_weights = None
     if tailor is not None:
@@ -214,6 +214,17 @@ def _saved_tailor(path: Path, method: str) -> bytes:
             "tailor",
         )
     return data
+
+
+def default_compress(method: str, device: str | None) -> str:
+    """The COG codec when none is asked for: ZSTD level 9 (GDAL's) where the CPU fuses, level 1 where a GPU
+    does, so that encoding keeps up with the network (docs/benchmarks.md, codecs)."""
+    if is_network(method):
+        from .models.network import default_device  # torch: a network runs anyway
+
+        if (device or default_device()).startswith("cuda"):
+            return "ZSTD:1"
+    return "ZSTD:9"
 
 
 def adapt_mode_for(method: str, adapt: str | None) -> str:

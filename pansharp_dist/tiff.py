@@ -1,8 +1,8 @@
 """The TIFF container of a cloud-optimized GeoTIFF: tile encoding and the header.
 
 Tiles are ``(TILE, TILE, bands)`` pixel-interleaved arrays (edge tiles padded),
-compressed with ZSTD (level 9) or DEFLATE (level 6), the defaults of GDAL's
-COG driver, after TIFF's horizontal predictor (2) for integers or its
+compressed with ZSTD or DEFLATE at a chosen level (``ZSTD:9``, ``DEFLATE:6``: the
+defaults of GDAL's COG driver), after TIFF's horizontal predictor (2) for integers or its
 floating-point predictor (3, TIFF Technical Note 3) for floats; or stored raw.
 
 :func:`cog_header` lays out the file as a COG: the TIFF header, GDAL's
@@ -23,8 +23,30 @@ from numcodecs import Zstd
 
 TILE = 512
 COMPRESSION_CODES = {"NONE": 1, "DEFLATE": 8, "ZSTD": 50000}
-ZSTD_LEVEL = 9
-DEFLATE_LEVEL = 6
+LEVELS = {"ZSTD": (1, 22, 9), "DEFLATE": (1, 9, 6)}
+"""Each codec's levels: lowest, highest, and the default (GDAL's)."""
+
+
+def codec_and_level(compress: str) -> tuple[str, int | None]:
+    """``"ZSTD:1"`` -> ``("ZSTD", 1)``; a codec without a level gets its default; ``NONE`` has none.
+
+    Raises:
+        ValueError: an unknown codec, a level that is not a whole number, or one out of the codec's range.
+    """
+    codec, _, level = compress.upper().partition(":")
+    if codec not in COMPRESSION_CODES:
+        raise ValueError(f"unknown codec {codec!r}")
+    if codec == "NONE":
+        if level:
+            raise ValueError("NONE takes no level")
+        return codec, None
+    low, high, default = LEVELS[codec]
+    if not level:
+        return codec, default
+    if not level.isdigit() or not low <= int(level) <= high:
+        raise ValueError(f"{codec} levels are {low} to {high}, got {level!r}")
+    return codec, int(level)
+
 
 _SAMPLE_FORMATS = {"u": 1, "i": 2, "f": 3}
 _SHORT, _ASCII, _LONG, _LONG8 = 3, 2, 4, 16
@@ -39,20 +61,22 @@ GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737)
 
 def predictor(dtype: np.dtype, compress: str) -> int:
     """TIFF predictor for ``dtype`` under ``compress``: 1 (none), 2 (integers) or 3 (floats)."""
-    if compress == "NONE":
+    if codec_and_level(compress)[0] == "NONE":
         return 1
     return 3 if np.dtype(dtype).kind == "f" else 2
 
 
 def encode_tile(tile: np.ndarray, compress: str) -> bytes:
-    """The stored bytes of one ``(TILE, TILE, bands)`` tile: predictor, then ``compress`` (ZSTD, DEFLATE, NONE)."""
+    """The stored bytes of one ``(TILE, TILE, bands)`` tile: predictor, then ``compress`` (``ZSTD:LEVEL``,
+    ``DEFLATE:LEVEL``, ``NONE``)."""
     tile = np.ascontiguousarray(tile, dtype=tile.dtype.newbyteorder("<"))
-    if compress == "NONE":
+    codec, level = codec_and_level(compress)
+    if level is None:  # NONE
         return tile.tobytes()
     raw = _predicted(tile).tobytes()
-    if compress == "ZSTD":
-        return Zstd(level=ZSTD_LEVEL).encode(raw)
-    return zlib.compress(raw, DEFLATE_LEVEL)
+    if codec == "ZSTD":
+        return Zstd(level=level).encode(raw)
+    return zlib.compress(raw, level)
 
 
 FRAME = 8
@@ -145,7 +169,7 @@ def cog_header(
     Args:
         levels: full resolution first, then each overview, smaller and smaller.
         dtype: the samples' dtype; ``bands`` samples per pixel.
-        compress: ZSTD, DEFLATE or NONE.
+        compress: ``ZSTD:LEVEL``, ``DEFLATE:LEVEL`` or ``NONE``.
         tags: extra tags of the full-resolution IFD (georeferencing, nodata).
         bigtiff: BigTIFF even when every offset fits in 32 bits.
 
@@ -178,7 +202,7 @@ def _layout(levels, dtype, bands, compress, tags, big, offsets) -> bytes:
             long_tag(256, level.width),
             long_tag(257, level.height),
             short_tag(258, *[dtype.itemsize * 8] * bands),
-            short_tag(259, COMPRESSION_CODES[compress]),
+            short_tag(259, COMPRESSION_CODES[codec_and_level(compress)[0]]),
             short_tag(262, 1),
             short_tag(277, bands),
             short_tag(284, 1),

@@ -110,7 +110,14 @@ def _footprint_mean(full: np.ndarray, factor: int) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "dtype, compress, predictor",
-    [("float32", "ZSTD", "3"), ("float64", "DEFLATE", "3"), ("int16", "DEFLATE", "2"), ("uint8", "NONE", None)],
+    [
+        ("float32", "ZSTD", "3"),
+        ("float64", "DEFLATE", "3"),
+        ("int16", "DEFLATE", "2"),
+        ("uint8", "NONE", None),
+        ("uint16", "zstd:1", "2"),
+        ("float32", "DEFLATE:9", "3"),
+    ],
 )
 def test_every_dtype_and_compression_reads_back_exactly(dtype, compress, predictor, tmp_path, client):
     cog = tmp_path / "hrms.tif"
@@ -179,3 +186,21 @@ def test_a_cog_goes_to_an_fsspec_url_whole_and_reads_back_the_same(tmp_path):
     with pytest.raises(OutputExistsError, match="memory://pansharp-test/out.tif already exists"):
         write_cog(hrms, url)
     fs.rm("/pansharp-test", recursive=True)
+
+
+def test_a_higher_level_gives_a_smaller_file_of_the_same_pixels(tmp_path):
+    from pansharp_dist import open_scene, pansharpen
+    from pansharp_dist.store import write_output
+
+    store = tmp_path / "h.zarr"
+    write_output(pansharpen(open_scene(SAMPLE / "pan.tif", SAMPLE / "ms.tif"), "brovey", tile=256), store)
+    sizes, pixels = {}, []
+    for level in ("zstd:1", "zstd:19", "none"):
+        out = write_cog(store, tmp_path / f"{level.replace(':', '-')}.tif", compress=level)
+        with rasterio.open(out) as src:
+            pixels.append(src.read())
+            assert src.tags(ns="IMAGE_STRUCTURE").get("COMPRESSION") == ("ZSTD" if level != "none" else None)
+        sizes[level] = out.stat().st_size
+    np.testing.assert_array_equal(pixels[0], pixels[1])
+    np.testing.assert_array_equal(pixels[0], pixels[2])
+    assert sizes["zstd:19"] < sizes["zstd:1"] < sizes["none"]
