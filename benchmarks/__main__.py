@@ -157,5 +157,18 @@ def tailor(
     )
 
 
+@app.command()
+def codecs(
+    work_dir: WorkDir = Path("bench-work"),
+    results: Results = RESULTS,
+    size: Annotated[int, typer.Option("--size", help="PAN size of the fused mosaic the tiles come from.")] = 4096,
+    seconds: Annotated[float, typer.Option("--seconds", help="Timed seconds per codec.")] = 2.0,
+) -> None:
+    """Encode speed on one core and file size of each COG codec and level; encoder cores per GPU."""
+    from .codecs import run_codecs_bench
+
+    run_codecs_bench(results, work_dir, size=size, seconds=seconds, log=_log)
+
+
 if __name__ == "__main__":
     app()

@@ -26,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -146,14 +148,33 @@ def _start(kind: str, workers: int | None) -> Iterator[object]:
         )
     spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **WORKER_MALLOC}
     try:
-        with dask.config.set(
-            {"distributed.nanny.pre-spawn-environ": spawn_env, "distributed.scheduler.worker-ttl": WORKER_TTL}
+        with (
+            dask.config.set(
+                {"distributed.nanny.pre-spawn-environ": spawn_env, "distributed.scheduler.worker-ttl": WORKER_TTL}
+            ),
+            _children_ignore_ctrl_c(),
         ):
             cluster = make()
     except Exception as exc:  # noqa: BLE001  (any start-up failure becomes one clear error)
         raise ClusterError(f"could not start a {kind} Dask cluster ({exc})") from None
     with cluster:
         yield cluster
+
+
+@contextlib.contextmanager
+def _children_ignore_ctrl_c() -> Iterator[None]:
+    """While the cluster's processes start, this process ignores Ctrl-C (SIGINT), so that they ignore it from
+    their first instruction (an ignored signal stays ignored across exec; the preload comes later): a Ctrl-C
+    in those seconds prints no traceback of a half-started worker. It is not taken; the next one stops the
+    run (the client answers Ctrl-C, :mod:`.worker_signals`)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager

@@ -102,9 +102,9 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_nothing(tmp_path, scheduler):
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     deadline = time.time() + 120
-    while time.time() < deadline and not any(p.name.startswith(".o.tif.work-") for p in tmp_path.iterdir()):
-        time.sleep(0.1)  # interrupt once the run is under way
-    time.sleep(1.0)
+    while time.time() < deadline and not list(tmp_path.glob(".o.tif.work-*/o.tiles.zarr")):
+        time.sleep(0.1)  # interrupt once the run is under way: its cluster up, its ingest begun
+    time.sleep(0.5)
     os.killpg(run.pid, signal.SIGINT)
     _, stderr = run.communicate(timeout=120)
     lines = [line for line in stderr.splitlines() if line.strip() and "━" not in line and "warning:" not in line]
