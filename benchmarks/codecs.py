@@ -90,7 +90,7 @@ def run_codecs_bench(
                 "raw (uncompressed) megabytes; a PAN megapixel of 8-band uint16 output is 16 MB. Cores per GPU: encoder "
                 "cores that keep up with the bare forward of one network on one H100 (docs/results/models-cuda.md).",
                 "",
-                "| codec | MB/s per core | size (% of raw) | core-seconds per PAN MP | "
+                "| codec | MB/s per core | size (% of raw) | core-ms per PAN MP | "
                 + " | ".join(f"cores per GPU ({name})" for name in GPU_FORWARD)
                 + " |",
                 "|---|---|---|---|" + "---|" * len(GPU_FORWARD),

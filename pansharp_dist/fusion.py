@@ -147,13 +147,18 @@ def _fuse_block(
 
 def processing_record(fuser: Fuser) -> dict[str, str]:
     """What made an output, as flat string attributes (``pansharp_*``): the method, its adaptation and the
-    adaptation's SHA-256 (the tailor's), and the software version. They travel to the COG's metadata."""
+    SHA-256 of the adaptation's tensors (the tailor's), and the software version. They travel to the COG's
+    metadata, and are the same for the same pixels (no training time in them)."""
     from . import __version__
+    from .models.cards import tensors_sha256
 
+    weights = getattr(fuser, "weights", None)
+    if not isinstance(weights, bytes):  # a network's adaptation is safetensors bytes; Brovey's band weights are not
+        weights = None
     return {
         "pansharp_method": fuser.name,
         "pansharp_adaptation": getattr(fuser, "adaptation", None) or "none",
-        "pansharp_adaptation_sha256": getattr(fuser, "weights_sha", None) or "",
+        "pansharp_adaptation_sha256": tensors_sha256(weights) if weights else "",
         "pansharp_software": f"pansharp-dist {__version__}",
     }
 

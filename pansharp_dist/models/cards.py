@@ -13,6 +13,7 @@ command line ask which networks exist without loading one
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
@@ -212,3 +213,14 @@ def card(model_id: str) -> ModelCard:
             f"unknown model {model_id!r}; shipped models: {', '.join(model_ids())}{withheld_note(model_id)}"
         )
     return meta
+
+
+def tensors_sha256(data: bytes) -> str:
+    """SHA-256 of the tensors of a safetensors file: their names, shapes, dtypes and bytes, not the metadata
+    (a tailor's card records how long its training took, which differs from run to run)."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    header.pop("__metadata__", None)
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
+    digest.update(data[8 + size :])
+    return digest.hexdigest()
