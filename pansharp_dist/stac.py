@@ -9,7 +9,6 @@ to the input item(s), and the projection, raster and processing extension fields
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,4 +147,6 @@ def write_item(item: pystac.Item, path: str | Path) -> Path:
 
     path = Path(path)
     item.set_self_href(str(path.resolve()))
-    return atomic_write(path, json.dumps(item.to_dict(include_self_link=True), indent=2).encode())
+    # pystac's own serialiser: a float output's NaN nodata becomes null (json.dumps would write NaN, not JSON)
+    text = pystac.StacIO.default().json_dumps(item.to_dict(include_self_link=True))
+    return atomic_write(path, text.encode() if isinstance(text, str) else text)

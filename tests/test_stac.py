@@ -49,3 +49,12 @@ def test_the_output_item_has_the_acquisition_time_band_names_and_processing_fiel
         assert back.properties["proj:shape"] == [src.height, src.width]
     assert [link.href for link in back.links if link.rel == "derived_from"] == ["/in/item.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "out.tif"]  # written whole, no temporary left
+
+
+def test_an_item_of_a_float_output_is_json_that_pystac_reads(tmp_path):
+    from conftest import GDAL_HPF
+
+    cog = tmp_path / "float.tif"
+    run(*GDAL_HPF, cog, method="brovey", scheduler="threads")  # float32: nodata NaN
+    path = write_item(output_item(cog, item_id="f", sources=[], method="brovey", adaptation=None), tmp_path / "f.json")
+    assert pystac.Item.from_file(str(path)).assets["hrms"].extra_fields["raster:bands"][0]["nodata"] is None
