@@ -119,6 +119,7 @@ def _placed(source, out, shape, transform, at=(0, 0), window=None):
     return out
 
 
+@pytest.mark.slow
 def test_any_tools_output_on_the_pan_grid_is_scored_on_the_common_window(fused_hpf, tmp_path):
     import rasterio
     from affine import Affine
