@@ -103,7 +103,7 @@ def _classical() -> dict[str, FuserFactory]:
     }
 
 
-def _fit_network(model_id: str, stats: SceneStats, ratio: int, sensor: Sensor, **options: Any) -> Fuser:
+def _network_fuser(model_id: str, stats: SceneStats, ratio: int, sensor: Sensor, **options: Any) -> Fuser:
     from .models.network import network_fuser  # torch is imported when a network is fitted, not before
 
     return network_fuser(model_id, stats, ratio, sensor, **options)
@@ -112,7 +112,7 @@ def _fit_network(model_id: str, stats: SceneStats, ratio: int, sensor: Sensor, *
 def _registry() -> dict[str, FuserFactory]:
     from .models.cards import model_ids
 
-    return {**_classical(), **{model_id: partial(_fit_network, model_id) for model_id in model_ids()}}
+    return {**_classical(), **{model_id: partial(_network_fuser, model_id) for model_id in model_ids()}}
 
 
 def method_names(kind: str | None = None) -> list[str]:
