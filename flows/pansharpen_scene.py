@@ -132,6 +132,7 @@ def pansharpen_scene(
     name: str | None = None,
     work_dir: str | None = None,
     tailor: str | None = None,
+    extent: str = "pan",
 ) -> dict[str, object]:
     """Pansharpen one scene: PAN and MS hrefs, or a STAC item whose assets name them.
 
@@ -148,6 +149,7 @@ def pansharpen_scene(
         name: output base name (default: the item id, else the PAN file's stem), made a safe file name.
         work_dir: a folder that keeps the work files (as ``run --work-dir``); default: a temporary one.
         tailor: a saved tailor (``pansharp-dist adapt``) to apply instead of adapting (``run --tailor``).
+        extent: the output's grid: ``pan`` (the PAN raster's), ``overlap`` or ``union`` (``run --extent``).
     """
     started = time.perf_counter()
     request = scene_request(pan, ms, item_href, allowed_roots, sensor, name)
@@ -163,6 +165,7 @@ def pansharpen_scene(
         work_dir=work_dir,
         overwrite=True,
         tailor=tailor,
+        extent=extent,
     )
     timings: dict[str, float] = {}
 

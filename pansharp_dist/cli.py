@@ -105,6 +105,7 @@ FLAGS = {
     "work_dir": "--work-dir",
     "resume": "--resume",
     "out": "--out",
+    "extent": "--extent",
 }
 """The flag that sets each parameter the library names in its errors (:class:`InvalidParameterError`)."""
 ADAPT_FLAGS = {
@@ -251,6 +252,14 @@ def run(
         Path | None,
         typer.Option("--tailor", help="Networks: apply this saved tailor (pansharp-dist adapt) instead of adapting."),
     ] = None,
+    extent: Annotated[
+        Literal["pan", "overlap", "union"],
+        typer.Option(
+            "--extent",
+            help="Output grid, as gdal_pansharpen's -spat_adjust: pan (the PAN raster's), overlap (pixels both "
+            "inputs cover) or union (both footprints); nodata where the MS does not reach.",
+        ),
+    ] = "pan",
 ) -> None:
     """Pansharpen a PAN + MS pair into a cloud-optimized GeoTIFF."""
     from .adapt.options import AdaptOptions
@@ -271,6 +280,7 @@ def run(
             adapt=adapt,
             adapt_options=AdaptOptions(steps=adapt_steps),
             tailor=tailor,
+            extent=extent,
             scheduler=scheduler,
             workers=workers,
             tls_config=tls_config,
@@ -353,13 +363,10 @@ def demo(
 
     from .export import write_quicklook
     from .pipeline import run as run_pipeline
-    from .scene import MisregistrationWarning
     from .sensors import UnknownSensorWarning
 
     sample = resources.files("pansharp_dist") / "sample"
     with _edge(quiet=json_out), warnings.catch_warnings():
-        # the sample's pixel sizes are rounded in its files (README there): its grids agree to 1.5 PAN pixels
-        warnings.simplefilter("ignore", MisregistrationWarning)
         warnings.simplefilter("ignore", UnknownSensorWarning)  # the sample's sensor is not stated: the summary says so
         out.mkdir(parents=True, exist_ok=True)
         cog = out / "demo.tif"

@@ -40,6 +40,7 @@ import rasterio
 import rasterio.errors
 import xarray as xr
 import zarr
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 
@@ -63,6 +64,7 @@ from .tiff import (
     predictor,
     read_tags,
 )
+from .tiling import Window
 
 COMPRESSIONS = tuple(COMPRESSION_CODES)
 BLOCK = 2048
@@ -113,8 +115,13 @@ def write_cog(
     progress=None,
     compress: str = "ZSTD",
     bigtiff: bool = False,
+    window: Window | None = None,
 ) -> Path | str:
     """Write a COG at ``out`` from a lazy ``(band, y, x)`` DataArray or an output Zarr store.
+
+    ``window`` is the COG's grid as a window ``(row0, row1, col0, col1)`` of the source's, in its pixels, as
+    :meth:`Scene.output_window <pansharp_dist.scene.Scene.output_window>` gives it for an extent: it may reach
+    beyond the source, whose nodata fills the COG there (default: the source's own grid).
 
     ``out`` is a local path, or an fsspec URL (``s3://``, ``gs://``, ``memory://``...): the COG is then
     written to a temporary local folder and uploaded whole, once complete (returned as the URL).
@@ -128,17 +135,17 @@ def write_cog(
     failure leaves nothing there.
     """
     if _is_url(out):
-        return _write_remote_cog(source, str(out), client, overwrite, progress, compress, bigtiff)
+        return _write_remote_cog(source, str(out), client, overwrite, progress, compress, bigtiff, window)
     out = check_output(out, overwrite)
     compress = check_compress(compress)
     with output_lock(out):
         remove_leftovers(out, LEFTOVERS)
         if isinstance(source, (str, Path)):
-            return _zarr_to_cog(Path(source), out, compress, client, progress, bigtiff)
+            return _zarr_to_cog(Path(source), out, compress, client, progress, bigtiff, window)
         with tempfile.TemporaryDirectory(prefix=f".{out.name}.encode-", dir=out.parent) as tmp:
             store = Path(tmp) / "hrms.zarr"
             write_output(source, store, client)
-            return _zarr_to_cog(store, out, compress, client, progress, bigtiff)
+            return _zarr_to_cog(store, out, compress, client, progress, bigtiff, window)
 
 
 def _is_url(out: str | Path) -> bool:
@@ -147,7 +154,9 @@ def _is_url(out: str | Path) -> bool:
     return bool(sep) and scheme not in ("", "file")
 
 
-def _write_remote_cog(source, url: str, client, overwrite: bool, progress, compress: str, bigtiff: bool) -> str:
+def _write_remote_cog(
+    source, url: str, client, overwrite: bool, progress, compress: str, bigtiff: bool, window: Window | None
+) -> str:
     """The COG written locally, then uploaded to ``url`` in one piece."""
     import fsspec
 
@@ -161,7 +170,7 @@ def _write_remote_cog(source, url: str, client, overwrite: bool, progress, compr
         raise OutputExistsError(f"{url} already exists; pass `overwrite=True` to replace it")
     with tempfile.TemporaryDirectory(prefix="pansharp-cog-") as local:
         path = Path(local) / (Path(target).name or "out.tif")
-        write_cog(source, path, client=client, progress=progress, compress=compress, bigtiff=bigtiff)
+        write_cog(source, path, client=client, progress=progress, compress=compress, bigtiff=bigtiff, window=window)
         try:
             fs.put_file(str(path), target)
         except OSError as exc:
@@ -176,7 +185,8 @@ next writer of the same output removes them."""
 
 @dataclass(frozen=True)
 class _CogLayout:
-    """What the COG needs to know of the output store: shape, dtype, nodata and georeferencing tags."""
+    """What the COG needs to know of the output store: shape, dtype, nodata and georeferencing tags, and the
+    window of the store it covers ``(row0, row1, col0, col1)``."""
 
     bands: int
     height: int
@@ -184,6 +194,7 @@ class _CogLayout:
     dtype: np.dtype
     nodata: float | None
     tags: list[Tag]
+    window: Window
 
     def level_shapes(self) -> list[tuple[int, int]]:
         """``(height, width)`` of full resolution and of each overview: halved (rounded down, as GDAL's COG
@@ -195,12 +206,24 @@ class _CogLayout:
         return shapes
 
 
-def _cog_layout(store: Path) -> _CogLayout:
+def _cog_layout(store: Path, window: Window | None) -> _CogLayout:
     with rasterio.open(f'ZARR:"{store.resolve()}":/hrms') as src:
-        tags = _geo_tags(src.crs, src.transform) if src.crs is not None else []
+        r0, r1, c0, c1 = window or (0, src.height, 0, src.width)
+        if r0 >= r1 or c0 >= c1:
+            raise InvalidParameterError(f"the COG `window` {window} is empty", "window")
+        if (r0 < 0 or c0 < 0 or r1 > src.height or c1 > src.width) and src.nodata is None:
+            raise InvalidParameterError(
+                f"the COG `window` {window} reaches beyond the output's {src.height} x {src.width} pixels, which "
+                "have no nodata value to fill it with; give the store's `hrms` array a fill value or keep the "
+                "window inside",
+                "window",
+            )
+        transform = src.transform * Affine.translation(c0, r0)
+        tags = _geo_tags(src.crs, transform) if src.crs is not None else []
         if src.nodata is not None:
             tags.append(ascii_tag(42113, _nodata_text(src.nodata)))
-        layout = _CogLayout(src.count, src.height, src.width, np.dtype(src.dtypes[0]), src.nodata, tags)
+        dtype = np.dtype(src.dtypes[0])
+        layout = _CogLayout(src.count, r1 - r0, c1 - c0, dtype, src.nodata, tags, (r0, r1, c0, c1))
     metadata = _gdal_metadata(dict(zarr.open_group(str(store), mode="r", zarr_format=2).attrs))
     if metadata is not None:
         tags.append(metadata)
@@ -234,9 +257,10 @@ def _nodata_text(nodata: float) -> str:
     return str(int(nodata)) if float(nodata).is_integer() else repr(float(nodata))
 
 
-def _zarr_to_cog(store: Path, out: Path, compress: str, client, progress, bigtiff: bool) -> Path:
-    """Encode ``store``'s ``hrms`` array into the COG ``out`` (atomic): the pyramid passes, then the assembly."""
-    raster = _cog_layout(store)
+def _zarr_to_cog(store: Path, out: Path, compress: str, client, progress, bigtiff: bool, window: Window | None) -> Path:
+    """Encode ``store``'s ``hrms`` array (its ``window``) into the COG ``out`` (atomic): the pyramid passes,
+    then the assembly."""
+    raster = _cog_layout(store, window)
     shapes = raster.level_shapes()
     passes = range(0, len(shapes), _LEVELS_PER_PASS)
     total = sum(len(_blocks(shapes[first])) for first in passes) + 1
@@ -262,7 +286,7 @@ def _zarr_to_cog(store: Path, out: Path, compress: str, client, progress, bigtif
                 part = str(parts / f"{first}_{y0}_{x0}")
                 tasks.append(
                     dask.delayed(_encode_block, pure=False)(
-                        source, below, part, first, count, y0, x0, raster.nodata, compress
+                        source, below, part, first, count, y0, x0, raster.nodata, compress, raster.window
                     )
                 )
                 labels.append(f"COG level {first} block at rows {y0}:{y0 + BLOCK}, columns {x0}:{x0 + BLOCK}")
@@ -303,16 +327,28 @@ def _blocks(shape: tuple[int, int]) -> list[tuple[int, int]]:
     return [(y0, x0) for y0 in range(0, shape[0], BLOCK) for x0 in range(0, shape[1], BLOCK)]
 
 
-def _read_output(source: str, rows: slice, cols: slice) -> np.ndarray:
-    """The output store's pixels in ``rows``, ``cols``, all bands: ``(B, h, w)`` in its dtype.
+def _read_output(source: str, y0: int, x0: int, window: Window, nodata: float | None) -> np.ndarray:
+    """The COG's block at ``(y0, x0)``, all bands: ``(B, h, w)`` in the store's dtype, read from the output
+    store's ``window`` (COG pixel ``(y, x)`` is store pixel ``(row0 + y, col0 + x)``), nodata beyond the store.
 
     Raises:
         StoreError: a chunk there is missing, fails its checksum or cannot be decompressed (a damaged disk, an
             edited store).
     """
     array = zarr.open_array(source, mode="r")
+    bands, height, width = array.shape
+    r0, r1, c0, c1 = window
+    rows, cols = slice(r0 + y0, min(r0 + y0 + BLOCK, r1)), slice(c0 + x0, min(c0 + x0 + BLOCK, c1))
+    inside = slice(max(rows.start, 0), min(rows.stop, height)), slice(max(cols.start, 0), min(cols.stop, width))
     remedy = "rerun without `resume` to compute the output again"
-    return read_intact(array, Path(source), (slice(None), rows, cols), Path(source).parent, "output at PAN", remedy)
+    where = (slice(None), *inside)
+    if inside == (rows, cols):
+        return read_intact(array, Path(source), where, Path(source).parent, "output at PAN", remedy)
+    block = np.full((bands, rows.stop - rows.start, cols.stop - cols.start), nodata, array.dtype)
+    if inside[0].start < inside[0].stop and inside[1].start < inside[1].stop:
+        at = (slice(None), *(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inside, (rows, cols))))
+        block[at] = read_intact(array, Path(source), where, Path(source).parent, "output at PAN", remedy)
+    return block
 
 
 def _encode_block(
@@ -325,21 +361,22 @@ def _encode_block(
     x0: int,
     nodata: float | None,
     compress: str,
+    window: Window,
 ) -> dict[tuple[int, int, int], tuple[str, int, int]]:
     """Encode the tiles of levels ``first`` to ``first + count - 1`` under the block at ``(y0, x0)`` of level
     ``first`` into the files ``{part}.{level}``, one per level.
 
-    Level 0 is read from the output array ``source``; a later first level from the ``sums`` and ``counts``
-    arrays of the folder ``source``, which the pass before wrote, as these tasks do into ``below`` for the
-    level after their last. Sums and counts of valid pixels carried down the pyramid make every overview
-    pixel the mean over its whole footprint at full resolution, as GDAL computes it.
+    Level 0 is read from the output array ``source`` (its ``window``); a later first level from the ``sums``
+    and ``counts`` arrays of the folder ``source``, which the pass before wrote, as these tasks do into
+    ``below`` for the level after their last. Sums and counts of valid pixels carried down the pyramid make
+    every overview pixel the mean over its whole footprint at full resolution, as GDAL computes it.
 
     Returns ``{(level, tile_row, tile_col): (file, offset, bytes)}``: where each tile's frame starts, and the
     size of the tile without its frame.
     """
     rows, cols = slice(y0, y0 + BLOCK), slice(x0, x0 + BLOCK)
     if first == 0:
-        block = _read_output(source, rows, cols)
+        block = _read_output(source, y0, x0, window, nodata)
         dtype = block.dtype
         bands, height, width = block.shape
     else:  # float64 sums are 4x the pixels' bytes: read them band by band

@@ -164,6 +164,7 @@ def assemble_cog(plan: RunPlan, files: WorkFiles, client=None, progress: PhasePr
         overwrite=plan.overwrite,
         compress=plan.compress,
         progress=_phase(progress, "cog"),
+        window=plan.output_window,
     )
     assert isinstance(written, Path)  # a plan's output is a local path (check_output)
     return written
@@ -192,6 +193,7 @@ def run(
     compress: str | None = None,
     overwrite: bool = False,
     tailor: str | Path | None = None,
+    extent: str = "pan",
     progress: PhaseProgress | None = None,
 ) -> RunReport:
     """Pansharpen a PAN + MS pair into a COG at ``out``: :func:`~.plan.plan_run`, then the steps.
@@ -222,6 +224,7 @@ def run(
         compress=compress,
         overwrite=overwrite,
         tailor=tailor,
+        extent=extent,
     )
     with (
         run_folder(plan) as files,
@@ -238,8 +241,8 @@ def run(
         method=fuser.name,
         seconds=round(time.perf_counter() - start, 3),
         tiles=len(tile_grid(stored, fuser, plan.tile)),
-        width=stored.shape[1],
-        height=stored.shape[0],
+        width=plan.output_window[3] - plan.output_window[2],
+        height=plan.output_window[1] - plan.output_window[0],
         bands=stored.bands,
         ratio=stored.ratio,
         sensor=stored.sensor,

@@ -66,7 +66,8 @@ class RunPlan:
 
     ``scene`` is the lazy, aligned input; ``block`` the side (PAN pixels) of one
     task's block; ``fuser_options`` what the method takes besides the scene
-    (Brovey's weights, a network's device).
+    (Brovey's weights, a network's device); ``extent`` the output's grid (``pan``,
+    ``overlap`` or ``union``: :meth:`~pansharp_dist.scene.Scene.output_window`).
     """
 
     pan: str | Path
@@ -89,6 +90,12 @@ class RunPlan:
     work_dir: Path | None
     tailor: Path | None = None
     tailor_weights: bytes | None = field(default=None, repr=False)
+    extent: str = "pan"
+
+    @property
+    def output_window(self) -> tuple[int, int, int, int]:
+        """The output COG's window of the fused grid ``(row0, row1, col0, col1)``, for :attr:`extent`."""
+        return self.scene.output_window(self.extent)
 
     def work_files(self, folder: Path) -> WorkFiles:
         """The names of this run's work files in ``folder``."""
@@ -132,11 +139,15 @@ def plan_run(
     compress: str | None = None,
     overwrite: bool = False,
     tailor: str | Path | None = None,
+    extent: str = "pan",
 ) -> RunPlan:
     """Resolve and check a run request; reads the inputs' headers, no pixels.
 
     ``tailor``: a saved tailor (what ``pansharp-dist adapt`` writes) to apply instead of adapting; it must
     have been made for ``method``'s checkpoint (its card names the backbone and its SHA-256).
+    ``extent``: the output's grid, as GDAL's ``-spat_adjust`` chooses it: ``pan`` (the PAN raster's grid),
+    ``overlap`` (the pixels both inputs cover) or ``union`` (both footprints); nodata where the MS does not
+    reach.
 
     Raises:
         PansharpError: a bad input, output or option (nothing has been written).
@@ -146,6 +157,7 @@ def plan_run(
     out = check_output(out, overwrite, inputs=(pan, ms))
     compress = check_compress(compress or default_compress(method, device))
     scene = open_scene(pan, ms, sensor, patch=patch)
+    scene.output_window(extent)  # an unknown extent is refused here
     tailor_weights = None
     if tailor is not None:
         if adapt not in (None, "tailor"):
@@ -178,6 +190,7 @@ def plan_run(
         work_dir=Path(work_dir) if work_dir is not None else None,
         tailor=Path(tailor) if tailor is not None else None,
         tailor_weights=tailor_weights,
+        extent=extent,
     )
 
 

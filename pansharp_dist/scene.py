@@ -2,18 +2,16 @@
 
 A :class:`Scene` holds two dask-backed :class:`xarray.DataArray` objects that
 carry their coordinates and CRS (rioxarray): ``pan`` with dims ``(y, x)`` and
-``ms`` with dims ``(band, y, x)``. They are cropped so that MS pixel ``(i, j)``
-covers exactly PAN pixels ``[r*i, r*i + r) x [r*j, r*j + r)`` where ``r`` is the
-integer resolution ratio. Georeferenced pairs are aligned through their
-geotransforms; pairs without georeferencing are assumed to share the origin.
+``ms`` with dims ``(band, y, x)``, on one grid where MS pixel ``(i, j)`` covers
+exactly PAN pixels ``[r*i, r*i + r) x [r*j, r*j + r)``, ``r`` the integer
+resolution ratio (:mod:`pansharp_dist.alignment` finds that grid from the
+geotransforms, and says which output extent covers what).
 """
 
 from __future__ import annotations
 
 import errno
-import math
-import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlparse
@@ -26,31 +24,21 @@ import xarray as xr
 from affine import Affine
 from rasterio.errors import RasterioIOError
 
+from .alignment import Alignment, RasterGrid, align, extent_window
 from .errors import (
     BandCountError,
     CorruptInputError,
-    CRSMismatchError,
     InputNotFoundError,
     InvalidParameterError,
-    NoOverlapError,
-    ResolutionRatioError,
     UnsupportedDtypeError,
 )
+from .resample import position
 from .sensors import find_sensor, get_sensor, sensor_ids
 from .stats import SceneStats
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
-RATIO_TOLERANCE = 0.01
 GDAL_SCHEMES = {"http", "https", "s3", "gs", "gcs", "az", "azure", "abfs", "oss", "zip", "tar", "vsi"}
 _SENSOR_TAGS = ("sensor", "satellite", "satelliteid", "satid", "platform", "spacecraft")
-
-
-class NotGeoreferencedWarning(UserWarning):
-    """A pair without CRS or geotransform was assumed to share its origin."""
-
-
-class MisregistrationWarning(UserWarning):
-    """The PAN and MS grids could only be aligned to within some PAN pixels."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +55,8 @@ class Scene:
         ms_nodata: MS value that marks missing pixels, or ``None``.
         name: a short label for logs and reports.
         stats: per-scene statistics, when known (scenes opened from a tile store).
+        alignment: how the input rasters lie on this grid (their footprints: :meth:`output_window`), for
+            scenes opened from them.
     """
 
     pan: xr.DataArray
@@ -77,6 +67,7 @@ class Scene:
     ms_nodata: float | None = None
     name: str = "scene"
     stats: SceneStats | None = None
+    alignment: Alignment | None = field(default=None, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -97,6 +88,24 @@ class Scene:
     def transform(self) -> Affine:
         """Affine transform of the PAN grid (pixel corner convention)."""
         return self.pan.rio.transform()
+
+    def output_window(self, extent: str = "pan") -> tuple[int, int, int, int]:
+        """The output's window of this grid ``(row0, row1, col0, col1)`` for ``extent``: ``pan`` (the PAN
+        raster's grid), ``overlap`` (this grid: the pixels both inputs cover) or ``union`` (both footprints);
+        it may reach beyond ``0 .. height`` and ``0 .. width``, where the output is nodata.
+
+        Raises:
+            InvalidParameterError: an unknown extent, or ``pan``/``union`` for a scene read from a tile store.
+        """
+        if self.alignment is None:
+            if extent != "overlap":
+                raise InvalidParameterError(
+                    f"the input footprints of {self.name} are not known here (a scene read from a tile store): "
+                    "open it from its PAN and MS files for `extent` pan or union",
+                    "extent",
+                )
+            return 0, self.shape[0], 0, self.shape[1]
+        return extent_window(self.alignment, extent)
 
     def rechunk(self, pan_chunk: int) -> Scene:
         """The same scene with PAN chunks of ``pan_chunk`` and MS chunks aligned to them."""
@@ -124,8 +133,9 @@ class _InputRaster:
     source: str
 
     @property
-    def georeferenced(self) -> bool:
-        return self.crs is not None
+    def grid(self) -> RasterGrid:
+        _, height, width = self.data.shape
+        return RasterGrid(height, width, self.transform, self.crs, self.source)
 
 
 def open_scene(
@@ -163,23 +173,23 @@ def open_scene(
             f"MS {ms_r.source} has {ms_r.data.shape[0]} band; `ms` needs the multispectral image "
             "with two or more bands (did you swap `pan` and `ms`?)"
         )
-    ratio, (pan_win, ms_win) = _align(pan_r, ms_r)
+    alignment = align(pan_r.grid, ms_r.grid)
     chosen = get_sensor(sensor).id if sensor is not None else (pan_r.sensor or ms_r.sensor)
     if chosen == "unknown":
         chosen = None
-    pan_da = _crop(pan_r, pan_win).isel(band=0, drop=True)
-    ms_da = _crop(ms_r, ms_win)
-    pan_da, ms_da = _grid(pan_da, ms_da, pan_r, pan_win, ratio)
+    pan_da = _crop(pan_r, alignment.pan).isel(band=0, drop=True)
+    pan_da, ms_da = _grid(pan_da, _aligned_ms(ms_r, alignment), pan_r, alignment.pan, alignment.ratio)
     scene = Scene(
         pan=pan_da.rename("pan"),
         ms=ms_da.rename("ms"),
-        ratio=ratio,
+        ratio=alignment.ratio,
         sensor=chosen,
         pan_nodata=pan_r.nodata,
         ms_nodata=ms_r.nodata,
         name=str(pan.name or "scene") if isinstance(pan, xr.DataArray) else Path(str(pan)).stem,
+        alignment=alignment,
     )
-    return scene.rechunk(_fit_chunk(chunk, ratio))
+    return scene.rechunk(_fit_chunk(chunk, alignment.ratio))
 
 
 def _fit_chunk(chunk: int, ratio: int) -> int:
@@ -426,103 +436,23 @@ def _load_mat(path: Path) -> dict[str, Any]:
         raise CorruptInputError(f"{path} is not a readable MATLAB file ({_first_line(exc)})") from None
 
 
-# --------------------------------------------------------------------------- alignment
-
-Window = tuple[int, int, int, int]  # row0, row1, col0, col1
+# --------------------------------------------------------------------------- aligned grids
 
 
-def _align(pan: _InputRaster, ms: _InputRaster) -> tuple[int, tuple[Window, Window]]:
-    """Integer ratio and the PAN and MS windows that cover the same ground."""
-    if pan.georeferenced != ms.georeferenced:
-        has, lacks = ("PAN", "MS") if pan.georeferenced else ("MS", "PAN")
-        raise CRSMismatchError(
-            f"{has} is georeferenced but {lacks} has no CRS; give both files a CRS (gdal_edit.py -a_srs) or neither"
-        )
-    (_, ph, pw), (_, mh, mw) = pan.data.shape, ms.data.shape
-    if not pan.georeferenced:
-        warnings.warn(
-            f"{pan.source} and {ms.source} carry no georeferencing; assuming the grids share their top-left corner",
-            NotGeoreferencedWarning,
-            stacklevel=3,
-        )
-        ratio = _integer_ratio(pw / mw, ph / mh, pan.source, ms.source, "image sizes")
-        rows, cols = min(mh, ph // ratio), min(mw, pw // ratio)
-        return ratio, ((0, rows * ratio, 0, cols * ratio), (0, rows, 0, cols))
-    if pan.crs != ms.crs:
-        raise CRSMismatchError(
-            f"PAN CRS ({pan.crs}) differs from MS CRS ({ms.crs}); reproject one onto the "
-            "other's CRS with gdalwarp -t_srs"
-        )
-    pt, mt = pan.transform, ms.transform
-    assert pt is not None and mt is not None  # only rasters without a CRS lack a transform
-    if pt.b or pt.d or mt.b or mt.d:
-        raise InvalidParameterError("rotated geotransforms are not supported; warp to north-up with gdalwarp")
-    ratio = _integer_ratio(mt.a / pt.a, mt.e / pt.e, pan.source, ms.source, "pixel sizes")
-    (p_left, p_right), (p_top, p_bottom) = _span(pt, pw, ph)
-    (m_left, m_right), (m_top, m_bottom) = _span(mt, mw, mh)
-    left, right = max(p_left, m_left), min(p_right, m_right)
-    bottom, top = max(p_bottom, m_bottom), min(p_top, m_top)
-    if left >= right or bottom >= top:
-        raise NoOverlapError(
-            f"PAN {pan.source} and MS {ms.source} do not overlap (PAN x {p_left:.1f}..{p_right:.1f}, "
-            f"y {p_bottom:.1f}..{p_top:.1f}; MS x {m_left:.1f}..{m_right:.1f}, y {m_bottom:.1f}..{m_top:.1f}); "
-            "check that they are the same scene"
-        )
-    cx, cy = (left + right) / 2, (bottom + top) / 2
-    col_off = (cx - pt.c) / pt.a - ratio * (cx - mt.c) / mt.a
-    row_off = (cy - pt.f) / pt.e - ratio * (cy - mt.f) / mt.e
-    (r0, m_r0, n_rows) = _axis_window(row_off, ratio, ph, mh)
-    (c0, m_c0, n_cols) = _axis_window(col_off, ratio, pw, mw)
-    if n_rows <= 0 or n_cols <= 0:
-        raise NoOverlapError(f"PAN {pan.source} and MS {ms.source} share less than one MS pixel")
-    drift = max(abs(mt.a / pt.a - ratio) * n_cols, abs(mt.e / pt.e - ratio) * n_rows) / 2
-    misfit = max(abs(col_off - round(col_off)), abs(row_off - round(row_off))) + drift
-    if misfit > 0.5:
-        warnings.warn(
-            f"PAN and MS grids agree only to within {misfit:.1f} PAN pixels (pixel sizes "
-            f"{pt.a:g}/{mt.a:g}); aligned at the overlap centre to the nearest PAN pixel",
-            MisregistrationWarning,
-            stacklevel=3,
-        )
-    return ratio, (
-        (r0, r0 + n_rows * ratio, c0, c0 + n_cols * ratio),
-        (m_r0, m_r0 + n_rows, m_c0, m_c0 + n_cols),
-    )
-
-
-def _integer_ratio(rx: float, ry: float, pan: str, ms: str, what: str) -> int:
-    ratio = round(rx)
-    ok = ratio >= 2 and all(abs(v - ratio) <= RATIO_TOLERANCE * ratio for v in (rx, ry))
-    if not ok:
-        raise ResolutionRatioError(
-            f"the {what} of MS {ms} and PAN {pan} give a resolution ratio of {rx:.3f} x {ry:.3f}; "
-            "pansharpening needs the same integer ratio (2, 3, 4...) on both axes; resample the MS "
-            "to an integer multiple of the PAN pixel size (gdalwarp -tr)"
-        )
-    return ratio
-
-
-def _span(t: Affine, width: int, height: int) -> tuple[tuple[float, float], tuple[float, float]]:
-    xs = sorted((t.c, t.c + t.a * width))
-    ys = sorted((t.f, t.f + t.e * height))
-    return (xs[0], xs[1]), (ys[1], ys[0])
-
-
-def _axis_window(offset: float, ratio: int, pan_len: int, ms_len: int) -> tuple[int, int, int]:
-    """PAN start, MS start and MS length along one axis, for an MS origin at PAN ``offset``."""
-    shift = round(offset)
-    ms_start = math.ceil(max(0, -shift) / ratio)
-    pan_start = shift + ms_start * ratio
-    n = min(ms_len - ms_start, (pan_len - pan_start) // ratio)
-    return pan_start, ms_start, n
-
-
-def _crop(raster: _InputRaster, win: Window) -> xr.DataArray:
+def _crop(raster: _InputRaster, win: tuple[int, int, int, int]) -> xr.DataArray:
     r0, r1, c0, c1 = win
     return raster.data.isel(y=slice(r0, r1), x=slice(c0, c1))
 
 
-def _grid(pan: xr.DataArray, ms: xr.DataArray, pan_r: _InputRaster, win: Window, ratio: int):
+def _aligned_ms(ms: _InputRaster, alignment: Alignment) -> xr.DataArray:
+    """The MS on the aligned grid: cropped, or resampled where its grid is off the PAN's by a fraction."""
+    if alignment.ms_rows is None or alignment.ms_cols is None:
+        return _crop(ms, alignment.ms)
+    moved = position(ms.data.data, alignment.ms_rows, alignment.ms_cols, ms.nodata, READ_CHUNK["MS"])
+    return xr.DataArray(moved, dims=("band", "y", "x"), coords={"band": ms.data["band"].values})
+
+
+def _grid(pan: xr.DataArray, ms: xr.DataArray, pan_r: _InputRaster, win: tuple[int, int, int, int], ratio: int):
     """Coordinates and CRS of the aligned grids: PAN's own, MS exactly ``ratio`` times coarser."""
     r0, _, c0, _ = win
     base = pan_r.transform if pan_r.transform is not None else Affine.identity()

@@ -23,6 +23,8 @@ def fused_hpf(tmp_path_factory):
         "wv3",
         "--workers",
         "1",
+        "--extent",
+        "overlap",  # the fused pixels alone: the tests place them on other grids
     )
     assert result.returncode == 0, result.stderr
     return out
@@ -134,7 +136,7 @@ def test_any_tools_output_on_the_pan_grid_is_scored_on_the_common_window(fused_h
             round((out.transform.f - src.transform.f) / src.transform.e),
             round((out.transform.c - src.transform.c) / src.transform.a),
         )
-        assert at != (0, 0) and out.shape != src.shape  # ours is on the PAN/MS overlap, GDAL's on the PAN grid
+        assert at != (0, 0) and out.shape != src.shape  # this one is on the PAN/MS overlap, GDAL's on the PAN grid
         whole = _placed(fused_hpf, tmp_path / "pan-grid.tif", src.shape, src.transform, at)
         t = out.transform
     assert evaluate(pan, ms, whole, sensor="wv3") == ours  # the same pixels found at their place
@@ -143,6 +145,9 @@ def test_any_tools_output_on_the_pan_grid_is_scored_on_the_common_window(fused_h
     )
     scores = evaluate(pan, ms, part, sensor="wv3")
     assert 0 < scores["HQNR"] <= 1 and scores != ours  # scored on its own window
+    assert evaluate(pan, ms, fused_hpf, reference=whole, sensor="wv3")["ERGAS"] == 0  # a truth on another grid
+    with pytest.raises(InvalidParameterError, match="give the ground truth on the fused image's grid"):
+        evaluate(pan, ms, fused_hpf, reference=part, sensor="wv3")  # covering another window
     shifted = _placed(
         fused_hpf, tmp_path / "shifted.tif", (256, 256), t * Affine.translation(0.5, 0), window=(0, 0, 256, 256)
     )

@@ -20,6 +20,7 @@ import pytest
 import rasterio
 import rasterio.shutil
 import rioxarray  # noqa: F401  (the .rio accessor)
+import zarr
 from conftest import DATA, GDAL_HPF
 from test_pipeline import cog_valid
 
@@ -129,7 +130,7 @@ def test_every_dtype_and_compression_reads_back_exactly(dtype, compress, predict
     assert cog_valid(out)
     with rasterio.open(out) as src:
         np.testing.assert_array_equal(src.read(), scaled.values)
-        assert src.dtypes[0] == dtype and src.transform == hrms.rio.transform() and src.crs == hrms.rio.crs
+        assert src.dtypes[0] == dtype and src.transform.almost_equals(hrms.rio.transform()) and src.crs == hrms.rio.crs
         assert src.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == predictor
 
 
@@ -204,3 +205,35 @@ def test_a_higher_level_gives_a_smaller_file_of_the_same_pixels(tmp_path):
     np.testing.assert_array_equal(pixels[0], pixels[1])
     np.testing.assert_array_equal(pixels[0], pixels[2])
     assert sizes["zstd:19"] < sizes["zstd:1"] < sizes["none"]
+
+
+def test_a_window_beyond_the_output_is_nodata_there_and_georeferenced_where_it_starts(tmp_path):
+    from affine import Affine
+
+    from pansharp_dist import open_scene, pansharpen
+    from pansharp_dist.errors import InvalidParameterError
+    from pansharp_dist.store import write_output
+
+    store = tmp_path / "h.zarr"
+    write_output(pansharpen(open_scene(SAMPLE / "pan.tif", SAMPLE / "ms.tif"), "brovey", tile=256), store)
+    with rasterio.open(write_cog(store, tmp_path / "own.tif")) as src:
+        own, t = src.read(), src.transform
+    wide = write_cog(store, tmp_path / "wide.tif", window=(-3, 2100, -2050, 900))  # two blocks of rows and columns
+    assert cog_valid(wide)
+    with rasterio.open(wide) as src:
+        assert src.shape == (2103, 2950) and src.transform.almost_equals(t * Affine.translation(-2050, -3))
+        pixels, nodata, overviews = src.read(), src.nodata, src.overviews(1)
+    np.testing.assert_array_equal(pixels[:, 3:803, 2050:2850], own)
+    pixels[:, 3:803, 2050:2850] = nodata
+    assert (pixels == nodata).all() and overviews == [2, 4, 8]
+    part = write_cog(store, tmp_path / "part.tif", window=(100, 300, 200, 500))
+    with rasterio.open(part) as src:
+        np.testing.assert_array_equal(src.read(), own[:, 100:300, 200:500])
+        assert src.transform.almost_equals(t * Affine.translation(200, 100))
+    bare = zarr.open_group(tmp_path / "bare.zarr", mode="w", zarr_format=2)  # a store written by other means
+    bare.create_array("hrms", shape=(2, 8, 8), dtype="uint8", fill_value=None)
+    bare["hrms"].attrs["_ARRAY_DIMENSIONS"] = ["band", "y", "x"]
+    with pytest.raises(InvalidParameterError, match="no nodata value to fill it with"):
+        write_cog(tmp_path / "bare.zarr", tmp_path / "bare.tif", window=(0, 10, 0, 8))
+    with pytest.raises(InvalidParameterError, match="is empty"):
+        write_cog(store, tmp_path / "empty.tif", window=(5, 5, 0, 8))

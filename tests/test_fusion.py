@@ -165,7 +165,8 @@ def test_nan_and_inf_inputs_are_nodata_and_do_not_spread(tmp_path, inputs):
     copy_raster(inputs[1], inputs[1], data=ms)
     for method in ("brovey", "mtf-glp-hpm"):
         out = tmp_path / f"{method}.tif"
-        result = cli("run", "--pan", str(inputs[0]), "--ms", str(inputs[1]), "--out", str(out), "--method", method)
+        args = ("--pan", str(inputs[0]), "--ms", str(inputs[1]), "--out", str(out), "--extent", "overlap")
+        result = cli("run", *args, "--method", method)
         assert result.returncode == 0, result.stderr
         with rasterio.open(out) as cog:
             fused, nodata = cog.read(), cog.nodata

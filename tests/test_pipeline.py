@@ -52,10 +52,14 @@ def test_cli_run_writes_a_valid_georeferenced_cog_equal_to_a_single_pass(tmp_pat
     assert cog_valid(out)
     pixels, meta = read_cog(out)
     scene = open_scene(*GDAL_HPF)
-    assert meta["crs"] == scene.crs and meta["transform"].almost_equals(scene.transform)
+    with rasterio.open(GDAL_HPF[0]) as pan:  # the output is on the PAN raster's grid (the default extent)
+        assert meta["crs"] == pan.crs and meta["transform"].almost_equals(pan.transform)
+        assert pixels.shape[1:] == pan.shape and (report["height"], report["width"]) == pan.shape
     assert np.isnan(meta["nodata"]) and meta["blocks"][0] == (512, 512) and meta["overviews"] == [2]  # float32
     expected = render(make_fuser(scene, "gsa"), scene.pan.values, scene.ms.values, OutputSpec.for_scene(scene))
-    np.testing.assert_array_equal(pixels, expected)
+    np.testing.assert_array_equal(pixels[:, 1:573, 2:578], expected)  # the MS starts 1 row, 2 columns in
+    pixels[:, 1:573, 2:578] = np.nan
+    assert np.isnan(pixels).all()  # nodata where the MS does not reach
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hpf.tif"]  # work stores cleaned up
 
 

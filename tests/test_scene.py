@@ -11,8 +11,8 @@ import rasterio
 from conftest import DATA, GDAL_HPF, LANDSAT, QB, VHR, WV2_MAT, _one_error_line, cli
 
 from pansharp_dist import open_scene
+from pansharp_dist.alignment import NotGeoreferencedWarning
 from pansharp_dist.errors import BandCountError, InvalidParameterError
-from pansharp_dist.scene import MisregistrationWarning, NotGeoreferencedWarning
 
 
 def test_georeferenced_pair_is_aligned_through_geotransforms_not_indices():
@@ -40,11 +40,6 @@ def test_scene_is_lazy_and_carries_coordinates_and_crs():
     assert scene.pan.rio.crs.to_epsg() == 32649
     x0 = scene.transform.c + scene.transform.a / 2
     assert float(scene.pan.x[0]) == pytest.approx(x0)
-
-
-def test_misregistered_grids_warn_with_the_residual():
-    with pytest.warns(MisregistrationWarning, match="within 1.5 PAN pixels"):
-        open_scene(*VHR)
 
 
 def test_landsat_ratio_two_is_detected():
@@ -84,9 +79,7 @@ def test_mat_patch_stacks_need_a_patch_index():
 
 def test_fsspec_url_reads_the_same_pixels():
     url = (f"file://{VHR[0]}", f"file://{VHR[1]}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MisregistrationWarning)
-        a, b = open_scene(*url), open_scene(*VHR)
+    a, b = open_scene(*url), open_scene(*VHR)
     np.testing.assert_array_equal(a.ms.values, b.ms.values)
 
 

@@ -28,7 +28,7 @@ from .mtf import degrade
 BLOCK = 32
 
 
-def _open_fused(path: str | Path, scene: Scene) -> tuple[xr.DataArray, Scene]:
+def _open_fused(path: str | Path, scene: Scene, role: str = "fused image") -> tuple[xr.DataArray, Scene]:
     """The fused image at ``path`` and the scene, both on their common PAN-grid window.
 
     Any tool's output is scored: one on the full PAN grid (GDAL's pansharpened VRT, OTB), on the PAN/MS
@@ -43,35 +43,35 @@ def _open_fused(path: str | Path, scene: Scene) -> tuple[xr.DataArray, Scene]:
     fused = rioxarray.open_rasterio(path, chunks={"band": -1, "y": 2048, "x": 2048}, masked=False)
     if not isinstance(fused, xr.DataArray):  # a file of subdatasets opens as a Dataset (or a list of them)
         raise InvalidParameterError(
-            f"fused image {path} holds several rasters (subdatasets), not one image: pass the output of a run on "
+            f"{role} {path} holds several rasters (subdatasets), not one image: pass the output of a run on "
             "this `pan`/`ms` pair"
         )
     if fused.shape[0] != scene.bands:
         raise InvalidParameterError(
-            f"fused image {path} has {fused.shape[0]} bands, the scene's MS {scene.bands}: pass a pansharpened "
+            f"{role} {path} has {fused.shape[0]} bands, the scene's MS {scene.bands}: pass a pansharpened "
             "image of this `pan`/`ms` pair"
         )
     if scene.crs is None or fused.rio.crs is None:
         if fused.shape[1:] != scene.shape:
             raise InvalidParameterError(
-                f"fused image {path} is {fused.shape[1]} x {fused.shape[2]} pixels, the scene's PAN grid "
+                f"{role} {path} is {fused.shape[1]} x {fused.shape[2]} pixels, the scene's PAN grid "
                 f"{scene.shape[0]} x {scene.shape[1]}, and without georeferencing they cannot be aligned"
             )
         return fused, scene
     if fused.rio.crs != scene.crs:
         raise InvalidParameterError(
-            f"fused image {path} is in {fused.rio.crs}, the scene in {scene.crs}: reproject it onto the PAN grid"
+            f"{role} {path} is in {fused.rio.crs}, the scene in {scene.crs}: reproject it onto the PAN grid"
         )
     mine, theirs = scene.transform, fused.rio.transform()
     if not (np.isclose(theirs.a, mine.a, rtol=1e-6) and np.isclose(theirs.e, mine.e, rtol=1e-6)):
         raise InvalidParameterError(
-            f"fused image {path} has {abs(theirs.a):g} x {abs(theirs.e):g} pixels, the PAN {abs(mine.a):g} x "
+            f"{role} {path} has {abs(theirs.a):g} x {abs(theirs.e):g} pixels, the PAN {abs(mine.a):g} x "
             f"{abs(mine.e):g}: resample it onto the PAN grid first"
         )
     col, row = (theirs.c - mine.c) / mine.a, (theirs.f - mine.f) / mine.e  # its origin in scene pixels
     if abs(col - round(col)) > 0.01 or abs(row - round(row)) > 0.01:
         raise InvalidParameterError(
-            f"fused image {path} lies {abs(row - round(row)):.2f} of a row and {abs(col - round(col)):.2f} of a "
+            f"{role} {path} lies {abs(row - round(row)):.2f} of a row and {abs(col - round(col)):.2f} of a "
             "column off the PAN pixel grid: only whole pixels can be compared; resample it onto the PAN grid first"
         )
     row, col = round(row), round(col)
@@ -81,7 +81,7 @@ def _open_fused(path: str | Path, scene: Scene) -> tuple[xr.DataArray, Scene]:
     y1 = min(scene.shape[0], row + fused.shape[1]) // r * r
     x1 = min(scene.shape[1], col + fused.shape[2]) // r * r
     if y1 <= y0 or x1 <= x0:
-        raise InvalidParameterError(f"fused image {path} does not overlap the scene by one whole MS pixel")
+        raise InvalidParameterError(f"{role} {path} does not overlap the scene by one whole MS pixel")
     window = replace(
         scene, pan=scene.pan[y0:y1, x0:x1], ms=scene.ms[:, y0 // r : y1 // r, x0 // r : x1 // r], stats=None
     )
@@ -116,19 +116,17 @@ def evaluate(
 ) -> dict[str, float]:
     """Full-resolution metrics of ``fused`` (any tool's output on the PAN pixel grid, scored on its common
     window with the scene); with ``reference``, the reduced-resolution ones too."""
-    fused_da, scene = _open_fused(fused, open_scene(pan, ms, sensor, patch=patch))
+    whole = open_scene(pan, ms, sensor, patch=patch)
+    fused_da, scene = _open_fused(fused, whole)
     scores = scene_full_scores(scene, fused_da, client)
     if reference is not None:
-        truth = rioxarray.open_rasterio(reference, chunks={"band": -1, "y": 2048, "x": 2048}, masked=False)
-        if not isinstance(truth, xr.DataArray):  # a file of subdatasets opens as a Dataset (or a list of them)
+        truth, truth_scene = _open_fused(reference, whole, "reference")  # cut to its common window as the fused
+        if truth.shape != fused_da.shape or not truth_scene.transform.almost_equals(scene.transform):
             raise InvalidParameterError(
-                f"reference {reference} holds several rasters (subdatasets), not one image; give the ground truth "
-                "as one raster on the fused image's grid"
-            )
-        if truth.shape != fused_da.shape:
-            raise InvalidParameterError(
-                f"reference {reference} has shape {truth.shape}, the fused image {fused_da.shape}; "
-                "give the ground truth on the fused image's grid"
+                f"reference {reference} covers {truth.shape[1]} x {truth.shape[2]} pixels of the scene at "
+                f"{truth_scene.transform.c:.2f}, {truth_scene.transform.f:.2f}, the fused image {fused_da.shape[1]} "
+                f"x {fused_da.shape[2]} at {scene.transform.c:.2f}, {scene.transform.f:.2f}; give the ground truth "
+                "on the fused image's grid"
             )
         scores.update(reduced_scores_blockwise(truth, fused_da, scene.ratio, client=client))
     return scores
