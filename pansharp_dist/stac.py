@@ -76,6 +76,16 @@ def acquisition_time(href: str | Path) -> dt.datetime | None:
         return None
 
 
+COMMON_NAMES = {
+    **{name: name for name in ("coastal", "blue", "green", "yellow", "red", "rededge", "nir", "pan")},
+    "nir1": "nir",
+    "nir2": "nir09",
+    "swir1": "swir16",
+    "swir2": "swir22",
+}
+"""STAC ``eo:common_name`` of the sensor registry's band names (WorldView's NIR2 at 860-1040 nm is ``nir09``)."""
+
+
 def output_item(
     cog: str | Path,
     *,
@@ -128,7 +138,9 @@ def output_item(
     proj.shape = list(shape)
     proj.transform = list(transform)[:6]
     if any(descriptions):
-        EOExtension.ext(asset, add_if_missing=True).bands = [EOBand.create(name=name) for name in descriptions]
+        EOExtension.ext(asset, add_if_missing=True).bands = [
+            EOBand.create(name=name, common_name=COMMON_NAMES.get(name)) for name in descriptions
+        ]
     raster = RasterExtension.ext(asset, add_if_missing=True)
     raster.bands = [RasterBand.create(nodata=nodata, data_type=DataType(dtype)) for _ in range(count)]
     if quicklook is not None:

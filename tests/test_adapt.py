@@ -188,6 +188,23 @@ def test_sampling_is_deterministic_and_never_picks_nodata(tmp_path):
     assert everything == sorted(np.flatnonzero(eligible).tolist())
 
 
+def test_the_manifold_sampler_clusters_as_scikit_learn_kmeans_does():
+    from sklearn.cluster import KMeans
+
+    from pansharp_dist.adapt.sampling import _kmeans_plus_plus, _lloyd
+
+    scene = open_scene(*GDAL_HPF, sensor="wv3")
+    grid = adaptation_grid(scene, 32)
+    eligible, desc = tile_descriptors(scene, grid)
+    tiles = desc[eligible]
+    seeds = _kmeans_plus_plus(tiles, 16, np.random.default_rng(0))
+    ours = _lloyd(tiles, seeds, 25)
+    theirs = KMeans(16, init=seeds, n_init=1, max_iter=25, tol=0, algorithm="lloyd").fit(tiles)
+    np.testing.assert_allclose(ours, theirs.cluster_centers_, rtol=1e-9, atol=1e-9)
+    inertia = ((tiles - ours[np.argmin(((tiles[:, None] - ours[None]) ** 2).sum(-1), axis=1)]) ** 2).sum()
+    assert inertia == pytest.approx(theirs.inertia_, rel=1e-9)
+
+
 # --------------------------------------------------------------------------- the fit
 
 

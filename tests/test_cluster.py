@@ -34,7 +34,8 @@ from pansharp_dist.adapt.training import adapt_fuser
 from pansharp_dist.cluster import WORKER_MALLOC, connect
 from pansharp_dist.errors import ClusterError, CorruptInputError
 from pansharp_dist.fusion import make_fuser, pansharpen
-from pansharp_dist.pipeline import ingest_scene, run
+from pansharp_dist.pipeline import assemble_cog, fuse_blocks, ingest_scene, ingest_tiles, prepare_fuser, run, run_folder
+from pansharp_dist.plan import plan_run
 from pansharp_dist.resident import install_fuser
 from pansharp_dist.store import block_size, finished_blocks, write_output
 from pansharp_dist.tasks import task_spec_bytes
@@ -597,6 +598,29 @@ def test_a_worker_killed_in_any_phase_changes_no_pixel(small_mosaic, small_unada
         assert pixels_sha(tmp_path / "out.tif") == reference
     finally:
         procs.close()
+
+
+@pytest.mark.slow
+def test_one_plan_on_a_local_cluster_with_a_worker_killed_midway_writes_the_same_bytes(
+    small_mosaic, small_unadapted_reference, tmp_path
+):
+    """The plan run step by step (as the CLI and the flow run it) on a LocalCluster of 3 workers with nannies;
+    one worker's process SIGKILLed when half the blocks are fused: its nanny starts another, the scheduler
+    gives its blocks to the others, and the COG is the undisturbed one."""
+    plan = plan_run(*small_mosaic[0], tmp_path / "out.tif", work_dir=tmp_path / "work", **{**NETWORK, "adapt": "none"})
+    with (
+        LocalCluster(n_workers=3, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        victim = next(iter(client.run(os.getpid).values()))
+        kill_midway, killed = _once_in("fuse", 8, lambda: os.kill(victim, signal.SIGKILL))
+        with run_folder(plan) as files:
+            stored = ingest_tiles(plan, files, client)
+            fuser, _ = prepare_fuser(plan, files, stored, client)
+            written = fuse_blocks(plan, files, stored, fuser, client, kill_midway)
+            assemble_cog(plan, files, client)
+        assert killed == ["fuse"] and victim not in client.run(os.getpid).values()
+    assert written.blocks == 16 and pixels_sha(tmp_path / "out.tif") == small_unadapted_reference
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ import rasterio.shutil
 import rioxarray  # noqa: F401  (the .rio accessor)
 import zarr
 from conftest import DATA, GDAL_HPF
+from rasterio.enums import MaskFlags
 from test_pipeline import cog_valid
 
 from benchmarks.mosaic import mosaic_pair
@@ -223,6 +224,11 @@ def test_a_window_beyond_the_output_is_nodata_there_and_georeferenced_where_it_s
     with rasterio.open(wide) as src:
         assert src.shape == (2103, 2950) and src.transform.almost_equals(t * Affine.translation(-2050, -3))
         pixels, nodata, overviews = src.read(), src.nodata, src.overviews(1)
+        # GDAL's mask of every band, at full resolution and in an overview, is the nodata tag's
+        assert all(flags == [MaskFlags.nodata] for flags in src.mask_flag_enums)
+        np.testing.assert_array_equal(src.read_masks(), np.where(pixels != nodata, 255, 0))
+        with rasterio.open(wide, overview_level=1) as ovr:
+            np.testing.assert_array_equal(ovr.read_masks(), np.where(ovr.read() != nodata, 255, 0))
     np.testing.assert_array_equal(pixels[:, 3:803, 2050:2850], own)
     pixels[:, 3:803, 2050:2850] = nodata
     assert (pixels == nodata).all() and overviews == [2, 4, 8]

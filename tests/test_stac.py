@@ -6,8 +6,10 @@ import datetime as dt
 import shutil
 
 import pystac
+import pystac.validation
 import rasterio
 from conftest import REPO
+from rasterio.warp import transform_bounds
 
 from pansharp_dist.catalog import scene_request
 from pansharp_dist.pipeline import run
@@ -45,9 +47,16 @@ def test_the_output_item_has_the_acquisition_time_band_names_and_processing_fiel
     assert back.datetime == taken  # when the scene was taken, not when it was processed
     assert [b["name"] for b in back.assets["hrms"].extra_fields["eo:bands"]] == ["blue", "green", "red", "nir"]
     assert back.properties["processing:software"]["pansharp-dist"] and back.properties["processing:level"] == "L2"
+    assert [b["common_name"] for b in back.assets["hrms"].extra_fields["eo:bands"]] == ["blue", "green", "red", "nir"]
     with rasterio.open(cog) as src:
         assert back.properties["proj:shape"] == [src.height, src.width]
+        assert back.properties["proj:transform"] == list(src.transform)[:6]
+        bounds = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    assert back.bbox == list(bounds) and back.geometry["coordinates"][0][0] == [bounds[0], bounds[1]]
     assert [link.href for link in back.links if link.rel == "derived_from"] == ["/in/item.json"]
+    core = back.to_dict()
+    core["stac_extensions"] = []  # the extensions' schemas are fetched from their URLs, out of reach offline
+    pystac.validation.validate_dict(core)  # the core item schema pystac ships
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "out.tif"]  # written whole, no temporary left
 
 

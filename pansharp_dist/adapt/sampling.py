@@ -153,16 +153,29 @@ def _farthest(desc: np.ndarray, k: int, rng: np.random.Generator, pool: np.ndarr
 
 
 def _manifold(desc: np.ndarray, k: int, rng: np.random.Generator, pool: np.ndarray, iters: int = 25) -> np.ndarray:
-    centres = desc[[int(rng.integers(len(desc)))]]
-    while len(centres) < k:  # k-means++ seeding
-        d2 = np.min(((desc[:, None] - centres[None]) ** 2).sum(-1), axis=1)
-        probs = d2 / d2.sum() if d2.sum() > 0 else np.full(len(desc), 1 / len(desc))
-        centres = np.vstack([centres, desc[rng.choice(len(desc), p=probs)]])
-    for _ in range(iters):
-        label = np.argmin(((desc[:, None] - centres[None]) ** 2).sum(-1), axis=1)
-        centres = np.stack([desc[label == j].mean(0) if np.any(label == j) else centres[j] for j in range(k)])
+    centres = _lloyd(desc, _kmeans_plus_plus(desc, k, rng), iters)
     picked: list[int] = []
     for c in centres:  # nearest tile to each centre, each tile once
         order = np.argsort(((desc - c) ** 2).sum(-1))
         picked.append(int(next(i for i in order if i not in picked)))
     return pool[picked]
+
+
+def _kmeans_plus_plus(desc: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """``k`` initial centres ``(k, D)`` by k-means++ seeding (one candidate per centre)."""
+    centres = desc[[int(rng.integers(len(desc)))]]
+    while len(centres) < k:
+        d2 = np.min(((desc[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+        probs = d2 / d2.sum() if d2.sum() > 0 else np.full(len(desc), 1 / len(desc))
+        centres = np.vstack([centres, desc[rng.choice(len(desc), p=probs)]])
+    return centres
+
+
+def _lloyd(desc: np.ndarray, centres: np.ndarray, iters: int) -> np.ndarray:
+    """``iters`` Lloyd iterations from ``centres`` ``(k, D)``; an empty cluster keeps its centre."""
+    for _ in range(iters):
+        label = np.argmin(((desc[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+        centres = np.stack(
+            [desc[label == j].mean(0) if np.any(label == j) else centres[j] for j in range(len(centres))]
+        )
+    return centres
