@@ -133,6 +133,7 @@ def pansharpen_scene(
     work_dir: str | None = None,
     tailor: str | None = None,
     extent: str = "pan",
+    dtype: str | None = None,
 ) -> dict[str, object]:
     """Pansharpen one scene: PAN and MS hrefs, or a STAC item whose assets name them.
 
@@ -150,6 +151,7 @@ def pansharpen_scene(
         work_dir: a folder that keeps the work files (as ``run --work-dir``); default: a temporary one.
         tailor: a saved tailor (``pansharp-dist adapt``) to apply instead of adapting (``run --tailor``).
         extent: the output's grid: ``pan`` (the PAN raster's), ``overlap`` or ``union`` (``run --extent``).
+        dtype: the output's data type (``run --dtype``); default the MS's, float32 for float MS.
     """
     started = time.perf_counter()
     request = scene_request(pan, ms, item_href, allowed_roots, sensor, name)
@@ -166,6 +168,7 @@ def pansharpen_scene(
         overwrite=True,
         tailor=tailor,
         extent=extent,
+        dtype=dtype,
     )
     timings: dict[str, float] = {}
 

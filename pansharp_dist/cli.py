@@ -106,6 +106,7 @@ FLAGS = {
     "resume": "--resume",
     "out": "--out",
     "extent": "--extent",
+    "dtype": "--dtype",
 }
 """The flag that sets each parameter the library names in its errors (:class:`InvalidParameterError`)."""
 ADAPT_FLAGS = {
@@ -260,6 +261,14 @@ def run(
             "inputs cover) or union (both footprints); nodata where the MS does not reach.",
         ),
     ] = "pan",
+    dtype: Annotated[
+        Literal["uint8", "uint16", "int16", "uint32", "int32", "float32", "float64"] | None,
+        typer.Option(
+            "--dtype",
+            help="Output data type, values in the MS's units (integers rounded and clipped, 0 kept for nodata); "
+            "default the MS's, float32 for float MS.",
+        ),
+    ] = None,
 ) -> None:
     """Pansharpen a PAN + MS pair into a cloud-optimized GeoTIFF."""
     from .adapt.options import AdaptOptions
@@ -281,6 +290,7 @@ def run(
             adapt_options=AdaptOptions(steps=adapt_steps),
             tailor=tailor,
             extent=extent,
+            dtype=dtype,
             scheduler=scheduler,
             workers=workers,
             tls_config=tls_config,

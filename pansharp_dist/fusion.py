@@ -30,6 +30,9 @@ from .store import block_size, block_windows, with_stats
 from .tasks import TaskInput, current_client, digest
 from .tiling import Tile, TileGrid, axis_chunks
 
+OUTPUT_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+"""The output data types one may ask for; integers are rounded and clipped to ``[1, max]`` (0 is nodata)."""
+
 
 @dataclass(frozen=True)
 class OutputSpec:
@@ -39,6 +42,7 @@ class OutputSpec:
     ``[1, dtype max]`` so that 0 stays free to mean nodata. Float scenes give
     float32, whose nodata is NaN (0 is a value reflectance can take). Pixels where
     the PAN or any MS band is nodata, or not finite, become :attr:`nodata`.
+    Another dtype may be asked for (:meth:`for_scene`); values stay in the MS's units.
     """
 
     dtype: str
@@ -47,9 +51,25 @@ class OutputSpec:
     ms_nodata: float | None
 
     @classmethod
-    def for_scene(cls, scene: Scene) -> OutputSpec:
+    def for_scene(cls, scene: Scene, dtype: str | None = None) -> OutputSpec:
+        """The output of ``scene``: in ``dtype`` (one of :data:`OUTPUT_DTYPES`), by default the MS dtype for
+        integer scenes and float32 for float ones.
+
+        Raises:
+            InvalidParameterError: an unknown dtype, or an integer one for a float scene (its values,
+                reflectance say, are not counts).
+        """
         kind = np.dtype(scene.ms.dtype).kind
-        dtype = str(scene.ms.dtype) if kind in "ui" else "float32"
+        if dtype is None:
+            dtype = str(scene.ms.dtype) if kind in "ui" else "float32"
+        elif dtype not in OUTPUT_DTYPES:
+            raise InvalidParameterError(f"`dtype` must be one of {', '.join(OUTPUT_DTYPES)}, got {dtype!r}", "dtype")
+        elif kind == "f" and np.dtype(dtype).kind in "ui":
+            raise InvalidParameterError(
+                f"the MS of {scene.name} is {scene.ms.dtype}: its values are not counts and would be rounded away "
+                f"in {dtype}; keep a float `dtype` (float32, float64)",
+                "dtype",
+            )
         return cls(dtype, scene.ratio, scene.pan_nodata, scene.ms_nodata)
 
     @property
@@ -182,6 +202,7 @@ def pansharpen(
     *,
     tile: int = 512,
     block: int | None = None,
+    dtype: str | None = None,
     **options: object,
 ) -> xr.DataArray:
     """Pansharpen ``scene`` lazily.
@@ -195,11 +216,12 @@ def pansharpen(
             workers a network fuser is made resident (default: the current client, if any).
         tile: tile size in PAN pixels.
         block: PAN pixels per task (a multiple of ``tile``; default 4 tiles).
+        dtype: the output's data type (:data:`OUTPUT_DTYPES`); default the MS dtype, float32 for float scenes.
         options: method options (``weights`` for Brovey).
 
     Returns:
         A lazy ``(band, y, x)`` DataArray on the PAN grid with the scene's CRS,
-        in the MS dtype (float32 for float scenes), 0 where input is nodata. Its
+        in ``dtype``, nodata (0, or NaN for floats) where input is nodata. Its
         ``fingerprint`` attribute identifies the settings (fuser, grid, scene);
         ``resources`` are the worker resources its tasks need (``{"GPU": 1}``
         for a network on CUDA), which :func:`~pansharp_dist.store.write_output` requests.
@@ -213,7 +235,7 @@ def pansharpen(
         raise InvalidParameterError(f"block {block} must be a multiple of the tile size {grid.tile}")
     if block < grid.halo:
         raise InvalidParameterError(f"block {block} is smaller than the method's halo {grid.halo}")
-    spec = OutputSpec.for_scene(scene)
+    spec = OutputSpec.for_scene(scene, dtype)
     r, h = scene.ratio, grid.halo
     height, width = scene.shape
     ys, xs = (axis_chunks(n, block, h) for n in scene.shape)

@@ -151,7 +151,7 @@ def fuse_blocks(
     progress: PhaseProgress | None = None,
 ) -> WriteReport:
     """Step 3: every output block fused into the Zarr output store (those it lacks only, on ``resume``)."""
-    hrms = pansharpen(stored, fuser, client, tile=plan.tile, block=plan.block)
+    hrms = pansharpen(stored, fuser, client, tile=plan.tile, block=plan.block, dtype=plan.dtype)
     return write_output(hrms, files.fused, client, _phase(progress, "fuse"), resume=plan.resume)
 
 
@@ -194,6 +194,7 @@ def run(
     overwrite: bool = False,
     tailor: str | Path | None = None,
     extent: str = "pan",
+    dtype: str | None = None,
     progress: PhaseProgress | None = None,
 ) -> RunReport:
     """Pansharpen a PAN + MS pair into a COG at ``out``: :func:`~.plan.plan_run`, then the steps.
@@ -225,6 +226,7 @@ def run(
         overwrite=overwrite,
         tailor=tailor,
         extent=extent,
+        dtype=dtype,
     )
     with (
         run_folder(plan) as files,

@@ -21,6 +21,7 @@ from .adapt import MODES
 from .adapt.options import AdaptOptions
 from .errors import CorruptInputError, InputNotFoundError, InvalidParameterError
 from .export import check_compress
+from .fusion import OutputSpec
 from .methods import check_method, is_network
 from .models.cards import card
 from .outputs import check_output
@@ -91,6 +92,7 @@ class RunPlan:
     tailor: Path | None = None
     tailor_weights: bytes | None = field(default=None, repr=False)
     extent: str = "pan"
+    dtype: str | None = None
 
     @property
     def output_window(self) -> tuple[int, int, int, int]:
@@ -116,6 +118,7 @@ class RunPlan:
             "adapt": self.adapt,
             "adapt_options": asdict(self.adapt_options),
             "tailor": hashlib.sha256(self.tailor_weights).hexdigest() if self.tailor_weights is not None else None,
+            "dtype": self.dtype,
         }
         return run_record({"pan": self.pan, "ms": self.ms}, settings)
 
@@ -140,6 +143,7 @@ def plan_run(
     overwrite: bool = False,
     tailor: str | Path | None = None,
     extent: str = "pan",
+    dtype: str | None = None,
 ) -> RunPlan:
     """Resolve and check a run request; reads the inputs' headers, no pixels.
 
@@ -147,7 +151,8 @@ def plan_run(
     have been made for ``method``'s checkpoint (its card names the backbone and its SHA-256).
     ``extent``: the output's grid, as GDAL's ``-spat_adjust`` chooses it: ``pan`` (the PAN raster's grid),
     ``overlap`` (the pixels both inputs cover) or ``union`` (both footprints); nodata where the MS does not
-    reach.
+    reach. ``dtype``: the output's data type (:data:`~pansharp_dist.fusion.OUTPUT_DTYPES`; default the MS
+    dtype, float32 for float scenes).
 
     Raises:
         PansharpError: a bad input, output or option (nothing has been written).
@@ -158,6 +163,7 @@ def plan_run(
     compress = check_compress(compress or default_compress(method, device))
     scene = open_scene(pan, ms, sensor, patch=patch)
     scene.output_window(extent)  # an unknown extent is refused here
+    OutputSpec.for_scene(scene, dtype)  # and an unknown or lossy dtype
     tailor_weights = None
     if tailor is not None:
         if adapt not in (None, "tailor"):
@@ -191,6 +197,7 @@ def plan_run(
         tailor=Path(tailor) if tailor is not None else None,
         tailor_weights=tailor_weights,
         extent=extent,
+        dtype=dtype,
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import GDAL_HPF, VHR, cli, read_cog
+from conftest import GDAL_HPF, REPO, VHR, cli, read_cog
 
 from pansharp_dist import open_scene, write_cog
 from pansharp_dist.fusion import OutputSpec, make_fuser, pansharpen, render
@@ -215,3 +215,24 @@ def test_a_classical_run_does_not_load_torch(tmp_path):
     code = f"import pansharp_dist as p; p.run({str(GDAL_HPF[0])!r}, {str(GDAL_HPF[1])!r}, {str(tmp_path / 'b.tif')!r})"
     assert "torch" not in _modules_after(code)  # dask itself imports distributed once it builds a graph
     assert cog_valid(tmp_path / "b.tif")
+
+
+def test_another_output_dtype_keeps_the_values_in_the_ms_units(tmp_path):
+    from pansharp_dist.errors import InvalidParameterError
+
+    sample = REPO / "pansharp_dist" / "sample"
+    native, wide = tmp_path / "native.tif", tmp_path / "float.tif"
+    run(sample / "pan.tif", sample / "ms.tif", native, method="gsa", scheduler="threads")
+    run(sample / "pan.tif", sample / "ms.tif", wide, method="gsa", scheduler="threads", dtype="float32")
+    with rasterio.open(native) as a, rasterio.open(wide) as b:
+        counts, values = a.read(), b.read()
+        assert a.dtypes[0] == "uint16" and a.nodata == 0 and b.dtypes[0] == "float32" and np.isnan(b.nodata)
+    valid = counts != 0
+    assert (np.isnan(values) == ~valid).all()
+    assert np.abs(np.clip(np.rint(values[valid]), 1, None) - counts[valid]).max() == 0  # the same, unrounded
+    with pytest.raises(InvalidParameterError, match="would be rounded away in uint16; keep a float `dtype`"):
+        run(*GDAL_HPF, tmp_path / "counts.tif", scheduler="threads", dtype="uint16")  # a float32 MS
+    result = cli(
+        "run", "--pan", str(GDAL_HPF[0]), "--ms", str(GDAL_HPF[1]), "--out", str(tmp_path / "x.tif"), "--dtype", "int16"
+    )
+    assert result.returncode == 2 and "keep a float --dtype" in result.stderr and not (tmp_path / "x.tif").exists()
