@@ -232,8 +232,9 @@ def _cog_layout(store: Path, window: Window | None) -> _CogLayout:
 
 def _gdal_metadata(attrs: dict) -> Tag | None:
     """GDAL's metadata tag (42112) from the output store's attributes: the processing record as dataset items
-    (``PANSHARP_METHOD``...: ``gdalinfo`` and ``rasterio``'s ``tags()`` show them) and each band's description
-    (its name: ``descriptions`` in rasterio, ``Description`` in ``gdalinfo``)."""
+    (``PANSHARP_METHOD``...: ``gdalinfo`` and ``rasterio``'s ``tags()`` show them), each band's description
+    (its name: ``descriptions`` in rasterio, ``Description`` in ``gdalinfo``) and, where the MS declares them,
+    each band's scale and offset (``scales``/``offsets`` in rasterio)."""
     items = [
         f'<Item name="{escape(key.upper())}">{escape(str(value))}</Item>'
         for key, value in (attrs.get("processing") or {}).items()
@@ -242,6 +243,11 @@ def _gdal_metadata(attrs: dict) -> Tag | None:
         f'<Item name="DESCRIPTION" sample="{i}" role="description">{escape(str(name))}</Item>'
         for i, name in enumerate(attrs.get("band_names") or [])
     ]
+    for key, role in (("scales", "scale"), ("offsets", "offset")):  # the MS's radiometry, kept by the fusion
+        items += [
+            f'<Item name="{role.upper()}" sample="{i}" role="{role}">{float(v)!r}</Item>'
+            for i, v in enumerate(attrs.get(key) or [])
+        ]
     return ascii_tag(42112, f"<GDALMetadata>{''.join(items)}</GDALMetadata>") if items else None
 
 

@@ -270,6 +270,9 @@ def pansharpen(
             "_FillValue": spec.nodata,
             "fingerprint": fingerprint,
             "resources": json.dumps(task_resources(fuser)),  # a string: the attributes serialise (netCDF, Zarr)
+            # the MS's radiometry, which the fused values keep (rioxarray's names: to_raster writes them)
+            **({"scales": list(scene.ms_scales)} if scene.ms_scales is not None else {}),
+            **({"offsets": list(scene.ms_offsets)} if scene.ms_offsets is not None else {}),
         },
     )
     if scene.crs is not None:

@@ -57,6 +57,8 @@ class Scene:
         stats: per-scene statistics, when known (scenes opened from a tile store).
         alignment: how the input rasters lie on this grid (their footprints: :meth:`output_window`), for
             scenes opened from them.
+        ms_scales, ms_offsets: each MS band's declared scale and offset (physical value = stored value x
+            scale + offset), or ``None`` when the MS declares none.
     """
 
     pan: xr.DataArray
@@ -68,6 +70,8 @@ class Scene:
     name: str = "scene"
     stats: SceneStats | None = None
     alignment: Alignment | None = field(default=None, repr=False)
+    ms_scales: tuple[float, ...] | None = None
+    ms_offsets: tuple[float, ...] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -131,6 +135,8 @@ class _InputRaster:
     nodata: float | None
     sensor: str | None
     source: str
+    scales: tuple[float, ...] | None = None  # each band's scale and offset (value = count x scale + offset),
+    offsets: tuple[float, ...] | None = None  # None when they are 1 and 0
 
     @property
     def grid(self) -> RasterGrid:
@@ -188,6 +194,8 @@ def open_scene(
         ms_nodata=ms_r.nodata,
         name=str(pan.name or "scene") if isinstance(pan, xr.DataArray) else Path(str(pan)).stem,
         alignment=alignment,
+        ms_scales=ms_r.scales,
+        ms_offsets=ms_r.offsets,
     )
     return scene.rechunk(_fit_chunk(chunk, alignment.ratio))
 
@@ -247,6 +255,7 @@ def _read_raster(text: str, role: str) -> _InputRaster:
             _check_dtype(src.dtypes[0], role, text)
             _check_readable(src)
             transform, crs, nodata, tags = src.transform, src.crs, src.nodata, src.tags()
+            scales, offsets = _radiometry(src.scales, src.offsets)
     except RasterioIOError as exc:
         if "No such file" in str(exc) or "does not exist" in str(exc) or "404" in str(exc):
             raise InputNotFoundError(f"{role} not found: {text}; check the path or URL") from None
@@ -266,7 +275,16 @@ def _read_raster(text: str, role: str) -> _InputRaster:
     data = data.copy(data=da.from_array(reader, chunks=(-1, side, side), meta=np.empty((0, 0, 0), data.dtype)))
     if nodata is None:
         nodata = 0.0
-    return _InputRaster(data, transform, crs, float(nodata), _sensor_from_tags(tags), text)
+    return _InputRaster(data, transform, crs, float(nodata), _sensor_from_tags(tags), text, scales, offsets)
+
+
+def _radiometry(
+    scales: tuple[float, ...], offsets: tuple[float, ...]
+) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """Each band's scale and offset, or ``None`` for both when they are all 1 and 0 (no radiometry declared)."""
+    if all(v == 1 for v in scales) and all(v == 0 for v in offsets):
+        return None, None
+    return tuple(float(v) for v in scales), tuple(float(v) for v in offsets)
 
 
 def _from_dataarray(data: xr.DataArray, role: str) -> _InputRaster:
@@ -282,9 +300,15 @@ def _from_dataarray(data: xr.DataArray, role: str) -> _InputRaster:
     crs = data.rio.crs
     transform = data.rio.transform() if crs is not None else None
     nodata = data.rio.nodata if data.rio.nodata is not None else data.rio.encoded_nodata
+    bands = data.sizes["band"]
+    scales, offsets = _radiometry(  # rioxarray's attributes, one value or one a band
+        tuple(np.broadcast_to(data.attrs.get("scales", data.attrs.get("scale_factor", 1.0)), bands)),
+        tuple(np.broadcast_to(data.attrs.get("offsets", data.attrs.get("add_offset", 0.0)), bands)),
+    )
     side = READ_CHUNK[role]
     data = data.chunk({"band": -1, "y": side, "x": side})
-    return _InputRaster(data, transform, crs, float(nodata) if nodata is not None else 0.0, None, source)
+    nodata_value = float(nodata) if nodata is not None else 0.0
+    return _InputRaster(data, transform, crs, nodata_value, None, source, scales, offsets)
 
 
 # Pixels per side of one read. An MS read of 512 pixels covers one 2048-pixel PAN block at ratio 4

@@ -107,8 +107,9 @@ def output_item(
 
     cog = Path(cog)
     with rasterio.open(cog) as src:
-        crs, transform, shape, count = src.crs, src.transform, (src.height, src.width), src.count
+        crs, transform, shape = src.crs, src.transform, (src.height, src.width)
         dtype, nodata, bounds, descriptions = src.dtypes[0], src.nodata, src.bounds, src.descriptions
+        radiometry = list(zip(src.scales, src.offsets))
     lon_lat = transform_bounds(crs, "EPSG:4326", *bounds) if crs is not None else tuple(bounds)
     west, south, east, north = lon_lat
     geometry = {
@@ -142,7 +143,15 @@ def output_item(
             EOBand.create(name=name, common_name=COMMON_NAMES.get(name)) for name in descriptions
         ]
     raster = RasterExtension.ext(asset, add_if_missing=True)
-    raster.bands = [RasterBand.create(nodata=nodata, data_type=DataType(dtype)) for _ in range(count)]
+    raster.bands = [
+        RasterBand.create(
+            nodata=nodata,
+            data_type=DataType(dtype),
+            scale=scale if (scale, offset) != (1, 0) else None,
+            offset=offset if (scale, offset) != (1, 0) else None,
+        )
+        for scale, offset in radiometry
+    ]
     if quicklook is not None:
         item.add_asset(
             "thumbnail",

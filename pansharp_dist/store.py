@@ -186,6 +186,8 @@ def _skeleton(scene: Scene, path: Path, tile: int, block: int) -> None:
             "name": scene.name,
             "tile": tile,
             "block": block,
+            "ms_scales": scene.ms_scales,
+            "ms_offsets": scene.ms_offsets,
         }
     }
     mt = tile // r
@@ -315,6 +317,8 @@ def open_store(path: str | Path) -> Scene:
         ms_nodata=meta["ms_nodata"],
         name=meta["name"],
         stats=SceneStats.from_dict(meta["stats"]),
+        ms_scales=_floats(meta.get("ms_scales")),
+        ms_offsets=_floats(meta.get("ms_offsets")),
     )
 
 
@@ -427,6 +431,8 @@ def create_output(hrms: xr.DataArray, path: str | Path) -> None:
         "fingerprint": hrms.attrs.get("fingerprint"),
         "processing": {k: v for k, v in hrms.attrs.items() if k.startswith("pansharp_")},
         "band_names": [str(n) for n in hrms.coords["band_name"].values] if "band_name" in hrms.coords else [],
+        "scales": _floats(hrms.attrs.get("scales")),
+        "offsets": _floats(hrms.attrs.get("offsets")),
     }
     ds = ds.drop_vars(["spatial_ref", "band_name"], errors="ignore")
     chunk = output_chunk(hrms.data.chunks)
@@ -525,3 +531,8 @@ def write_output(
         pass
     total = len(data.chunks[1]) * len(data.chunks[2])
     return WriteReport(blocks=total, computed=len(tasks))
+
+
+def _floats(values) -> tuple[float, ...] | None:
+    """A stored list of numbers as a tuple of floats (``None`` stays ``None``)."""
+    return None if values is None else tuple(float(v) for v in np.ravel(values))

@@ -243,3 +243,25 @@ def test_a_window_beyond_the_output_is_nodata_there_and_georeferenced_where_it_s
         write_cog(tmp_path / "bare.zarr", tmp_path / "bare.tif", window=(0, 10, 0, 8))
     with pytest.raises(InvalidParameterError, match="is empty"):
         write_cog(store, tmp_path / "empty.tif", window=(5, 5, 0, 8))
+
+
+def test_the_ms_radiometry_is_kept_as_each_bands_scale_and_offset(tmp_path):
+    import shutil
+
+    from pansharp_dist.stac import output_item
+
+    ms = tmp_path / "ms.tif"
+    shutil.copy(SAMPLE / "ms.tif", ms)
+    scales, offsets = (0.01, 0.02, 0.03, 0.04), (-0.1, 0.0, 0.1, 0.2)
+    with rasterio.open(ms, "r+") as dst:  # a product that declares its radiometry
+        dst.scales, dst.offsets = scales, offsets
+    out = tmp_path / "fused.tif"
+    run(SAMPLE / "pan.tif", ms, out, method="gsa", scheduler="threads")
+    with rasterio.open(out) as src:
+        assert src.scales == scales and src.offsets == offsets
+    bands = output_item(out, item_id="o", sources=[], method="gsa", adaptation=None).assets["hrms"]
+    assert [(b["scale"], b["offset"]) for b in bands.extra_fields["raster:bands"]] == list(zip(scales, offsets))
+    plain = tmp_path / "plain.tif"
+    run(SAMPLE / "pan.tif", SAMPLE / "ms.tif", plain, method="gsa", scheduler="threads")
+    with rasterio.open(plain) as src:
+        assert src.scales == (1.0,) * 4 and src.offsets == (0.0,) * 4  # none declared, none written
