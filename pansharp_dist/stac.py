@@ -1,7 +1,9 @@
 """STAC in and out: the PAN and MS hrefs of an input item, and the item describing a pansharpened COG.
 
-An input item names its PAN and MS assets by key (``pan``/``ms``, any case) or
-by a role or band name (``pan``/``panchromatic``, ``ms``/``multispectral``).
+An input item names its PAN and MS assets by key (``pan``/``ms``, any case,
+Maxar's ``pan-analytic``/``ms-analytic``), by role (``pan``/``panchromatic``,
+``ms``/``multispectral``), or by their ``eo:bands``: one band of common name
+``pan`` is the PAN, several bands none of which is ``pan`` the MS.
 The output item has the COG (and quicklook) as assets, ``derived_from`` links
 to the input item(s), and the projection, raster and processing extension fields.
 """
@@ -49,14 +51,14 @@ def scene_assets(item: pystac.Item) -> SceneAssets:
     """
     pan = ms = None
     for key, asset in item.assets.items():
-        names = {key.lower(), *(r.lower() for r in asset.roles or [])}
+        names = {key.lower(), *(r.lower() for r in asset.roles or []), *_band_kind(asset)}
         if names & _PAN_NAMES and pan is None:
             pan = asset.get_absolute_href()
         elif names & _MS_NAMES and ms is None:
             ms = asset.get_absolute_href()
     if pan is None or ms is None:
         raise InvalidParameterError(
-            f"STAC item {item.id} needs a PAN and an MS asset (keys or roles 'pan' and 'ms'); it has "
+            f"STAC item {item.id} needs a PAN and an MS asset (keys or roles 'pan' and 'ms', or eo:bands); it has "
             f"{', '.join(item.assets) or 'no assets'}"
         )
     updated = item.properties.get("updated") or item.properties.get("datetime")
@@ -64,6 +66,16 @@ def scene_assets(item: pystac.Item) -> SceneAssets:
     return SceneAssets(
         item.id, pan, ms, updated, item.get_self_href(), item.properties.get("pansharp:sensor"), acquired
     )
+
+
+def _band_kind(asset: pystac.Asset) -> set[str]:
+    """``{"pan"}`` for an asset whose ``eo:bands`` are one band of common name ``pan``, ``{"ms"}`` for several
+    bands none of which is, else nothing."""
+    bands = asset.extra_fields.get("eo:bands") or []
+    common = [b.get("common_name") for b in bands if isinstance(b, dict)]
+    if common == ["pan"]:
+        return {"pan"}
+    return {"ms"} if len(common) > 1 and "pan" not in common else set()
 
 
 def acquisition_time(href: str | Path) -> dt.datetime | None:

@@ -7,11 +7,13 @@ import shutil
 
 import pystac
 import pystac.validation
+import pytest
 import rasterio
 from conftest import REPO
 from rasterio.warp import transform_bounds
 
 from pansharp_dist.catalog import scene_request
+from pansharp_dist.errors import InvalidParameterError
 from pansharp_dist.pipeline import run
 from pansharp_dist.stac import output_item, scene_assets, write_item
 
@@ -35,6 +37,18 @@ def test_maxar_asset_keys_and_the_acquisition_time_are_taken_from_the_input_item
     assert assets.pan.endswith("pan.tif") and assets.ms.endswith("ms.tif")
     request = scene_request(None, None, href, [str(tmp_path)])
     assert request.acquired == dt.datetime(2021, 6, 3, 3, 12, tzinfo=dt.UTC) and request.name == "scene-1"
+
+
+def test_assets_under_other_keys_are_told_apart_by_their_eo_bands(tmp_path):
+    href = _input_item(tmp_path, keys=("P001", "M001"))
+    item = pystac.Item.from_file(href)
+    item.assets["P001"].extra_fields["eo:bands"] = [{"name": "PAN", "common_name": "pan"}]
+    item.assets["M001"].extra_fields["eo:bands"] = [{"name": n, "common_name": n} for n in ("blue", "green", "red")]
+    assets = scene_assets(item)
+    assert assets.pan.endswith("pan.tif") and assets.ms.endswith("ms.tif")
+    del item.assets["P001"].extra_fields["eo:bands"]
+    with pytest.raises(InvalidParameterError, match="needs a PAN and an MS asset"):
+        scene_assets(item)
 
 
 def test_the_output_item_has_the_acquisition_time_band_names_and_processing_fields(tmp_path):
