@@ -25,10 +25,9 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/mypy
 
-# The whole suite on three test processes, each test file on one of them (its module fixtures built once); a
-# third process fills the time the cluster tests spend waiting on their scheduler and workers.
+# The whole suite on two test processes, each test file on one of them (its module fixtures built once).
 test: lint gdal
-	$(VENV)/bin/python -m pytest -n 3 --dist loadfile
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
 
 # The fast tier: every module's tests but the slow ones (real multi-process clusters, CLI runs of networks,
 # Prefect deployments, the larger scenes), on two test processes; under 3 minutes on a 2-core machine.
