@@ -35,6 +35,7 @@ from pansharp_dist.errors import CorruptInputError, InvalidParameterError
 from pansharp_dist.fusion import OutputSpec, make_fuser, pansharpen, render
 from pansharp_dist.models import card, load
 from pansharp_dist.models.tailor import Tailor, TailorCard, Tailored, TailorSpec, tailor_bytes, tailor_from_bytes
+from pansharp_dist.plan import plan_run
 from pansharp_dist.quality.metrics import reduced_scores
 from pansharp_dist.quality.mtf import degrade, degrade_arrays, mtf_kernel
 from pansharp_dist.sensors import get_sensor
@@ -488,9 +489,9 @@ def test_run_applies_a_saved_tailor_made_for_its_checkpoint_only(tmp_path):
     assert direct.returncode == 0, direct.stderr
     with rasterio.open(tmp_path / "tailored.tif") as a, rasterio.open(tmp_path / "direct.tif") as b:
         assert a.shape == b.shape and (a.read() != b.read()).any()  # the tailor changed the output
-    other = cli("run", *pair, "--out", str(tmp_path / "x.tif"), "--method", "pannet-ge1", "--tailor", str(tailor))
-    assert other.returncode == 2 and "adapts pannet-qb, not pannet-ge1" in other.stderr
-    assert not (tmp_path / "x.tif").exists()
+    sample = (SAMPLE / "pan.tif", SAMPLE / "ms.tif")
+    with pytest.raises(InvalidParameterError, match="adapts pannet-qb, not pannet-ge1"):
+        plan_run(*sample, tmp_path / "x.tif", method="pannet-ge1", tailor=tailor)
     both = cli(
         "run",
         *pair,
@@ -505,14 +506,5 @@ def test_run_applies_a_saved_tailor_made_for_its_checkpoint_only(tmp_path):
     )
     assert both.returncode == 2 and "--adapt full cannot go with it" in both.stderr
     (tmp_path / "junk.safetensors").write_bytes(b"not a tailor")
-    junk = cli(
-        "run",
-        *pair,
-        "--out",
-        str(tmp_path / "z.tif"),
-        "--method",
-        "pannet-qb",
-        "--tailor",
-        str(tmp_path / "junk.safetensors"),
-    )
-    assert junk.returncode == 2 and "not a pansharp-dist tailor" in junk.stderr
+    with pytest.raises(CorruptInputError, match="not a pansharp-dist tailor"):
+        plan_run(*sample, tmp_path / "z.tif", method="pannet-qb", tailor=tmp_path / "junk.safetensors")

@@ -575,7 +575,8 @@ def test_a_run_on_an_adaptive_cluster_writes_the_same_bytes(small_mosaic, tmp_pa
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "adapt, phase",
-    [("tailor", p) for p in ("ingest", "adapt", "fuse", "cog")] + [("none", p) for p in ("ingest", "fuse", "cog")],
+    # none-fuse: a LocalCluster's worker, below (test_one_plan_on_a_local_cluster_with_a_worker_killed_midway...)
+    [("tailor", p) for p in ("ingest", "adapt", "fuse", "cog")] + [("none", p) for p in ("ingest", "cog")],
 )
 def test_a_worker_killed_in_any_phase_changes_no_pixel(small_mosaic, small_unadapted_reference, tmp_path, adapt, phase):
     pair, reference = small_mosaic
