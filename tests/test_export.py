@@ -110,6 +110,14 @@ def _footprint_mean(full: np.ndarray, factor: int) -> np.ndarray:
     return np.where(counts > 0, mean, 0 if full.dtype.kind in "iu" else np.nan).astype(full.dtype)
 
 
+@pytest.fixture(scope="module")
+def brovey_hpf(tmp_path_factory, client) -> Path:
+    """A Brovey COG of gdal_hpf_wv3 (float32), converted by the tests to every dtype."""
+    cog = tmp_path_factory.mktemp("brovey") / "hrms.tif"
+    run(*GDAL_HPF, cog, method="brovey", tile=128, client=client)
+    return cog
+
+
 @pytest.mark.parametrize(
     "dtype, compress, predictor",
     [
@@ -121,10 +129,8 @@ def _footprint_mean(full: np.ndarray, factor: int) -> np.ndarray:
         ("float32", "DEFLATE:9", "3"),
     ],
 )
-def test_every_dtype_and_compression_reads_back_exactly(dtype, compress, predictor, tmp_path, client):
-    cog = tmp_path / "hrms.tif"
-    run(*GDAL_HPF, cog, method="brovey", tile=128, client=client)
-    hrms = rioxarray.open_rasterio(cog, chunks={"x": 256, "y": 256})
+def test_every_dtype_and_compression_reads_back_exactly(dtype, compress, predictor, brovey_hpf, tmp_path, client):
+    hrms = rioxarray.open_rasterio(brovey_hpf, chunks={"x": 256, "y": 256})
     scaled = (hrms / 7.3 if dtype.startswith("float") else hrms // 8).astype(dtype)
     scaled.attrs = {"_FillValue": 0}
     out = write_cog(scaled.rio.write_crs(hrms.rio.crs), tmp_path / f"{dtype}.tif", client=client, compress=compress)
