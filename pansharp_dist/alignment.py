@@ -34,8 +34,10 @@ from .tiling import Window
 
 RATIO_TOLERANCE = 0.01
 """Largest relative difference between the pixel-size ratio and the integer ``r`` it is taken for."""
-POSITION_TOLERANCE = 0.01
-"""PAN pixels by which the MS grid may be off the aligned one and still be cropped rather than resampled."""
+POSITION_TOLERANCE = 0.1
+"""PAN pixels by which the MS grid may be off the aligned one and still be cropped rather than resampled: pixel
+sizes rounded in a product's header (SpaceNet 6's drift by 0.04 PAN pixels across the scene) keep their own
+values; more than a tenth of a pixel (Landsat 8's 0.45, the sample's 1.5 at the edges) is resampled."""
 Extent = Literal["pan", "overlap", "union"]
 EXTENTS: tuple[Extent, ...] = ("pan", "overlap", "union")
 
