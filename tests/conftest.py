@@ -14,10 +14,16 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-import pytest
-import rasterio
-from distributed import Client
+# One OpenMP/BLAS thread in every process the tests start (pytest's, its clusters' workers, the CLI's), set
+# before torch or numpy loads: two test processes on two cores, each with a two-worker cluster, would
+# otherwise run four times as many threads as cores, and OpenMP threads that wait for a core spin.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import rasterio  # noqa: E402
+from distributed import Client  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
