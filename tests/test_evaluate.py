@@ -2,7 +2,9 @@
 
 import json
 
+import numpy as np
 import pytest
+import rasterio
 from conftest import GDAL_HPF, VHR, WV2_MAT, cli
 
 
@@ -153,3 +155,20 @@ def test_any_tools_output_on_the_pan_grid_is_scored_on_the_common_window(fused_h
     )
     with pytest.raises(InvalidParameterError, match="0.00 of a row and 0.50 of a column off the PAN pixel grid"):
         evaluate(pan, ms, shifted, sensor="wv3")
+
+
+def test_a_float_output_with_nodata_scores_finite_distortions(tmp_path):
+    """spacenet6 pair 2: a float MS with 32% zero fill gives a float COG whose nodata is NaN; the MTF filter of
+    D_lambda_K must not spread it over the scene (nodata is scored as 0, as an integer output's)."""
+    from conftest import DATA
+
+    from pansharp_dist.pipeline import run
+    from pansharp_dist.quality.evaluate import evaluate
+
+    pan, ms = DATA / "spacenet6_solaris" / "pan2.tif", DATA / "spacenet6_solaris" / "ms2.tif"
+    out = tmp_path / "fused.tif"
+    run(pan, ms, out, method="brovey", sensor="wv2", scheduler="threads")
+    with rasterio.open(out) as src:
+        assert np.isnan(src.nodata) and np.isnan(src.read(1)).mean() > 0.3
+    scores = evaluate(pan, ms, out, sensor="wv2")
+    assert all(np.isfinite(v) for v in scores.values()) and 0 < scores["HQNR"] < 1, scores

@@ -54,8 +54,8 @@ def _partials(
         "scc_fr": float((gf * gr).sum()),
         "scc_ff": float((gf**2).sum()),
         "scc_rr": float((gr**2).sum()),
-        "q_sum": float(scores.sum()),
-        "q_n": float(scores.size),
+        "q_sum": float(scores[np.isfinite(scores)].sum()),  # undefined blocks (flat in both) left out
+        "q_n": float(np.isfinite(scores).sum()),
     }
 
 
@@ -167,8 +167,8 @@ def _full_partials(fused, msexp, fused_mtf, pan, pan_low, block: int, quantize: 
         "pair_m": np.array([_q_sums(msexp[i], msexp[j], block) for i, j in pairs]),
         "pan_f": np.array([_q_sums(fused[i], pan, block) for i in range(b)]),
         "pan_m": np.array([_q_sums(msexp[i], pan_low, block) for i in range(b)]),
-        "q_sum": float(scores.sum()),
-        "q_n": float(scores.size),
+        "q_sum": float(scores[np.isfinite(scores)].sum()),  # undefined blocks (flat in both) left out
+        "q_n": float(np.isfinite(scores).sum()),
     }
 
 
@@ -230,7 +230,7 @@ def full_scores_blockwise(
     mean = lambda sums: sums[:, 0] / sums[:, 1]  # noqa: E731
     d_lambda = float(np.mean(np.abs(mean(total["pair_f"]) - mean(total["pair_m"]))))
     d_s = float(np.mean(np.abs(mean(total["pan_f"]) - mean(total["pan_m"]))))
-    d_lambda_k = 1.0 - total["q_sum"] / total["q_n"]
+    d_lambda_k = 1.0 - total["q_sum"] / total["q_n"] if total["q_n"] else float("nan")
     return {
         "D_lambda": d_lambda,
         "D_lambda_K": d_lambda_k,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import rioxarray
 import xarray as xr
@@ -98,6 +99,9 @@ def scene_full_scores(scene: Scene, fused: xr.DataArray | np.ndarray, client=Non
             f"the scene ({scene.shape[0]} x {scene.shape[1]}) is smaller than one {cell}-pixel block"
         )
     data = fused.data if isinstance(fused, xr.DataArray) else fused
+    # a float output's nodata is NaN, which the MTF filter of D_lambda_K would spread over the whole scene;
+    # scored as 0, as an integer output's nodata is (no-data pixels are not masked)
+    data = da.where(da.isfinite(data), data, 0) if np.dtype(data.dtype).kind == "f" else data
     gains = tuple(get_sensor(scene.sensor).mtf_gains(scene.bands))
     return full_scores_blockwise(
         data[:, :h, :w], scene.ms.data[:, : h // r, : w // r], scene.pan.data[:h, :w], r, gains, client=client

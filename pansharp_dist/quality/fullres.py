@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidParameterError
-from .metrics import q2n
+from .metrics import q2n_scores
 from .mtf import interp23, mtf_filter
 
 
@@ -106,9 +106,20 @@ def d_s(fused: np.ndarray, msexp: np.ndarray, pan: np.ndarray, ratio: int, block
 
 
 def d_lambda_khan(fused: np.ndarray, msexp: np.ndarray, ratio: int, gains: tuple[float, ...], block: int = 32) -> float:
-    """Khan's spectral distortion: ``1 - Q2n(msexp, MTF-filtered fused)`` at PAN scale."""
+    """Khan's spectral distortion: ``1 - Q2n(msexp, MTF-filtered fused)`` at PAN scale.
+
+    Blocks where Q2n is undefined (flat in both images, as no-data fill) are left out of the mean, as
+    :func:`q_blocks` leaves them out of QNR's distortions, where the toolbox would return NaN for the scene.
+    """
     _check_blocks(fused.shape, block)
-    return 1.0 - q2n(msexp, mtf_filter(fused, gains, ratio), block, block)
+    scores = q2n_scores(np.asarray(msexp, np.float64), mtf_filter(fused, gains, ratio).astype(np.float64), block, block)
+    return 1.0 - defined_mean(scores)
+
+
+def defined_mean(scores: np.ndarray) -> float:
+    """The mean of the defined (finite) block scores, NaN when none is."""
+    finite = np.isfinite(scores)
+    return float(scores[finite].mean()) if finite.any() else float("nan")
 
 
 def full_scores(
