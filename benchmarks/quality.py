@@ -108,8 +108,8 @@ def run_quality_bench(results: Path, log: Callable[[str], None] = lambda _: None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             scene = open_scene(data / ds.pan, data / ds.ms, ds.sensor, patch=ds.patch)
-            results = score_dataset(scene, methods)
-        sections.append(_table(ds, scene, results))
+            scores = score_dataset(scene, methods)
+        sections.append(_table(ds, scene, scores))
     body = "\n".join(
         [
             "## Classical methods on every dataset (`python -m benchmarks quality`)",
