@@ -135,7 +135,7 @@ def align(pan: RasterGrid, ms: RasterGrid) -> Alignment:
         ms_rows=rows.map if resample else None,
         ms_cols=cols.map if resample else None,
         pan_footprint=(-r0, pan.height - r0, -c0, pan.width - c0),
-        ms_footprint=(*rows.ms_footprint(), *cols.ms_footprint()),
+        ms_footprint=(*rows.ms_footprint(resample), *cols.ms_footprint(resample)),
     )
 
 
@@ -212,12 +212,21 @@ class _Axis:
 
     @property
     def map(self) -> AxisMap:
+        """Where the aligned MS pixels lie in the MS raster: the MS's own pixels on an axis that is on the grid
+        (no interpolation there, when only the other axis is off), else their true places."""
+        if self.on_grid:
+            return AxisMap(float(self.first), 1.0, self.count)
         return AxisMap(self.source(self.first), self.source(1) - self.source(0), self.count)
 
-    def ms_footprint(self) -> tuple[int, int]:
-        """The MS raster along this axis in PAN pixels of the aligned grid, grown to whole pixels."""
+    def ms_footprint(self, resampled: bool) -> tuple[int, int]:
+        """The MS raster along this axis in PAN pixels of the aligned grid: its own pixels as the aligned grid
+        takes them when it is cropped, else its true edges grown to whole PAN pixels (less than
+        :data:`POSITION_TOLERANCE` past an edge does not count)."""
+        if not resampled:
+            return -self.first * self.ratio, (self.ms_size - self.first) * self.ratio
         ends = [(self.ms_origin + self.ms_step * n - self.pan_origin) / self.pan_step for n in (0, self.ms_size)]
-        return math.floor(min(ends) + 1e-6) - self.pan_start, math.ceil(max(ends) - 1e-6) - self.pan_start
+        tolerance = POSITION_TOLERANCE
+        return math.floor(min(ends) + tolerance) - self.pan_start, math.ceil(max(ends) - tolerance) - self.pan_start
 
 
 def _shared_origin(pan: RasterGrid, ms: RasterGrid) -> Alignment:

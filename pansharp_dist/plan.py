@@ -118,9 +118,15 @@ class RunPlan:
             "adapt": self.adapt,
             "adapt_options": asdict(self.adapt_options),
             "tailor": hashlib.sha256(self.tailor_weights).hexdigest() if self.tailor_weights is not None else None,
-            "dtype": self.dtype,
+            "dtype": OutputSpec.for_scene(self.scene, self.dtype).dtype,  # the output's, asked for or not
+            "grid": self._grid(),
         }
         return run_record({"pan": self.pan, "ms": self.ms}, settings)
+
+    def _grid(self) -> dict[str, object] | None:
+        """How the MS lies on the PAN grid (a tile store made under another alignment is not resumed)."""
+        a = self.scene.alignment
+        return None if a is None else {"ratio": a.ratio, "pan": list(a.pan), "resampled": a.resampled}
 
 
 def plan_run(
@@ -163,7 +169,7 @@ def plan_run(
     compress = check_compress(compress or default_compress(method, device))
     scene = open_scene(pan, ms, sensor, patch=patch)
     scene.output_window(extent)  # an unknown extent is refused here
-    OutputSpec.for_scene(scene, dtype)  # and an unknown or lossy dtype
+    OutputSpec.for_scene(scene, dtype)  # and an unknown dtype, or integers for a float MS
     tailor_weights = None
     if tailor is not None:
         if adapt not in (None, "tailor"):

@@ -109,8 +109,9 @@ class AxisMap:
 def position(data: da.Array, rows: AxisMap, cols: AxisMap, nodata: float | None, chunk: int) -> da.Array:
     """``(bands, h, w)`` resampled by cubic convolution to ``(bands, rows.size, cols.size)`` where ``rows`` and
     ``cols`` say, lazily, in chunks of ``chunk`` pixels; the dtype is kept (integers rounded and clipped to
-    their range). Nodata taps are left out of each sum (the weights of the others renormalised); a pixel whose
-    nearest source pixel is nodata is nodata."""
+    their range). Nodata taps are left out of each sum (the weights of the others renormalised, the result
+    kept within the valid taps' range, where the kernel's negative lobes would otherwise overshoot); a pixel
+    whose nearest source pixel is nodata is nodata."""
     bands, height, width = data.shape
     dtype = np.dtype(data.dtype)
     edges = [[(lo, min(lo + chunk, axis.size)) for lo in range(0, axis.size, chunk)] for axis in (rows, cols)]
@@ -142,24 +143,30 @@ def _shifted(taps: tuple[np.ndarray, np.ndarray, np.ndarray], by: int):
 def _position_block(block: np.ndarray, y_taps, x_taps, nodata: float | None) -> np.ndarray:
     """One chunk of :func:`position`: ``block`` holds every source pixel its taps read."""
     (y_index, y_weights, y_nearest), (x_index, x_weights, x_nearest) = y_taps, x_taps
-    values = block.astype(np.float32)
+    dtype = block.dtype
+    work = np.float64 if dtype == np.float64 or (dtype.kind in "iu" and dtype.itemsize >= 4) else np.float32
+    values = block.astype(work)
     valid = np.isfinite(values)
     if nodata is not None and not np.isnan(nodata):
         valid &= block != nodata
-    mass = valid.astype(np.float32)
-    values = np.where(valid, values, np.float32(0))
+    mass = valid.astype(work)
+    values = np.where(valid, values, work(0))
 
-    def along_rows(a: np.ndarray) -> np.ndarray:
-        return sum(y_weights[:, m, None] * a[:, y_index[:, m], :] for m in range(4))
+    def along(a: np.ndarray, reduce) -> np.ndarray:
+        """``reduce`` over the 4 taps along rows, then along columns: ``reduce(terms)`` of each output pixel."""
+        rows = reduce([(y_weights[:, m, None], a[:, y_index[:, m], :]) for m in range(4)])
+        return reduce([(x_weights[None, None, :, m], rows[:, :, x_index[:, m]]) for m in range(4)])
 
-    def along_cols(a: np.ndarray) -> np.ndarray:
-        return sum(x_weights[None, None, :, m] * a[:, :, x_index[:, m]] for m in range(4))
-
-    total, weight = along_cols(along_rows(values)), along_cols(along_rows(mass))
+    weighted = lambda terms: sum(w.astype(work) * a for w, a in terms)  # noqa: E731
+    total, weight = along(values, weighted), along(mass, weighted)
     keep = valid[:, y_nearest][:, :, x_nearest]
     with np.errstate(invalid="ignore", divide="ignore"):
         out = total / weight
-    dtype = block.dtype
+    partial = along(mass, lambda terms: np.minimum.reduce([a for _, a in terms])) < 1  # a nodata tap among them
+    if partial.any():
+        low = along(np.where(valid, values, np.inf), lambda terms: np.minimum.reduce([a for _, a in terms]))
+        high = along(np.where(valid, values, -np.inf), lambda terms: np.maximum.reduce([a for _, a in terms]))
+        out = np.where(partial, np.clip(out, low, high), out)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         out = np.clip(np.floor(out + 0.5), info.min, info.max)

@@ -25,6 +25,7 @@ from affine import Affine
 from rasterio.errors import RasterioIOError
 
 from .alignment import Alignment, RasterGrid, align, extent_window
+from .alignment import NotGeoreferencedWarning as NotGeoreferencedWarning  # its name here before alignment.py
 from .errors import (
     BandCountError,
     CorruptInputError,
@@ -301,10 +302,16 @@ def _from_dataarray(data: xr.DataArray, role: str) -> _InputRaster:
     transform = data.rio.transform() if crs is not None else None
     nodata = data.rio.nodata if data.rio.nodata is not None else data.rio.encoded_nodata
     bands = data.sizes["band"]
-    scales, offsets = _radiometry(  # rioxarray's attributes, one value or one a band
-        tuple(np.broadcast_to(data.attrs.get("scales", data.attrs.get("scale_factor", 1.0)), bands)),
-        tuple(np.broadcast_to(data.attrs.get("offsets", data.attrs.get("add_offset", 0.0)), bands)),
-    )
+    try:  # rioxarray's attributes, one value or one a band
+        scales, offsets = _radiometry(
+            tuple(np.broadcast_to(data.attrs.get("scales", data.attrs.get("scale_factor", 1.0)), bands)),
+            tuple(np.broadcast_to(data.attrs.get("offsets", data.attrs.get("add_offset", 0.0)), bands)),
+        )
+    except ValueError:
+        raise CorruptInputError(
+            f"{source}: its `scales`/`offsets` attributes do not give one value or one a band for its {bands} "
+            "bands; fix or drop them"
+        ) from None
     side = READ_CHUNK[role]
     data = data.chunk({"band": -1, "y": side, "x": side})
     nodata_value = float(nodata) if nodata is not None else 0.0

@@ -119,3 +119,20 @@ def test_position_leaves_nodata_out_and_keeps_the_dtype():
     assert 500 < out[0, 2, 2] < 900  # a valid peak is interpolated
     whole = position(da.from_array(data), AxisMap(0.25, 1.0, 11), AxisMap(0.25, 1.0, 11), 0.0, 64).compute()
     np.testing.assert_array_equal(out, whole)  # chunking changes no pixel
+
+
+def test_an_ms_within_the_tolerance_is_cropped_and_its_union_is_its_own_pixels():
+    crs = "EPSG:32642"
+    pan = RasterGrid(100, 100, Affine(0.5, 0, 1000, 0, -0.5, 2000), crs, "pan")
+    ms = RasterGrid(25, 25, Affine(2.0, 0, 1000 + 0.05 * 0.5, 0, -2.0, 2000), crs, "ms")  # 0.05 PAN pixels off
+    a = align(pan, ms)
+    assert not a.resampled and a.ms == (0, 25, 0, 25)
+    assert extent_window(a, "union") == extent_window(a, "pan") == (0, 100, 0, 100)
+
+
+def test_position_stays_within_the_valid_taps_next_to_nodata():
+    ring = np.full((1, 9, 9), 1000.0, np.float32)
+    ring[0, 3:6, 3:6] = np.nan
+    ring[0, 4, 4] = 100  # a valid pixel among nodata, inside a bright ring: the kernel's lobes would overshoot
+    out = position(da.from_array(ring), AxisMap(2.3, 1.0, 5), AxisMap(2.3, 1.0, 5), None, 8).compute()
+    assert np.nanmin(out) >= 100 and np.nanmax(out) <= 1000 and np.isnan(out).any()
