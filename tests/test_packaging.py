@@ -1,4 +1,5 @@
-"""The package as users install it: a wheel built from the checkout holds what the documented commands need."""
+"""The package as users install it: a wheel built from the checkout holds what the documented commands need,
+and the demo runs from it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import rasterio
 from conftest import REPO
+from test_pipeline import cog_valid
 
 
 @pytest.mark.slow
@@ -64,6 +67,11 @@ def test_a_wheel_installed_in_a_fresh_environment_runs_the_demo(tmp_path):
         timeout=600,
         env=clean,
     )
+    # the README's first command: the headline (a network adapted by the Feature Tailor), quietly: bars and one
+    # summary, a valid COG and a quicklook
     assert demo.returncode == 0, demo.stderr
-    assert (tmp_path / "demo" / "demo.tif").stat().st_size > 0
-    assert (tmp_path / "demo" / "demo.png").stat().st_size > 0
+    assert "valid COG: True" in demo.stdout and "pannet-qb" in demo.stdout and "Feature Tailor" in demo.stdout
+    assert "warning" not in demo.stderr
+    assert cog_valid(tmp_path / "demo" / "demo.tif")
+    with rasterio.open(tmp_path / "demo" / "demo.png") as png:
+        assert png.count == 3 and png.read().std() > 10

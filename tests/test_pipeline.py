@@ -143,18 +143,6 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_writes_cog_quicklook_and_summary(tmp_path):
-    result = cli("demo", "--out", str(tmp_path), "--workers", "2")
-    assert result.returncode == 0, result.stderr
-    assert "valid COG: True" in result.stdout and "pannet-qb" in result.stdout and "Feature Tailor" in result.stdout
-    assert "warning" not in result.stderr  # the headline, quietly: bars and one summary
-    assert cog_valid(tmp_path / "demo.tif")
-    with rasterio.open(tmp_path / "demo.png") as png:
-        rgb = png.read()
-    assert png.count == 3 and rgb.std() > 10
-
-
-@pytest.mark.slow
 def test_uncompressed_cog_has_the_same_pixels_and_unknown_compressions_are_refused(tmp_path, client):
     zstd, raw = tmp_path / "zstd.tif", tmp_path / "raw.tif"
     run(*GDAL_HPF, zstd, method="brovey", tile=128, client=client)
