@@ -1,10 +1,12 @@
 """classical.py: Brovey refuses a PAN and an MS in different units; GSA, which matches them, runs."""
 
 import numpy as np
+import pytest
 import rasterio
 from conftest import _one_error_line, cli, copy_raster
 
 
+@pytest.mark.slow  # three CLI processes, one a run
 def test_brovey_refuses_pan_and_ms_in_different_units(tmp_path, inputs):
     from conftest import VHR
 

@@ -165,6 +165,7 @@ def test_brovey_matches_gdal_pansharpen(tmp_path, paths, weights):
         assert mad < 0.01 * data_range, (band, mad, data_range)
 
 
+@pytest.mark.slow  # two CLI runs
 def test_nan_and_inf_inputs_are_nodata_and_do_not_spread(tmp_path, inputs):
     with rasterio.open(inputs[0]) as src:
         pan = src.read()

@@ -205,6 +205,7 @@ def test_a_classical_run_does_not_load_torch(tmp_path):
     assert cog_valid(tmp_path / "b.tif")
 
 
+@pytest.mark.slow  # two runs and a CLI process
 def test_another_output_dtype_keeps_the_values_in_the_ms_units(tmp_path):
     from pansharp_dist.errors import InvalidParameterError
 
