@@ -180,6 +180,11 @@ class _Axis:
         at_ms = (self.centre - self.ms_origin) / self.ms_step
         return round(at_pan - self.ratio * at_ms)
 
+    @property
+    def step(self) -> float:
+        """MS pixels from one aligned MS pixel to the next (1 when the pixel sizes are exactly ``ratio`` apart)."""
+        return self.ratio * self.pan_step / self.ms_step
+
     def source(self, k: float) -> float:
         """Where aligned MS pixel ``k``'s centre lies in the MS raster (its pixel centres at 0, 1, ...)."""
         centre = self.pan_origin + self.pan_step * (self.shift + (k + 0.5) * self.ratio)
@@ -189,15 +194,14 @@ class _Axis:
     def first(self) -> int:
         """The first aligned MS pixel inside both rasters: its PAN pixels in the PAN, its centre in the MS."""
         in_pan = math.ceil(-self.shift / self.ratio)
-        in_ms = math.ceil((-0.5 - 1e-6 - self.source(0)) / (self.source(1) - self.source(0)))
+        in_ms = math.ceil((-0.5 - 1e-6 - self.source(0)) / self.step)
         return max(in_pan, in_ms)
 
     @property
     def count(self) -> int:
         """How many aligned MS pixels lie inside both rasters, from :attr:`first`."""
-        step = self.source(1) - self.source(0)
         in_pan = (self.pan_size - self.shift) // self.ratio
-        in_ms = math.floor((self.ms_size - 0.5 + 1e-6 - self.source(0)) / step) + 1
+        in_ms = math.floor((self.ms_size - 0.5 + 1e-6 - self.source(0)) / self.step) + 1
         return min(in_pan, in_ms) - self.first
 
     @property
@@ -216,7 +220,7 @@ class _Axis:
         (no interpolation there, when only the other axis is off), else their true places."""
         if self.on_grid:
             return AxisMap(float(self.first), 1.0, self.count)
-        return AxisMap(self.source(self.first), self.source(1) - self.source(0), self.count)
+        return AxisMap(self.source(self.first), self.step, self.count)
 
     def ms_footprint(self, resampled: bool) -> tuple[int, int]:
         """The MS raster along this axis in PAN pixels of the aligned grid: its own pixels as the aligned grid
