@@ -141,6 +141,17 @@ def read_cog(path: Path) -> tuple[np.ndarray, dict]:
         }
 
 
+def _scheduler_address(file: Path, deadline: float) -> str:
+    """The address in a scheduler file, once the scheduler has written it whole (it may exist, still empty)."""
+    while True:
+        try:
+            return json.loads(file.read_text())["address"]
+        except (FileNotFoundError, json.JSONDecodeError):
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 class DaskProcesses:
     """A ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1 (single-threaded, no nanny, so that a
     killed worker stays dead); scratch space under ``folder``; ``scheduler_env``: settings of the scheduler
@@ -167,10 +178,7 @@ class DaskProcesses:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.time() + 60
-        while not file.exists() and time.time() < deadline:
-            time.sleep(0.1)
-        self.address = json.loads(file.read_text())["address"]
+        self.address = _scheduler_address(file, time.time() + 60)
         self.workers: list[subprocess.Popen] = []
         self.add_workers(workers)
 
