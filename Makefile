@@ -27,7 +27,7 @@ lint: $(VENV)/.installed
 
 # The whole suite on two test processes, each test file on one of them (its module fixtures built once).
 test: lint gdal
-	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile --durations=30
 
 # The fast tier: every module's tests but the slow ones (real multi-process clusters, CLI runs of networks,
 # Prefect deployments, the larger scenes), on two test processes; under 3 minutes on a 2-core machine.
