@@ -157,8 +157,27 @@ def _start(kind: str, workers: int | None) -> Iterator[object]:
             cluster = make()
     except Exception as exc:  # noqa: BLE001  (any start-up failure becomes one clear error)
         raise ClusterError(f"could not start a {kind} Dask cluster ({exc})") from None
-    with cluster:
+    try:
         yield cluster
+    finally:
+        _close(cluster)
+
+
+def _close(cluster) -> None:
+    """Close a local cluster that :func:`_start` started.
+
+    distributed's close can fail on a worker that its nanny is restarting (one a task has just killed, on a
+    loaded machine): ``AssertionError: can only join a started process``, which would reach the user as a
+    traceback and hide the run's own error. That nanny is closed by then, but the cluster is left "closing"
+    with its scheduler open; marked failed, a second close finishes the rest.
+    """
+    from distributed.core import Status
+
+    try:
+        cluster.close()
+    except AssertionError:
+        cluster.status = Status.failed
+        cluster.close()
 
 
 @contextlib.contextmanager
