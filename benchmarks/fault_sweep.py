@@ -22,19 +22,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import os
 import signal
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import rasterio
-from distributed import Client
 
 import pansharp_dist
+from benchmarks.dask_processes import DaskProcesses
 from benchmarks.mosaic import mosaic_pair
 from pansharp_dist.adapt.options import AdaptOptions
 from pansharp_dist.errors import ClusterError
@@ -45,78 +42,12 @@ NETWORK = {"method": "fusionnet-qb", "device": "cpu", "adapt": "tailor", "tile":
 STEPS = 20
 
 
-class Processes:
-    """A scheduler and ``workers`` worker processes on 127.0.0.1."""
-
-    def __init__(self, folder: Path, workers: int = 2, ttl: float | None = None) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        file = folder / "scheduler.json"
-        file.unlink(missing_ok=True)
-        scheduler_env = {**env, **({"DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL": f"{ttl}s"} if ttl else {})}
-        self.scheduler = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "distributed.cli.dask_scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--no-dashboard",
-                "--scheduler-file",
-                str(file),
-            ],
-            env=scheduler_env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        while not file.exists():
-            time.sleep(0.1)
-        self.address = json.loads(file.read_text())["address"]
-        self.workers = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "distributed.cli.dask_worker",
-                    self.address,
-                    "--nthreads",
-                    "1",
-                    "--no-nanny",
-                    "--no-dashboard",
-                    "--host",
-                    "127.0.0.1",
-                    "--local-directory",
-                    str(folder),
-                ],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for _ in range(workers)
-        ]
-        with Client(self.address, timeout="30s") as client:
-            client.wait_for_workers(workers, timeout=60)
-
-    def close(self) -> None:
-        for proc in [*self.workers, self.scheduler]:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:  # a worker the scheduler dropped while it was stopped
-                    proc.kill()
-                    proc.wait()
-
-
 def pixels(cog: Path) -> str:
     with rasterio.open(cog) as src:
         return hashlib.sha256(src.read().tobytes()).hexdigest()
 
 
-def one_run(pair, work: Path, procs: Processes, event=None, resume: bool = False) -> tuple[float, object]:
+def one_run(pair, work: Path, procs: DaskProcesses, event=None, resume: bool = False) -> tuple[float, object]:
     """Seconds of one run on ``procs`` and its report; ``event(phase, done, total)`` disturbs it."""
     start = time.perf_counter()
     report = run(
@@ -151,7 +82,7 @@ def main() -> None:
     base_seconds, reference, fuse_share = [], None, None
     for k in range(2):
         folder = fresh(f"undisturbed-{k}")
-        procs = Processes(folder / "cluster")
+        procs = DaskProcesses(folder / "cluster")
         fuse_times: list[float] = []
 
         def note(phase, done, total, _note=None, times=fuse_times):
@@ -172,9 +103,11 @@ def main() -> None:
         flush=True,
     )
 
+    ttl = {"DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL": f"{args.ttl}s"}
+
     def disturbed(fault: str, phase: str, signum: int, target: str) -> None:
         folder = fresh(f"{fault}-{phase}")
-        procs = Processes(folder / "cluster", ttl=args.ttl if signum == signal.SIGSTOP else None)
+        procs = DaskProcesses(folder / "cluster", scheduler_env=ttl if signum == signal.SIGSTOP else None)
         fired: list[float] = []
 
         def event(current, done, total, _note=None):
@@ -193,7 +126,7 @@ def main() -> None:
                 total = time.perf_counter() - start
                 outcome = f"stopped with one line, then --resume on a new cluster ({str(exc)[:48]}...)"
                 procs.close()
-                procs = Processes(folder / "cluster2")
+                procs = DaskProcesses(folder / "cluster2")
                 seconds, _ = one_run(pair, folder, procs, resume=True)
                 total += seconds
         finally:

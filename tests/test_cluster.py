@@ -24,10 +24,10 @@ import rasterio
 import torch
 import yaml
 import zarr
-from conftest import DaskProcesses
 from distributed import Client, LocalCluster, Scheduler, Security, SpecCluster, Worker, get_task_stream
 
 import pansharp_dist
+from benchmarks.dask_processes import DaskProcesses
 from benchmarks.mosaic import mosaic_pair
 from pansharp_dist.adapt.options import AdaptOptions
 from pansharp_dist.adapt.training import adapt_fuser
