@@ -170,5 +170,43 @@ def codecs(
     run_codecs_bench(results, work_dir, size=size, seconds=seconds, log=_log)
 
 
+@app.command()
+def feed(
+    work_dir: WorkDir = Path("bench-work"),
+    results: Results = RESULTS,
+    size: Annotated[int, typer.Option("--size", help="PAN size of the mosaicked scene.")] = 8192,
+    workers: Workers = None,
+) -> None:
+    """CPU cores one GPU needs at each codec level: the pipeline around a stand-in for the GPU's forward."""
+    from .gpu_feed import run_feed_bench
+
+    run_feed_bench(results, work_dir, size=size, workers=workers, log=_log)
+
+
+@app.command()
+def scaling(
+    sizes: Annotated[str, typer.Option("--sizes", help="PAN sizes of the Brovey and GDAL runs.")] = "4096,8192,16384",
+    network_sizes: Annotated[
+        str, typer.Option("--network-sizes", help="PAN sizes of the network runs ('' for none).")
+    ] = "2048,4096",
+    model: Annotated[str, typer.Option("--model", help="Network of the network runs.")] = "fusionnet-wv2",
+    compress: Annotated[str, typer.Option("--compress", help="COG codec and level of both sides.")] = "ZSTD:1",
+    work_dir: WorkDir = Path("bench-work"),
+    results: Results = RESULTS,
+) -> None:
+    """Throughput against workers and scene size, classical and network, against GDAL; a plot."""
+    from .scaling import run_scaling_bench
+
+    run_scaling_bench(
+        results,
+        work_dir,
+        [int(s) for s in sizes.split(",") if s.strip()],
+        [int(s) for s in network_sizes.split(",") if s.strip()],
+        model=model,
+        compress=compress,
+        log=_log,
+    )
+
+
 if __name__ == "__main__":
     app()
