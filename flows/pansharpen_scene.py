@@ -134,6 +134,7 @@ def pansharpen_scene(
     tailor: str | None = None,
     extent: str = "pan",
     dtype: str | None = None,
+    compress: str | None = None,
 ) -> dict[str, object]:
     """Pansharpen one scene: PAN and MS hrefs, or a STAC item whose assets name them.
 
@@ -152,6 +153,7 @@ def pansharpen_scene(
         tailor: a saved tailor (``pansharp-dist adapt``) to apply instead of adapting (``run --tailor``).
         extent: the output's grid: ``pan`` (the PAN raster's), ``overlap`` or ``union`` (``run --extent``).
         dtype: the output's data type (``run --dtype``); default the MS's, float32 for float MS.
+        compress: the COG's codec and level (``run --compress``); default ZSTD:9 on CPU, ZSTD:1 where a GPU fuses.
     """
     started = time.perf_counter()
     request = scene_request(pan, ms, item_href, allowed_roots, sensor, name)
@@ -169,6 +171,7 @@ def pansharpen_scene(
         tailor=tailor,
         extent=extent,
         dtype=dtype,
+        compress=compress,
     )
     timings: dict[str, float] = {}
 

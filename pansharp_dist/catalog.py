@@ -268,10 +268,22 @@ class ItemRecord:
     status: str = "pending"
     outputs: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
 
     def same_inputs(self, other: ItemRecord) -> bool:
-        keys = ("updated", "checksums", "pipeline_version", "model_version")
+        """The same inputs, ``updated``, versions and run options (:func:`run_options`)."""
+        keys = ("updated", "checksums", "pipeline_version", "model_version", "options")
         return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+
+def run_options(
+    adapt: str | None = None, extent: str = "pan", dtype: str | None = None, compress: str | None = None
+) -> dict[str, str]:
+    """The options of a catalogue's runs that change its outputs, as a ledger records them: those that differ
+    from the defaults only, so that a record written before an option existed matches a run that leaves it
+    at its default."""
+    given = {"adapt": adapt, "extent": None if extent == "pan" else extent, "dtype": dtype, "compress": compress}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 class ItemLedger:
@@ -301,18 +313,20 @@ class ItemLedger:
             if not p.name.startswith(".")
         ]
 
-    def expected(self, scene: SceneAssets, method: str) -> ItemRecord:
-        """The record a run of ``scene`` with ``method`` would have now (checksums of the inputs included)."""
+    def expected(self, scene: SceneAssets, method: str, options: dict[str, str] | None = None) -> ItemRecord:
+        """The record a run of ``scene`` with ``method`` and ``options`` (:func:`run_options`) would have now
+        (checksums of the inputs included)."""
         return ItemRecord(
             item_id=scene.item_id,
             updated=scene.updated,
             checksums={"pan": self.checksum(scene.pan), "ms": self.checksum(scene.ms)},
             pipeline_version=__version__,
             model_version=model_version(method),
+            options=options or {},
         )
 
     def needs_run(self, expected: ItemRecord) -> bool:
-        """True when the item was never run, or its inputs, ``updated`` or versions changed since."""
+        """True when the item was never run, or its inputs, ``updated``, versions or run options changed since."""
         seen = self.get(expected.item_id)
         return seen is None or not seen.same_inputs(expected)
 

@@ -12,8 +12,9 @@ import pytest
 import rasterio
 from conftest import GDAL_HPF
 
-from pansharp_dist.catalog import HrefPolicy, ItemLedger, ItemRecord, safe_name, scan_catalog
+from pansharp_dist.catalog import HrefPolicy, ItemLedger, ItemRecord, run_options, safe_name, scan_catalog
 from pansharp_dist.errors import HrefRefusedError
+from pansharp_dist.stac import SceneAssets
 
 
 @pytest.fixture()
@@ -119,3 +120,22 @@ def test_the_href_policy_keeps_hrefs_under_their_roots():
     ):
         with pytest.raises(HrefRefusedError):
             policy.check(href)
+
+
+def test_the_ledger_runs_an_item_again_when_its_run_options_change(tmp_path):
+    pan, ms = GDAL_HPF
+    scene = SceneAssets("hpf", str(pan), str(ms), "2024-01-01", None)
+    ledger = ItemLedger(tmp_path / "ledger")
+    assert run_options() == {} and run_options(extent="pan", compress="ZSTD:1") == {"compress": "ZSTD:1"}
+    done = ledger.expected(scene, "brovey", run_options())
+    done.status = "done"
+    ledger.put(done)
+    assert not ledger.needs_run(ledger.expected(scene, "brovey", run_options()))
+    for changed in (run_options(extent="union"), run_options(dtype="float32"), run_options(compress="NONE")):
+        assert ledger.needs_run(ledger.expected(scene, "brovey", changed))
+    # a record written before the ledger kept options: it ran with the defaults
+    record = json.loads((tmp_path / "ledger" / "hpf.json").read_text())
+    del record["options"]
+    (tmp_path / "ledger" / "hpf.json").write_text(json.dumps(record))
+    assert not ledger.needs_run(ledger.expected(scene, "brovey", run_options()))
+    assert ledger.needs_run(ledger.expected(scene, "brovey", run_options(adapt="none")))

@@ -182,6 +182,13 @@ def test_catalog_flow_processes_each_item_once_then_only_the_changed_one(tmp_pat
     assert reprocess_catalog(**args) == {"done": ["hpf"], "failed": []}
     assert ItemLedger(tmp_path / "ledger").get("hpf").updated == "2024-06-01"
 
+    uncompressed = {**args, "compress": "NONE"}  # another codec: every item again, then none
+    assert reprocess_catalog(**uncompressed) == {"done": ["sample", "hpf"], "failed": []}
+    with rasterio.open(tmp_path / "out" / "hpf" / "hpf.tif") as src:
+        assert src.compression is None
+    assert ItemLedger(tmp_path / "ledger").get("sample").options == {"compress": "NONE"}
+    assert reprocess_catalog(**uncompressed) == {"done": [], "failed": []}
+
 
 @pytest.mark.slow
 def test_a_corrupt_item_fails_alone_and_outside_hrefs_are_refused(tmp_path, scheduler):
