@@ -271,3 +271,20 @@ def test_the_ms_radiometry_is_kept_as_each_bands_scale_and_offset(tmp_path):
     run(SAMPLE / "pan.tif", SAMPLE / "ms.tif", plain, method="gsa", scheduler="threads")
     with rasterio.open(plain) as src:
         assert src.scales == (1.0,) * 4 and src.offsets == (0.0,) * 4  # none declared, none written
+
+
+def test_the_assembly_copies_each_run_of_a_part_whole_and_refuses_a_short_part(tmp_path):
+    from pansharp_dist.export import _assemble
+
+    rng = np.random.default_rng(0)
+    parts = {name: rng.integers(0, 256, size, dtype=np.uint8).tobytes() for name, size in (("a", 5000), ("b", 300))}
+    for name, data in parts.items():
+        (tmp_path / name).write_bytes(data)
+    runs = [(str(tmp_path / "b"), 10, 200), (str(tmp_path / "a"), 0, 4000), (str(tmp_path / "a"), 4100, 900)]
+    size = _assemble(str(tmp_path / "cog.tif"), b"HEADER", runs)
+    expected = b"HEADER" + parts["b"][10:210] + parts["a"][:4000] + parts["a"][4100:5000]
+    assert (tmp_path / "cog.tif").read_bytes() == expected and size == len(expected)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # each part removed after its last run
+    (tmp_path / "c").write_bytes(parts["b"])
+    with pytest.raises(OSError, match="ends at byte 300, before 400"):
+        _assemble(str(tmp_path / "short.tif"), b"H", [(str(tmp_path / "c"), 100, 300)])
