@@ -575,8 +575,10 @@ def test_a_run_on_an_adaptive_cluster_writes_the_same_bytes(small_mosaic, tmp_pa
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "adapt, phase",
-    # none-fuse: a LocalCluster's worker, below (test_one_plan_on_a_local_cluster_with_a_worker_killed_midway...)
-    [("tailor", p) for p in ("ingest", "adapt", "fuse", "cog")] + [("none", p) for p in ("ingest", "cog")],
+    # A tailor where the phase involves it (adapt, fuse with the adaptation resident), none where it does not
+    # (ingest, COG: the same code either way, and a shorter run). none-fuse: a LocalCluster's worker, below
+    # (test_one_plan_on_a_local_cluster_with_a_worker_killed_midway...).
+    [("none", "ingest"), ("tailor", "adapt"), ("tailor", "fuse"), ("none", "cog")],
 )
 def test_a_worker_killed_in_any_phase_changes_no_pixel(small_mosaic, small_unadapted_reference, tmp_path, adapt, phase):
     pair, reference = small_mosaic
