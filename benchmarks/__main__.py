@@ -188,7 +188,7 @@ def scaling(
     sizes: Annotated[str, typer.Option("--sizes", help="PAN sizes of the Brovey and GDAL runs.")] = "4096,8192,16384",
     network_sizes: Annotated[
         str, typer.Option("--network-sizes", help="PAN sizes of the network runs ('' for none).")
-    ] = "2048,4096",
+    ] = "4096,8192",
     model: Annotated[str, typer.Option("--model", help="Network of the network runs.")] = "fusionnet-wv2",
     compress: Annotated[str, typer.Option("--compress", help="COG codec and level of both sides.")] = "ZSTD:1",
     work_dir: WorkDir = Path("bench-work"),

@@ -136,19 +136,26 @@ def _plot(points: list[ScalingPoint], path: Path, compress: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 4.5))
     for label, series in _series(points).items():
         series = sorted(series, key=lambda p: p.size)
         style = "k--" if series[0].path == "gdal" else "-o"
         ax.plot([p.megapixels for p in series], [p.rate for p in series], style, label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    rates = [p.rate for p in points]
+    ax.set_xticks(sorted({round(p.megapixels) for p in points}))
+    ax.set_yticks([v for v in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if min(rates) / 2 <= v <= max(rates) * 2])
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("scene size (PAN megapixels)")
     ax.set_ylabel("end to end (PAN megapixels per second)")
     ax.set_title(f"Pansharpening throughput, COG at {compress}, {os.cpu_count()} cores")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
