@@ -137,3 +137,21 @@ def test_json_errors_are_json_on_stdout_with_the_exit_status(tmp_path):
     report = json.loads(result.stdout)
     assert report["exit"] == 2 and "missing.tif" in report["error"]
     assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_run_command_offers_exactly_the_library_s_extents_and_dtypes():
+    """The CLI spells its choices out (importing the library's lists would load numpy and dask for --help);
+    they must stay the library's."""
+    import typing
+
+    from pansharp_dist import cli
+    from pansharp_dist.alignment import EXTENTS
+    from pansharp_dist.fusion import OUTPUT_DTYPES
+
+    def choices(annotation) -> tuple[str, ...]:
+        option = typing.get_args(annotation)[0]  # Annotated[T, typer.Option(...)]: T
+        literal = next(a for a in (option, *typing.get_args(option)) if typing.get_origin(a) is typing.Literal)
+        return typing.get_args(literal)
+
+    hints = typing.get_type_hints(cli.run, include_extras=True)
+    assert choices(hints["extent"]) == EXTENTS and choices(hints["dtype"]) == OUTPUT_DTYPES
