@@ -189,17 +189,16 @@ class _CogLayout:
     window of the store it covers ``(row0, row1, col0, col1)``."""
 
     bands: int
-    height: int
-    width: int
     dtype: np.dtype
     nodata: float | None
     tags: list[Tag]
     window: Window
 
     def level_shapes(self) -> list[tuple[int, int]]:
-        """``(height, width)`` of full resolution and of each overview: halved (rounded down, as GDAL's COG
-        driver sizes them) until both sides fit a tile."""
-        shapes = [(self.height, self.width)]
+        """``(height, width)`` of full resolution (the window's) and of each overview: halved (rounded down, as
+        GDAL's COG driver sizes them) until both sides fit a tile."""
+        r0, r1, c0, c1 = self.window
+        shapes = [(r1 - r0, c1 - c0)]
         while max(shapes[-1]) > TILE:
             h, w = shapes[-1]
             shapes.append((max(1, h // 2), max(1, w // 2)))
@@ -223,7 +222,7 @@ def _cog_layout(store: Path, window: Window | None) -> _CogLayout:
         if src.nodata is not None:
             tags.append(ascii_tag(42113, _nodata_text(src.nodata)))
         dtype = np.dtype(src.dtypes[0])
-        layout = _CogLayout(src.count, r1 - r0, c1 - c0, dtype, src.nodata, tags, (r0, r1, c0, c1))
+        layout = _CogLayout(src.count, dtype, src.nodata, tags, (r0, r1, c0, c1))
     metadata = _gdal_metadata(dict(zarr.open_group(str(store), mode="r", zarr_format=2).attrs))
     if metadata is not None:
         tags.append(metadata)
