@@ -68,7 +68,10 @@ class RunPlan:
     ``scene`` is the lazy, aligned input; ``block`` the side (PAN pixels) of one
     task's block; ``fuser_options`` what the method takes besides the scene
     (Brovey's weights, a network's device); ``extent`` the output's grid (``pan``,
-    ``overlap`` or ``union``: :meth:`~pansharp_dist.scene.Scene.output_window`).
+    ``overlap`` or ``union``) and ``output_window`` the COG's window of the fused
+    grid for it ``(row0, row1, col0, col1)`` (:meth:`~pansharp_dist.scene.Scene.output_window`);
+    ``dtype`` the data type asked for (``None``: the default) and ``output_dtype``
+    the output's, resolved.
     """
 
     pan: str | Path
@@ -89,15 +92,12 @@ class RunPlan:
     overwrite: bool
     resume: bool
     work_dir: Path | None
+    output_window: tuple[int, int, int, int]
+    output_dtype: str
     tailor: Path | None = None
     tailor_weights: bytes | None = field(default=None, repr=False)
     extent: str = "pan"
     dtype: str | None = None
-
-    @property
-    def output_window(self) -> tuple[int, int, int, int]:
-        """The output COG's window of the fused grid ``(row0, row1, col0, col1)``, for :attr:`extent`."""
-        return self.scene.output_window(self.extent)
 
     def work_files(self, folder: Path) -> WorkFiles:
         """The names of this run's work files in ``folder``."""
@@ -118,7 +118,7 @@ class RunPlan:
             "adapt": self.adapt,
             "adapt_options": asdict(self.adapt_options),
             "tailor": hashlib.sha256(self.tailor_weights).hexdigest() if self.tailor_weights is not None else None,
-            "dtype": OutputSpec.for_scene(self.scene, self.dtype).dtype,  # the output's, asked for or not
+            "dtype": self.output_dtype,  # the output's, asked for or not
             "grid": self._grid(),
         }
         return run_record({"pan": self.pan, "ms": self.ms}, settings)
@@ -168,8 +168,8 @@ def plan_run(
     out = check_output(out, overwrite, inputs=(pan, ms))
     compress = check_compress(compress or default_compress(method, device))
     scene = open_scene(pan, ms, sensor, patch=patch)
-    scene.output_window(extent)  # an unknown extent is refused here
-    OutputSpec.for_scene(scene, dtype)  # and an unknown dtype, or integers for a float MS
+    output_window = scene.output_window(extent)  # refuses an unknown extent
+    output_dtype = OutputSpec.for_scene(scene, dtype).dtype  # refuses an unknown dtype, or integers for a float MS
     tailor_weights = None
     if tailor is not None:
         if adapt not in (None, "tailor"):
@@ -200,6 +200,8 @@ def plan_run(
         overwrite=overwrite,
         resume=resume,
         work_dir=Path(work_dir) if work_dir is not None else None,
+        output_window=output_window,
+        output_dtype=output_dtype,
         tailor=Path(tailor) if tailor is not None else None,
         tailor_weights=tailor_weights,
         extent=extent,
