@@ -28,6 +28,7 @@ import logging
 import os
 import signal
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -168,8 +169,11 @@ def _close(cluster) -> None:
 
     distributed's close can fail on a worker that its nanny is restarting (one a task has just killed, on a
     loaded machine): ``AssertionError: can only join a started process``, which would reach the user as a
-    traceback and hide the run's own error. That nanny is closed by then, but the cluster is left "closing"
-    with its scheduler open; marked failed, a second close finishes the rest.
+    traceback and hide the run's own error. That nanny object is closed by then (its worker process, if it
+    started, is a daemon: it ends with this process or when it finds no scheduler), but the cluster is left
+    "closing" with its scheduler open, and a close of a "closing" cluster waits for ever: marked failed, a
+    second close finishes the rest. Should that one fail too, a warning says so and the run's own outcome
+    stands.
     """
     from distributed.core import Status
 
@@ -177,7 +181,15 @@ def _close(cluster) -> None:
         cluster.close()
     except AssertionError:
         cluster.status = Status.failed
-        cluster.close()
+        try:
+            cluster.close(timeout=CLOSE_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001  (a cleanup: the run's own error or result comes first)
+            message = f"the local Dask cluster did not close cleanly ({type(exc).__name__}: {exc})"
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+CLOSE_TIMEOUT = 30
+"""Seconds a local cluster's second close may take (:func:`_close`)."""
 
 
 @contextlib.contextmanager
