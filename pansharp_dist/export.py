@@ -494,10 +494,11 @@ def _copy_range(src, dst, offset: int, size: int) -> None:
     kernel where the system can (``copy_file_range``, no pass through this process's memory), else read and
     written in 64 MiB pieces."""
     end = offset + size
-    while offset < end:
+    in_kernel = getattr(os, "copy_file_range", None)  # Linux only
+    while in_kernel is not None and offset < end:
         try:
-            copied = os.copy_file_range(src.fileno(), dst.fileno(), end - offset, offset)
-        except OSError:  # not on this system or across these file systems: copy through memory
+            copied = in_kernel(src.fileno(), dst.fileno(), end - offset, offset)
+        except OSError:  # not across these file systems: copy through memory
             copied = 0
         if copied == 0:
             break
