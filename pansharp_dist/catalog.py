@@ -279,10 +279,28 @@ class ItemRecord:
 def run_options(
     adapt: str | None = None, extent: str = "pan", dtype: str | None = None, compress: str | None = None
 ) -> dict[str, str]:
-    """The options of a catalogue's runs that change its outputs, as a ledger records them: those that differ
-    from the defaults only, so that a record written before an option existed matches a run that leaves it
-    at its default."""
-    given = {"adapt": adapt, "extent": None if extent == "pan" else extent, "dtype": dtype, "compress": compress}
+    """The options of a catalogue's runs that change its outputs, as a ledger records them: checked, the codec
+    spelled as :func:`~pansharp_dist.export.check_compress` spells it (``zstd:9`` is ``ZSTD:9``), and only
+    those given (``extent``: other than ``pan``), so that a record written before an option existed matches
+    a run that leaves it at its default.
+
+    Raises:
+        InvalidParameterError: an unknown adaptation, extent, data type or codec (before any item runs).
+    """
+    from .adapt import MODES
+    from .alignment import EXTENTS
+    from .export import check_compress
+    from .fusion import OUTPUT_DTYPES
+
+    for name, value, allowed in (("adapt", adapt, MODES), ("extent", extent, EXTENTS), ("dtype", dtype, OUTPUT_DTYPES)):
+        if value is not None and value not in allowed:
+            raise InvalidParameterError(f"`{name}` must be one of {', '.join(allowed)}, got {value!r}", name)
+    given = {
+        "adapt": adapt,
+        "extent": None if extent == "pan" else extent,
+        "dtype": dtype,
+        "compress": None if compress is None else check_compress(compress),
+    }
     return {name: value for name, value in given.items() if value is not None}
 
 

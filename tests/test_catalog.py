@@ -13,7 +13,7 @@ import rasterio
 from conftest import GDAL_HPF
 
 from pansharp_dist.catalog import HrefPolicy, ItemLedger, ItemRecord, run_options, safe_name, scan_catalog
-from pansharp_dist.errors import HrefRefusedError
+from pansharp_dist.errors import HrefRefusedError, InvalidParameterError
 from pansharp_dist.stac import SceneAssets
 
 
@@ -126,7 +126,10 @@ def test_the_ledger_runs_an_item_again_when_its_run_options_change(tmp_path):
     pan, ms = GDAL_HPF
     scene = SceneAssets("hpf", str(pan), str(ms), "2024-01-01", None)
     ledger = ItemLedger(tmp_path / "ledger")
-    assert run_options() == {} and run_options(extent="pan", compress="ZSTD:1") == {"compress": "ZSTD:1"}
+    assert run_options() == {} and run_options(extent="pan", compress="zstd:1") == {"compress": "ZSTD:1"}
+    for bad in ({"compress": "ZSTD:99"}, {"extent": "both"}, {"dtype": "int8"}, {"adapt": "some"}):
+        with pytest.raises(InvalidParameterError, match=f"`{next(iter(bad))}`"):
+            run_options(**bad)
     done = ledger.expected(scene, "brovey", run_options())
     done.status = "done"
     ledger.put(done)
