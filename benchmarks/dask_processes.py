@@ -12,12 +12,19 @@ from pathlib import Path
 from distributed import Client
 
 
-def _scheduler_address(file: Path, deadline: float) -> str:
-    """The address in a scheduler file, once the scheduler has written it whole (it may exist, still empty)."""
+def _scheduler_address(file: Path, scheduler: subprocess.Popen, deadline: float) -> str:
+    """The address in a scheduler file, once the scheduler has written it whole (it may exist, still empty).
+
+    Raises:
+        RuntimeError: the scheduler ended first.
+        FileNotFoundError, json.JSONDecodeError: no whole file by ``deadline``.
+    """
     while True:
         try:
             return json.loads(file.read_text())["address"]
         except (FileNotFoundError, json.JSONDecodeError):
+            if scheduler.poll() is not None:
+                raise RuntimeError(f"the dask scheduler ended (exit {scheduler.returncode}) before it was up") from None
             if time.time() > deadline:
                 raise
             time.sleep(0.1)
@@ -51,9 +58,13 @@ class DaskProcesses:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.address = _scheduler_address(file, time.time() + 60)
         self.workers: list[subprocess.Popen] = []
-        self.add_workers(workers)
+        try:
+            self.address = _scheduler_address(file, self.scheduler, time.time() + 60)
+            self.add_workers(workers)
+        except BaseException:  # nothing left running when the start fails
+            self.close()
+            raise
 
     def add_workers(self, n: int) -> None:
         """Start ``n`` more workers and wait until the scheduler has them all."""
