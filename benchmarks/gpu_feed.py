@@ -209,8 +209,7 @@ def _brovey_core_seconds_per_mp(pan: Path, ms: Path, tile: int = 512) -> float:
 
 
 def _feed_section(runs: list[FeedRun], size: int, workers: int, brovey_cost: float) -> str:
-    bound = [r for r in runs if r.rate == GPU_RATE]
-    check = runs[-1]
+    bound, check = runs[:-1], runs[-1]  # the runs at the GPU's rate, then the GPU-bound one
     ingest, fuse = check.phases.get("ingest", 0.0), check.phases.get("fuse", 0.0)
     fuse_rate = check.megapixels / (fuse - ingest)
     lines = [
@@ -220,11 +219,11 @@ def _feed_section(runs: list[FeedRun], size: int, workers: int, brovey_cost: flo
         f"8-band uint16 scene mosaicked from `{SOURCE}`, LocalCluster of {workers} single-threaded workers, tile "
         "512, the forward replaced by a stand-in for one GPU shared by the workers (a lock held for the batch's "
         "core pixels / rate; the batch's result is Brovey's, computed on the worker). Core-s: CPU seconds of the "
-        "client and the workers per PAN megapixel (the stand-in's wait excluded). Cores per GPU: the rate x "
-        "core-s per MP.",
+        "client and the workers per PAN megapixel (the stand-in's wait excluded, its Brovey included). Cores per "
+        "GPU: the rate x core-s per MP, if every part of that CPU work spread over cores (the scheduler's does not).",
         "",
         f"| codec | stand-in GPU (PAN MP/s) | end to end (PAN MP/s) | wall (s) | core-s per PAN MP | of which ingest "
-        f"/ statistics and fuse / COG | cores per GPU at {GPU_RATE:g} MP/s |",
+        f"/ statistics and fuse / COG | cores per GPU at {bound[0].rate:g} MP/s |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in bound:
