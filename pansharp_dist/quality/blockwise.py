@@ -43,7 +43,7 @@ def _partials(
     inner = ~ring[1:-1, 1:-1]
     gr = np.stack([sobel_magnitude(np.where(ring, 0.0, b))[1:-1, 1:-1][inner] for b in ref])
     gf = np.stack([sobel_magnitude(np.where(ring, 0.0, b))[1:-1, 1:-1][inner] for b in fus])
-    scores = q2n_scores(core_r, core_f, block, block, quantize)
+    q_sum, q_n = _defined_sum(q2n_scores(core_r, core_f, block, block, quantize))
     return {
         "err2": err2,
         "ref_sum": core_r.sum(axis=(1, 2)),
@@ -54,8 +54,8 @@ def _partials(
         "scc_fr": float((gf * gr).sum()),
         "scc_ff": float((gf**2).sum()),
         "scc_rr": float((gr**2).sum()),
-        "q_sum": float(scores[np.isfinite(scores)].sum()),  # undefined blocks (flat in both) left out
-        "q_n": float(np.isfinite(scores).sum()),
+        "q_sum": q_sum,
+        "q_n": q_n,
     }
 
 
@@ -153,22 +153,26 @@ def _q_sums(x: np.ndarray, y: np.ndarray, block: int) -> tuple[float, float]:
     """Sum and count of the defined Wang-Bovik Q values over the distinct blocks of one chunk."""
     from .fullres import q_block_values
 
-    q = q_block_values(x, y, block)
-    finite = np.isfinite(q)
-    return float(q[finite].sum()), float(finite.sum())
+    return _defined_sum(q_block_values(x, y, block))
+
+
+def _defined_sum(scores: np.ndarray) -> tuple[float, float]:
+    """Sum and count of the defined (finite) block scores: undefined blocks (flat in both images) left out."""
+    finite = np.isfinite(scores)
+    return float(scores[finite].sum()), float(finite.sum())
 
 
 def _full_partials(fused, msexp, fused_mtf, pan, pan_low, block: int, quantize: bool) -> dict:
     b = fused.shape[0]
     pairs = [(i, j) for i in range(b - 1) for j in range(i + 1, b)]
-    scores = q2n_scores(msexp, fused_mtf, block, block, quantize)
+    q_sum, q_n = _defined_sum(q2n_scores(msexp, fused_mtf, block, block, quantize))
     return {
         "pair_f": np.array([_q_sums(fused[i], fused[j], block) for i, j in pairs]),
         "pair_m": np.array([_q_sums(msexp[i], msexp[j], block) for i, j in pairs]),
         "pan_f": np.array([_q_sums(fused[i], pan, block) for i in range(b)]),
         "pan_m": np.array([_q_sums(msexp[i], pan_low, block) for i in range(b)]),
-        "q_sum": float(scores[np.isfinite(scores)].sum()),  # undefined blocks (flat in both) left out
-        "q_n": float(np.isfinite(scores).sum()),
+        "q_sum": q_sum,
+        "q_n": q_n,
     }
 
 

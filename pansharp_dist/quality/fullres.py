@@ -54,8 +54,7 @@ def q_blocks(x: np.ndarray, y: np.ndarray, block: int = 32) -> float:
     Blocks where Q is undefined (both blocks constant, as in no-data fill) are
     left out of the mean, where the toolbox would return NaN for the scene.
     """
-    q = q_block_values(x, y, block)
-    return float(np.nanmean(q)) if np.isfinite(q).any() else float("nan")
+    return defined_mean(q_block_values(x, y, block))
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:
