@@ -27,6 +27,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +35,16 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from pansharp_dist.alignment import NotGeoreferencedWarning
 from pansharp_dist.classical import Brovey
 from pansharp_dist.cluster import connect
+from pansharp_dist.fusion import make_fuser
 from pansharp_dist.pipeline import assemble_cog, fuse_blocks, ingest_tiles, prepare_fuser, run_folder
 from pansharp_dist.plan import plan_run
+from pansharp_dist.scene import open_scene
 
 from .classical import SOURCE
+from .models import megapixels_per_second, sample_tiles
 from .mosaic import mosaic_pair
 from .results import machine, shared_data, write_result
 
@@ -181,31 +186,21 @@ def run_feed_bench(
     runs.append(feed_run(pan, ms, out, "ZSTD:1", round(feedable / 2, 2), workers))
     log(f"[feed] ZSTD:1 at {runs[-1].rate:g} MP/s: {runs[-1].end_to_end:.2f} MP/s end to end")
     out.unlink(missing_ok=True)
-    brovey_cost = _brovey_core_seconds_per_mp(pan, ms)
+    brovey_cost = _brovey_core_seconds_per_mp()
     write_result(results, "feed", _feed_section(runs, size, workers, brovey_cost))
     return runs
 
 
-def _brovey_core_seconds_per_mp(pan: Path, ms: Path, tile: int = 512) -> float:
-    """One thread's seconds per PAN megapixel of the stand-in's host side (Brovey on a batch of tiles)."""
-    from pansharp_dist.fusion import make_fuser
-    from pansharp_dist.scene import open_scene
-
-    scene = open_scene(pan, ms)
+def _brovey_core_seconds_per_mp(tile: int = 512) -> float:
+    """One thread's seconds per PAN megapixel of the stand-in's host side: Brovey on a batch of 4 real tiles
+    of ``tile``² and their halo, from the pair the mosaics repeat."""
+    source = shared_data() / SOURCE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        scene = open_scene(source, source)
     fuser = make_fuser(scene, "brovey")
-    r, h = scene.ratio, fuser.halo
-    side = tile + 2 * h
-    corners = [(y, x) for y in (0, side) for x in (0, side)]
-    p = np.stack([scene.pan.data[y : y + side, x : x + side].compute() for y, x in corners]).astype(np.float32)
-    m = np.stack(
-        [scene.ms.data[:, y // r : (y + side) // r, x // r : (x + side) // r].compute() for y, x in corners]
-    ).astype(np.float32)
-    fuser.fuse(p, m)
-    start, calls = time.perf_counter(), 0
-    while time.perf_counter() - start < 2.0:
-        fuser.fuse(p, m)
-        calls += 1
-    return (time.perf_counter() - start) / (calls * 4 * tile * tile / 1e6)
+    pan, ms = sample_tiles(scene, tile + 2 * fuser.halo, 4)
+    return 1 / megapixels_per_second(lambda: fuser.fuse(pan, ms), "cpu", 4 * tile * tile, 2.0)
 
 
 def _feed_section(runs: list[FeedRun], size: int, workers: int, brovey_cost: float) -> str:

@@ -57,7 +57,7 @@ def sync_device(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _rate(call: Callable[[], object], device: str, pixels: int, seconds: float) -> float:
+def megapixels_per_second(call: Callable[[], object], device: str, pixels: int, seconds: float) -> float:
     """Megapixels per second of ``call`` (``pixels`` each), after a warm-up, over at least ``seconds``."""
     call()
     sync_device(device)
@@ -85,8 +85,8 @@ def throughput(fuser, pan: np.ndarray, ms: np.ndarray, core: int, seconds: float
 
     pixels = pan.shape[0] * core * core
     return (
-        _rate(forward, fuser.device, pixels, seconds),
-        _rate(lambda: fuser.fuse(pan, ms), fuser.device, pixels, seconds),
+        megapixels_per_second(forward, fuser.device, pixels, seconds),
+        megapixels_per_second(lambda: fuser.fuse(pan, ms), fuser.device, pixels, seconds),
     )
 
 

@@ -24,7 +24,6 @@ from pansharp_dist.timing import measured_run
 from .classical import SOURCE, gdal_brovey
 from .mosaic import mosaic_pair
 from .results import machine, shared_data, write_result
-from .scale import fitted_exponent
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,7 @@ def _section(points: list[ScalingPoint], model: str, compress: str, cores: int) 
         px, s = [p.megapixels * 1e6 for p in series], [p.seconds for p in series]
         slope, intercept = np.polyfit(np.log(px), np.log(s), 1)
         predicted = [float(np.exp(intercept + slope * np.log(gp * 1e9))) for gp in (1, 2, 4)]
-        lines.append(f"| {label} | {fitted_exponent(px, s):.2f} | " + " | ".join(f"{v:.0f}" for v in predicted) + " |")
+        lines.append(f"| {label} | {slope:.2f} | " + " | ".join(f"{v:.0f}" for v in predicted) + " |")
     speedups = []
     for path in sorted({p.path for p in points if p.path != "gdal"}):
         for size in sorted({p.size for p in points if p.path == path}):
