@@ -490,9 +490,9 @@ def _assemble(path: str, header: bytes, runs: list[tuple[str, int, int]]) -> int
 
 
 def _copy_range(src, dst, offset: int, size: int) -> None:
-    """Append ``size`` bytes of ``src`` from ``offset`` to ``dst`` (both unbuffered at their positions): in the
-    kernel where the system can (``copy_file_range``, no pass through this process's memory), else read and
-    written in 64 MiB pieces."""
+    """Append ``size`` bytes of ``src`` from ``offset`` to ``dst``, whose buffer is flushed (the kernel writes
+    at its file position): in the kernel where the system can (``copy_file_range``, no pass through this
+    process's memory), else read and written in 64 MiB pieces; ``dst`` is flushed again after."""
     end = offset + size
     in_kernel = getattr(os, "copy_file_range", None)  # Linux only
     while in_kernel is not None and offset < end:
