@@ -1,6 +1,6 @@
 """``python -m benchmarks feed``: how many CPU cores keep one GPU fed, at each codec level, without a GPU.
 
-The whole pipeline (ingest, statistics, fuse, write, COG) runs on a LocalCluster
+The whole pipeline (ingest, statistics, fuse and encode, COG) runs on a LocalCluster
 of this machine's workers, with the network's forward replaced by a stand-in for
 one GPU (:class:`StandInGpu`): each batch of tiles holds a lock that every worker
 shares, for the seconds the measured GPU forward takes on the batch's core pixels
@@ -210,7 +210,8 @@ def _feed_section(runs: list[FeedRun], size: int, workers: int, brovey_cost: flo
     lines = [
         "## Cores to feed one GPU (`python -m benchmarks feed`)",
         "",
-        f"Machine: {machine()}. The pipeline end to end (ingest, statistics, fuse, write, COG) on a {size}² "
+        f"Machine: {machine()}. The pipeline end to end (ingest; statistics, fuse and encode the COG tiles; the "
+        f"overviews below and the assembly) on a {size}² "
         f"8-band uint16 scene mosaicked from `{SOURCE}`, LocalCluster of {workers} single-threaded workers, tile "
         "512, the forward replaced by a stand-in for one GPU shared by the workers (a lock held for the batch's "
         "core pixels / rate; the batch's result is Brovey's, computed on the worker). Core-s: CPU seconds of the "
@@ -218,7 +219,7 @@ def _feed_section(runs: list[FeedRun], size: int, workers: int, brovey_cost: flo
         "GPU: the rate x core-s per MP, if every part of that CPU work spread over cores (the scheduler's does not).",
         "",
         f"| codec | stand-in GPU (PAN MP/s) | end to end (PAN MP/s) | wall (s) | core-s per PAN MP | of which ingest "
-        f"/ statistics and fuse / COG | cores per GPU at {bound[0].rate:g} MP/s |",
+        f"/ statistics, fuse and encode / overviews and assembly | cores per GPU at {bound[0].rate:g} MP/s |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in bound:
@@ -234,10 +235,11 @@ def _feed_section(runs: list[FeedRun], size: int, workers: int, brovey_cost: flo
         "",
         f"GPU-bound check: a stand-in of {check.rate:g} PAN MP/s (half of what these {workers} cores fed at ZSTD:1) "
         f"gave **{check.end_to_end:.2f} MP/s end to end, {check.end_to_end / check.rate * 100:.0f}% of the "
-        f"stand-in's rate**, its statistics and fuse phase {fuse_rate:.2f} MP/s "
+        f"stand-in's rate**, its statistics, fuse and encode phase {fuse_rate:.2f} MP/s "
         f"({fuse_rate / check.rate * 100:.0f}%) ({check.seconds:.1f} s: ingest to {ingest:.1f} s, fuse to "
         f"{fuse:.1f} s, COG to {check.phases.get('cog', 0):.1f} s). The phases run one after the other: the GPU "
-        "waits during the ingest and the COG, so the cores per GPU above (every phase's CPU at the GPU's rate) are "
+        "waits during the ingest and the last overviews and assembly, so the cores per GPU above (every phase's "
+        "CPU at the GPU's rate) are "
         "what a node needs with the phases overlapped, a lower bound for this pipeline.",
     ]
     return "\n".join(lines)

@@ -35,9 +35,10 @@ from .fusion import make_fuser, pansharpen, tile_grid
 from .methods import Fuser
 from .outputs import check_output, disk_errors, output_lock, remove_leftovers, remove_owned
 from .plan import RunPlan, WorkFiles, plan_run
+from .pyramid import encode_output
 from .resume import check_record, remove_weights, save_weights, saved_weights, write_record
 from .scene import Scene, open_scene
-from .store import TASK_MEGAPIXELS, WriteReport, block_size, ingest, open_store, store_meta, write_output
+from .store import TASK_MEGAPIXELS, WriteReport, block_size, ingest, open_store, store_meta
 
 if TYPE_CHECKING:
     from .models.network import NetworkFuser
@@ -150,13 +151,22 @@ def fuse_blocks(
     client=None,
     progress: PhaseProgress | None = None,
 ) -> WriteReport:
-    """Step 3: every output block fused into the Zarr output store (those it lacks only, on ``resume``)."""
+    """Step 3: every output block fused, and its COG tiles encoded in the same task, into the parts store
+    (:func:`~.pyramid.encode_output`; those it lacks only, on ``resume``)."""
     hrms = pansharpen(stored, fuser, client, tile=plan.tile, block=plan.block, dtype=plan.dtype)
-    return write_output(hrms, files.fused, client, _phase(progress, "fuse"), resume=plan.resume)
+    return encode_output(
+        hrms,
+        files.fused,
+        compress=plan.compress,
+        window=plan.output_window,
+        client=client,
+        progress=_phase(progress, "fuse"),
+        resume=plan.resume,
+    )
 
 
 def assemble_cog(plan: RunPlan, files: WorkFiles, client=None, progress: PhaseProgress | None = None) -> Path:
-    """Step 4: the COG at the plan's output, from the output store."""
+    """Step 4: the COG at the plan's output, from the parts store (its overviews, then the file)."""
     written = write_cog(
         files.fused,
         plan.out,

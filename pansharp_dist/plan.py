@@ -47,7 +47,8 @@ class WorkFiles:
 
     @property
     def fused(self) -> Path:
-        """The Zarr store of the fused output, block by block, before the COG."""
+        """The fused output before the COG: its encoded COG tiles (a parts store, :mod:`~.pyramid`), or its
+        pixels (an output Zarr store) where the COG's grid does not line up with the blocks."""
         return self.folder / f"{self.stem}.hrms.zarr"
 
     @property

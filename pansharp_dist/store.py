@@ -426,19 +426,32 @@ def create_output(hrms: xr.DataArray, path: str | Path) -> None:
         var.encoding = {}
     crs = hrms.rio.crs
     attrs = {"_CRS": {"wkt": crs.to_wkt()}} if crs is not None else {}
-    ds["hrms"].attrs = {**attrs, "_FillValue": hrms.attrs.get("_FillValue", 0)}
-    ds.attrs = {
-        "fingerprint": hrms.attrs.get("fingerprint"),
-        "processing": {k: v for k, v in hrms.attrs.items() if k.startswith("pansharp_")},
-        "band_names": [str(n) for n in hrms.coords["band_name"].values] if "band_name" in hrms.coords else [],
-        "scales": _floats(hrms.attrs.get("scales")),
-        "offsets": _floats(hrms.attrs.get("offsets")),
-    }
+    ds["hrms"].attrs = {**attrs, "_FillValue": output_nodata(hrms)}
+    ds.attrs = output_attrs(hrms)
     ds = ds.drop_vars(["spatial_ref", "band_name"], errors="ignore")
     chunk = output_chunk(hrms.data.chunks)
     encoding = {"hrms": {"chunks": (1, chunk, chunk), "compressors": [_OUTPUT_CODEC]}}
     ds.to_zarr(str(path), mode="w-", zarr_format=2, encoding=encoding, compute=False, consolidated=False)
     (path / LEDGER).mkdir()
+
+
+def output_attrs(hrms: xr.DataArray) -> dict:
+    """The output store's attributes for ``hrms``: its fingerprint, the processing record (``pansharp_*``),
+    the band names, the MS's radiometry (scales and offsets, or ``None``) and the affine transform's six
+    coefficients (``a, b, c, d, e, f``: exact, where a reader of the stored coordinates gets them rounded)."""
+    return {
+        "fingerprint": hrms.attrs.get("fingerprint"),
+        "transform": list(hrms.rio.transform())[:6],
+        "processing": {k: v for k, v in hrms.attrs.items() if k.startswith("pansharp_")},
+        "band_names": [str(n) for n in hrms.coords["band_name"].values] if "band_name" in hrms.coords else [],
+        "scales": _floats(hrms.attrs.get("scales")),
+        "offsets": _floats(hrms.attrs.get("offsets")),
+    }
+
+
+def output_nodata(hrms: xr.DataArray) -> float:
+    """The output's nodata value: its ``_FillValue`` (:func:`~.fusion.pansharpen` sets it), else 0."""
+    return hrms.attrs.get("_FillValue", 0)
 
 
 def write_output_block(block: np.ndarray, path: str, y0: int, x0: int) -> int:
