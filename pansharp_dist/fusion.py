@@ -224,7 +224,7 @@ def pansharpen(
         in ``dtype``, nodata (0, or NaN for floats) where input is nodata. Its
         ``fingerprint`` attribute identifies the settings (fuser, grid, scene);
         ``resources`` are the worker resources its tasks need (``{"GPU": 1}``
-        for a network on CUDA), which :func:`~pansharp_dist.store.write_output` requests.
+        for a network on CUDA), which :func:`~pansharp_dist.pyramid.encode_output` requests.
     """
     fuser = method if isinstance(method, Fuser) else make_fuser(scene, method, client, **options)
     if fuser.ratio != scene.ratio:

@@ -31,7 +31,8 @@ from .errors import OutputExistsError, OutputLockedError, OutputNotWritableError
 TILE_STORE_ATTR = "pansharp_dist"
 """The attribute (in the root ``zarr.json``) that marks a tile store this project wrote."""
 OUTPUT_STORE_ATTR = "fingerprint"
-"""The attribute (in the root ``.zattrs``, beside a ``ledger`` folder) that marks an output store."""
+"""The attribute (in the root ``.zattrs``, beside a ``ledger`` folder) that marks an output store or a parts
+store (:mod:`pansharp_dist.pyramid`)."""
 
 
 def check_output(out: str | Path, overwrite: bool, inputs: Iterable[str | Path] = (), *, store: bool = False) -> Path:
@@ -89,7 +90,8 @@ def _same_file(out: Path, source: str | Path) -> bool:
 
 def is_own_store(path: str | Path) -> bool:
     """Whether the folder ``path`` is a Zarr store this project wrote: a tile store (``zarr.json`` carrying
-    :data:`TILE_STORE_ATTR`) or an output store (``.zattrs`` carrying :data:`OUTPUT_STORE_ATTR` and a ledger)."""
+    :data:`TILE_STORE_ATTR`) or an output or parts store (``.zattrs`` carrying :data:`OUTPUT_STORE_ATTR` and a
+    ledger)."""
     path = Path(path)
     try:
         if (path / "zarr.json").is_file():

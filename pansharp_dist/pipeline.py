@@ -1,4 +1,4 @@
-"""The steps of a run, and the run itself: ingest, statistics, adapt, fuse tile by tile, write the COG.
+"""The steps of a run, and the run itself: ingest, statistics, adapt, fuse and encode block by block, the COG.
 
 A :class:`~pansharp_dist.plan.RunPlan` says what to do; the steps below do it,
 one phase each, on whatever client they are given (``None``: this process's
@@ -7,11 +7,12 @@ threads). :func:`run` (the command line's ``run``) and the Prefect flow
 write the same work files and the same output bytes.
 
 Nothing is left behind on failure: the output appears only when complete.
-Without a named work folder, the tile store and output store live in a
+Without a named work folder, the tile store and the fused output (the parts
+store of its encoded COG tiles, :mod:`~pansharp_dist.pyramid`) live in a
 temporary folder beside the output, removed at the end. In a named work
 folder they are kept, with the adaptation weights, so that a run that was
 interrupted (a killed client, a lost cluster) continues with ``resume=True``:
-the tile store and the adaptation are reused, and only the blocks the output
+the tile store and the adaptation are reused, and only the blocks the
 ledger does not list are computed.
 """
 

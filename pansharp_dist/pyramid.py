@@ -3,8 +3,9 @@
 A parts store is a folder (a Zarr v2 group) that holds a COG's tiles before the COG exists:
 
 * ``parts/``: files of encoded tiles, one per pyramid block and level, each tile framed as the COG holds it;
-* ``ledger/{y0}_{x0}``: for each block of the first pass, the tiles its task encoded (JSON), written once
-  they are all on disk; a resumed run skips the blocks listed there whose parts are intact;
+* ``ledger/{y0}_{x0}``: for each task of the first pass (a fused block, which may hold several pyramid
+  blocks), the tiles it encoded and the size and CRC32 of its parts (JSON), written once they are all on
+  disk; a resumed run skips the blocks listed there whose parts are intact;
 * ``level{n}/sums`` and ``counts``: the valid-pixel sums of the first level the first pass does not encode,
   which the next pass reads;
 * its attributes: the fingerprint (the fused output's, the codec and the window) and the COG's layout.
@@ -28,7 +29,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -41,6 +44,7 @@ import xarray as xr
 import zarr
 from affine import Affine
 from rasterio.io import MemoryFile
+from zarr.codecs import Crc32cCodec
 
 from .errors import InvalidParameterError, StoreError
 from .outputs import OUTPUT_STORE_ATTR, remove_owned
@@ -186,35 +190,55 @@ def is_parts_store(path: str | Path) -> bool:
 
 
 def open_parts(path: Path) -> tuple[CogLayout, str, int]:
-    """The layout, codec and levels of the first pass of the parts store at ``path``."""
-    attrs = json.loads((path / ".zattrs").read_text())[PARTS_ATTR]
-    return CogLayout.from_attrs(attrs["layout"]), attrs["compress"], attrs["first_levels"]
+    """The layout, codec and levels of the first pass of the parts store at ``path``.
+
+    Raises:
+        StoreError: ``path`` is not a whole parts store.
+    """
+    try:
+        attrs = json.loads((path / ".zattrs").read_text())[PARTS_ATTR]
+        return CogLayout.from_attrs(attrs["layout"]), attrs["compress"], attrs["first_levels"]
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise StoreError(
+            f"{path} is not a whole store of encoded COG tiles ({exc!r}); rerun without `resume` to encode again"
+        ) from None
 
 
 def _create_parts(path: Path, layout: CogLayout, compress: str, levels: int, fingerprint: str) -> None:
     """An empty parts store at ``path`` (what was there removed), with the sums arrays of its level
-    ``levels`` when the COG has more levels than the first pass encodes."""
+    ``levels`` when the COG has more levels than the first pass encodes. Made under a temporary name beside
+    ``path`` and renamed: a store half made is never taken for one, nor for a folder of the user's."""
     remove_owned(path)
-    group = zarr.open_group(str(path), mode="w-", zarr_format=2)
+    for leftover in path.parent.glob(f".{path.name}.new-*"):  # of a run killed while it made its store
+        shutil.rmtree(leftover, ignore_errors=True)
+    made = path.with_name(f".{path.name}.new-{uuid.uuid4().hex[:8]}")
+    group = zarr.open_group(str(made), mode="w-", zarr_format=2)
     group.attrs.update(
         {
             OUTPUT_STORE_ATTR: fingerprint,
             PARTS_ATTR: {"layout": layout.to_attrs(), "compress": compress, "first_levels": levels},
         }
     )
-    (path / LEDGER).mkdir()
-    (path / "parts").mkdir()
+    (made / LEDGER).mkdir()
+    (made / "parts").mkdir()
     shapes = layout.level_shapes()
     if levels < len(shapes):
-        _create_sums(path / f"level{levels}", (layout.bands, *shapes[levels]), _pass_block(levels) >> levels, layout)
+        _create_sums(made / f"level{levels}", (layout.bands, *shapes[levels]), _pass_block(levels) >> levels, layout)
+    os.replace(made, path)
 
 
 def _create_sums(folder: Path, shape: tuple[int, int, int], chunk: int, layout: CogLayout) -> None:
-    """Zarr arrays ``sums`` (float64) and ``counts`` (uint32) of a pyramid level, one chunk per task's block."""
+    """Zarr arrays ``sums`` (float64) and ``counts`` (uint32) of a pyramid level, one chunk per task's block,
+    each chunk with its CRC32C (a damaged one fails its read); what was there is replaced (an assembly run
+    again makes its levels again)."""
     chunks = (shape[0], chunk, chunk)
-    sums = zarr.create_array(f"{folder}/sums", shape=shape, dtype="float64", chunks=chunks, compressors=None)
-    sums.attrs["dtype"] = layout.dtype.str
-    zarr.create_array(f"{folder}/counts", shape=shape, dtype="uint32", chunks=chunks, compressors=None)
+    made = {
+        name: zarr.create_array(
+            f"{folder}/{name}", shape=shape, dtype=dtype, chunks=chunks, compressors=[Crc32cCodec()], overwrite=True
+        )
+        for name, dtype in (("sums", "float64"), ("counts", "uint32"))
+    }
+    made["sums"].attrs["dtype"] = layout.dtype.str
 
 
 def _pass_block(levels: int) -> int:
@@ -223,27 +247,41 @@ def _pass_block(levels: int) -> int:
 
 
 def _record(path: str, key: str, entries: TileEntries) -> None:
-    """Enter a first-pass block's tiles in the ledger of the parts store ``path`` (atomically: a ledger entry
-    is whole or absent)."""
+    """Enter a first-pass block's tiles in the ledger of the parts store ``path``, with the size and CRC32 of
+    each of its parts (read back: the parts are whole on disk before the block is listed); atomically, so a
+    ledger entry is whole or absent."""
+    parts = {}
+    for part in {where[0] for where in entries.values()}:
+        data = (Path(path) / "parts" / part).read_bytes()
+        parts[part] = [len(data), zlib.crc32(data)]
     tmp = Path(path) / LEDGER / f".{key}.{uuid.uuid4().hex[:8]}"
-    tmp.write_text(json.dumps([[*tile, *where] for tile, where in entries.items()]))
+    tmp.write_text(json.dumps({"tiles": [[*tile, *where] for tile, where in entries.items()], "parts": parts}))
     os.replace(tmp, Path(path) / LEDGER / key)
 
 
-def _recorded(path: Path) -> dict[str, TileEntries]:
-    """The ledger's blocks whose parts are all on disk and long enough: ``{key: their tiles}``."""
-    sizes = {p.name: p.stat().st_size for p in (path / "parts").iterdir()}
+def _recorded(path: Path, verify: bool = False) -> dict[str, TileEntries]:
+    """The ledger's blocks whose parts are all on disk at their recorded size (and, with ``verify``, their
+    recorded CRC32: every part read): ``{key: their tiles}``. An entry that cannot be read is not a block."""
+    try:
+        sizes = {p.name: p.stat().st_size for p in (path / "parts").iterdir()}
+        ledger = sorted((path / LEDGER).iterdir())
+    except OSError:
+        return {}
     blocks = {}
-    for entry in (path / LEDGER).iterdir():
-        if entry.name.startswith("."):
+    for entry in ledger:
+        if entry.name.startswith("."):  # a ledger entry being written, or left by a killed task
             continue
         try:
-            rows = json.loads(entry.read_text())
-        except (OSError, ValueError):
+            recorded = json.loads(entry.read_text())
+            tiles = {(level, i, j): (part, offset, size) for level, i, j, part, offset, size in recorded["tiles"]}
+            parts = {part: (int(size), int(crc)) for part, (size, crc) in recorded["parts"].items()}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
             continue
-        entries = {(level, i, j): (part, offset, size) for level, i, j, part, offset, size in rows}
-        if all(sizes.get(part, -1) >= offset + size + FRAME for part, offset, size in entries.values()):
-            blocks[entry.name] = entries
+        if any(sizes.get(part) != size for part, (size, _) in parts.items()):
+            continue
+        if verify and any(zlib.crc32((path / "parts" / p).read_bytes()) != crc for p, (_, crc) in parts.items()):
+            continue
+        blocks[entry.name] = tiles
     return blocks
 
 
@@ -290,11 +328,15 @@ def encode_output(
         resume: keep the store a run with the same settings left, and compute only the blocks its ledger
             lists as missing (or whose parts are gone).
 
+    Returns:
+        The blocks: the fused ones, and the COG's blocks wholly beyond them (nodata), in all and computed now.
+
     Raises:
-        StoreError: ``resume`` and the store holds the output of other settings.
+        StoreError: ``resume`` and the store holds the output of other settings, or of another route.
+        InvalidParameterError: an empty ``window``, or one reaching beyond an output without nodata.
     """
     path = Path(path)
-    data = hrms.data
+    data = hrms.data.rechunk({0: -1})  # a task encodes every band of its tiles
     height, width = data.shape[1:]
     window = window or (0, height, 0, width)
     attrs, nodata = output_attrs(hrms), output_nodata(hrms)
@@ -305,13 +347,13 @@ def encode_output(
         return write_output(hrms, path, client, progress, resume=resume)
     fingerprint = digest(attrs["fingerprint"], compress, window, levels)
     finished: dict[str, TileEntries] = {}
-    if resume and is_parts_store(path):
-        if zarr.open_group(str(path), mode="r", zarr_format=2).attrs.get(OUTPUT_STORE_ATTR) != fingerprint:
+    if resume and path.exists():
+        if not is_parts_store(path) or json.loads((path / ".zattrs").read_text())[OUTPUT_STORE_ATTR] != fingerprint:
             raise StoreError(
                 f"{path} holds the output of a run with other settings (method, adaptation, tile size, scene, "
-                "codec or extent); rerun without `resume` to start again"
+                "codec or extent, or another version's); rerun without `resume` to start again"
             )
-        finished = _recorded(path)
+        finished = _recorded(path, verify=True)
     else:
         _create_parts(path, cog, compress, levels, fingerprint)
     size = _pass_block(levels)
@@ -321,22 +363,17 @@ def encode_output(
         if f"{y0}_{x0}" not in finished:
             tasks.append(dask.delayed(_fuse_and_encode, pure=False)(TaskInput(data.blocks[0, i, j]), y0, x0, *common))
             labels.append(f"output block at PAN rows {y0}:{y0 + h}, columns {x0}:{x0 + w}")
-    beyond = [
-        (y, x)
-        for y in range(0, window[1], size)
-        for x in range(0, window[3], size)
-        if (y >= height or x >= width) and f"{y}_{x}" not in finished
+    beyond = [  # COG blocks wholly outside the fused pixels: nodata
+        (y, x) for y in range(0, window[1], size) for x in range(0, window[3], size) if y >= height or x >= width
     ]
-    for y, x in beyond:  # COG blocks wholly outside the fused pixels: nodata
-        tasks.append(dask.delayed(_encode_nodata, pure=False)(data.shape[0], data.dtype, y, x, *common))
-        labels.append(f"nodata block at rows {y}:{y + size}, columns {x}:{x + size}")
+    for y, x in beyond:
+        if f"{y}_{x}" not in finished:
+            tasks.append(dask.delayed(_encode_nodata, pure=False)(data.shape[0], data.dtype, y, x, *common))
+            labels.append(f"nodata block at rows {y}:{y + size}, columns {x}:{x + size}")
     resources = json.loads(hrms.attrs.get("resources") or "{}")
     for _ in run_tasks(client, tasks, progress, labels, resources=resources):
         pass
-    total = len(data.chunks[1]) * len(data.chunks[2]) + sum(
-        1 for y in range(0, window[1], size) for x in range(0, window[3], size) if y >= height or x >= width
-    )
-    return WriteReport(blocks=total, computed=len(tasks))
+    return WriteReport(blocks=len(data.chunks[1]) * len(data.chunks[2]) + len(beyond), computed=len(tasks))
 
 
 def _fuse_and_encode(
@@ -405,7 +442,8 @@ def encode_stored(store: Path, path: Path, *, compress: str, window: Window | No
     for y0, x0 in _blocks(shapes[0], _pass_block(levels)):
         args = (source, y0, x0, str(path), shapes, levels, cog.nodata, compress, cog.window)
         tasks.append(dask.delayed(_read_and_encode, pure=False)(*args))
-        labels.append(f"COG level 0 block at rows {y0}:{y0 + BLOCK}, columns {x0}:{x0 + BLOCK}")
+        edge = _pass_block(levels)
+        labels.append(f"COG level 0 block at rows {y0}:{y0 + edge}, columns {x0}:{x0 + edge}")
     for _ in run_tasks(client, tasks, progress, labels):
         pass
 
@@ -478,7 +516,8 @@ def _encode_levels(
     ``source`` is the block's pixels ``(B, h, w)`` (level 0), or the folder of the ``sums`` and ``counts``
     arrays of level ``first``, which the pass before wrote (a :data:`BLOCK` of them). Sums and counts of
     valid pixels carried down the pyramid make every overview pixel the mean over its whole footprint at
-    full resolution, as GDAL computes it. Each part is written under a temporary name and renamed when whole.
+    full resolution, as GDAL computes it. Part names carry this run's id: a copy of the task running at the
+    same time (its worker thought lost) writes its own, and the ledger entry, written last, names one run's.
     """
     below = first + count < len(shapes)
     if isinstance(source, np.ndarray):
@@ -487,6 +526,12 @@ def _encode_levels(
         sums_in, counts_in = zarr.open_array(f"{source}/sums", mode="r"), zarr.open_array(f"{source}/counts", mode="r")
         dtype, bands = np.dtype(cast(str, sums_in.attrs["dtype"])), sums_in.shape[0]  # written by _create_sums
         rows, cols = slice(y0, y0 + BLOCK), slice(x0, x0 + BLOCK)
+
+        def intact(array: zarr.Array, name: str, b: int) -> np.ndarray:
+            remedy = "rerun with `resume` to encode the blocks above it again"
+            key = (slice(b, b + 1), rows, cols)
+            return read_intact(array, Path(source) / name, key, path, f"level {first} {name} at", remedy)[0]
+
     levels: list[np.ndarray] = []
     carried: tuple[np.ndarray, np.ndarray] | None = None
     for b in range(bands):
@@ -495,7 +540,7 @@ def _encode_levels(
             valid = np.ones(band.shape, bool) if nodata is None else _valid(band, nodata)
             sums, counts = np.where(valid, band, 0).astype(np.float64), valid.astype(np.uint32)
         else:
-            sums, counts = cast(np.ndarray, sums_in[b, rows, cols]), cast(np.ndarray, counts_in[b, rows, cols])
+            sums, counts = intact(sums_in, "sums", b), intact(counts_in, "counts", b)
             band = _mean(sums, counts, dtype, nodata)
         pyramid = [band]
         for k in range(1, count + below):
@@ -513,10 +558,10 @@ def _encode_levels(
                 carried = (np.empty((bands, *sums.shape)), np.empty((bands, *counts.shape), np.uint32))
             carried[0][b], carried[1][b] = sums, counts
     entries = {}
+    run = uuid.uuid4().hex[:8]  # a task run twice at once (a worker thought lost) writes parts of its own
     for k, level in enumerate(levels):
-        name = f"{first}_{y0}_{x0}.{first + k}"
-        tmp = Path(path) / "parts" / f".{name}.{uuid.uuid4().hex[:8]}"
-        with open(tmp, "wb") as f:
+        name = f"{first}_{y0}_{x0}.{first + k}.{run}"
+        with open(Path(path) / "parts" / name, "wb") as f:
             for i in range(-(-level.shape[1] // TILE)):
                 for j in range(-(-level.shape[2] // TILE)):
                     tile = np.full((TILE, TILE, bands), nodata or 0, dtype)
@@ -525,7 +570,6 @@ def _encode_levels(
                     data = encode_tile(tile, compress)
                     entries[(first + k, (y0 >> k) // TILE + i, (x0 >> k) // TILE + j)] = (name, f.tell(), len(data))
                     f.write(framed(data))
-        os.replace(tmp, Path(path) / "parts" / name)
     if carried is not None:
         next_level = f"{path}/level{first + count}"
         region = (
@@ -533,8 +577,9 @@ def _encode_levels(
             slice(y0 >> count, (y0 >> count) + carried[0].shape[1]),
             slice(x0 >> count, (x0 >> count) + carried[0].shape[2]),
         )
-        zarr.open_array(f"{next_level}/sums", mode="r+")[region] = carried[0]
-        zarr.open_array(f"{next_level}/counts", mode="r+")[region] = carried[1]
+        for name, values in zip(("sums", "counts"), carried):
+            array = zarr.open_array(f"{next_level}/{name}", mode="r+")
+            array.with_config({"write_empty_chunks": True})[region] = values  # an absent chunk is then damage
     return entries
 
 
@@ -581,10 +626,12 @@ def assemble(path: Path, out: Path, *, client=None, progress=None, bigtiff: bool
     tiles: TileEntries = {}
     for entries in _recorded(path).values():
         tiles.update(entries)
-    if len(tiles) != sum(_tile_count(shapes[n]) for n in range(min(first, len(shapes)))):
+    missing = {(n, i, j) for n in range(min(first, len(shapes))) for i, j in _tile_indexes(shapes[n])}.difference(tiles)
+    if missing:
+        level, row, col = min(missing)
         raise StoreError(
-            f"{path} lacks encoded blocks of the output (a run stopped before they were written, or its parts "
-            "were removed); rerun with `resume` to encode them"
+            f"{path} lacks {len(missing)} encoded COG tiles (level {level}, row {row}, column {col} the first): a "
+            "run stopped before they were written, or their parts were removed; rerun with `resume` to encode them"
         )
     passes = range(first, len(shapes), LEVELS_PER_PASS)
     total = sum(len(_blocks(shapes[n])) for n in passes) + 1
@@ -607,24 +654,21 @@ def assemble(path: Path, out: Path, *, client=None, progress=None, bigtiff: bool
         for encoded in run_tasks(client, tasks, advance, labels):
             tiles.update(cast(TileEntries, encoded))
         done += len(tasks)
-    levels = [
-        Level(w, h, tuple(tiles[(n, i, j)][2] for i in range(-(-h // TILE)) for j in range(-(-w // TILE))))
-        for n, (h, w) in enumerate(shapes)
-    ]
+    levels = [Level(w, h, tuple(tiles[(n, *ij)][2] for ij in _tile_indexes((h, w)))) for n, (h, w) in enumerate(shapes)]
     header = cog_header(levels, cog.dtype, cog.bands, compress, cog.tags, bigtiff=bigtiff)
     order = [
-        (str(path / "parts" / tiles[(n, i, j)][0]), tiles[(n, i, j)][1], tiles[(n, i, j)][2] + FRAME)
+        (str(path / "parts" / tiles[(n, *ij)][0]), tiles[(n, *ij)][1], tiles[(n, *ij)][2] + FRAME)
         for n in reversed(range(len(shapes)))
-        for i in range(-(-shapes[n][0] // TILE))
-        for j in range(-(-shapes[n][1] // TILE))
+        for ij in _tile_indexes(shapes[n])
     ]
     written = dask.delayed(_assemble, pure=False)(str(out), header, _runs(order))
     (size,) = run_tasks(client, [written], advance, [f"assembling {out}"])
     return cast(int, size)
 
 
-def _tile_count(shape: tuple[int, int]) -> int:
-    return -(-shape[0] // TILE) * -(-shape[1] // TILE)
+def _tile_indexes(shape: tuple[int, int]) -> list[tuple[int, int]]:
+    """``(row, column)`` of the tiles of a level of ``shape``, row-major."""
+    return [(i, j) for i in range(-(-shape[0] // TILE)) for j in range(-(-shape[1] // TILE))]
 
 
 def _runs(order: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
@@ -642,13 +686,22 @@ def _assemble(path: str, header: bytes, runs: list[tuple[str, int, int]]) -> int
     """Write ``header`` then each ``(part, offset, bytes)`` run, in order, to ``path``; returns the file size.
 
     The parts stay: a retried assembly (its worker lost) finds them, and so does a resumed run.
+
+    Raises:
+        StoreError: a part is gone or shorter than its runs.
     """
     with open(path, "wb") as dst:
         dst.write(header)
         dst.flush()
         for part, offset, size in runs:
-            with open(part, "rb") as src:
-                _copy_range(src, dst, offset, size)
+            try:
+                with open(part, "rb") as src:
+                    _copy_range(src, dst, offset, size)
+            except (FileNotFoundError, EOFError) as exc:
+                raise StoreError(
+                    f"{exc}: the COG's encoded tiles were changed while it was assembled; rerun with `resume` to "
+                    "encode the blocks again"
+                ) from None
         return dst.tell()
 
 
@@ -670,7 +723,7 @@ def _copy_range(src, dst, offset: int, size: int) -> None:
     while offset < end:
         chunk = src.read(min(end - offset, 64 << 20))
         if not chunk:
-            raise OSError(f"COG part {src.name} ends at byte {offset}, before {end}")
+            raise EOFError(f"COG part {src.name} ends at byte {offset}, before {end}")
         dst.write(chunk)
         offset += len(chunk)
     dst.flush()

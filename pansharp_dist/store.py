@@ -20,10 +20,12 @@ written with empty chunks kept (zarr's ``write_empty_chunks``: an all-fill
 chunk is stored too), so a chunk file that is missing or empty is damage as
 well, not nodata, and fails its read the same way.
 
-Output store (Zarr v2 so that GDAL, which converts it to a COG, can read it;
-GDAL 3.10 does not read zarr-python's v3 codecs): ``hrms[band, y, x]`` in
-chunks of ``(1, 512, 512)`` (one band per chunk: GDAL's Zarr reader decodes a
-multi-band chunk once per band), written block by block by the workers. Its
+Output store (Zarr v2 so that GDAL can read it too; GDAL 3.10 does not read
+zarr-python's v3 codecs): ``hrms[band, y, x]`` in chunks of ``(1, 512, 512)``
+(one band per chunk: GDAL's Zarr reader decodes a multi-band chunk once per
+band), written block by block by the workers. A run writes one only where its
+blocks do not line up with the COG's tiles; elsewhere each fused block's COG
+tiles are encoded in the task that fused it (:mod:`pansharp_dist.pyramid`). Its
 ledger (``ledger/`` inside the store) gets one empty file per finished block,
 created by the worker after the block's pixels are written; a resumed run
 computes only the blocks the ledger does not list. The store's
@@ -484,13 +486,17 @@ def finished_blocks(path: str | Path) -> set[tuple[int, int]]:
     folder = Path(path) / LEDGER
     if not folder.is_dir():
         return set()
-    # ledger entries are named y0_x0
-    return cast("set[tuple[int, int]]", {tuple(int(v) for v in entry.name.split("_")) for entry in folder.iterdir()})
+    # ledger entries are named y0_x0; a name with a leading dot is one being written
+    return cast(
+        "set[tuple[int, int]]",
+        {tuple(int(v) for v in entry.name.split("_")) for entry in folder.iterdir() if not entry.name.startswith(".")},
+    )
 
 
 @dataclass(frozen=True)
 class WriteReport:
-    """What :func:`write_output` did: blocks in the output, and blocks computed now (the others a resume skipped)."""
+    """What :func:`write_output` (or :func:`~.pyramid.encode_output`) did: blocks in the output, and blocks
+    computed now (the others a resume skipped)."""
 
     blocks: int
     computed: int

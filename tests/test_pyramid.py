@@ -79,7 +79,7 @@ def test_a_window_that_starts_before_the_fused_grid_takes_the_output_store(tmp_p
     assert fused == stored
 
 
-def test_a_resumed_encoding_redoes_only_the_blocks_whose_ledger_entry_or_parts_are_gone(tmp_path):
+def test_a_resumed_encoding_redoes_only_the_blocks_whose_ledger_entry_or_parts_are_gone_or_damaged(tmp_path):
     hrms = pansharpen(open_scene(SAMPLE / "pan.tif", SAMPLE / "ms.tif"), "brovey", tile=256, block=512)
     parts = tmp_path / "parts.zarr"
     first = encode_output(hrms, parts, compress="ZSTD:1")
@@ -87,20 +87,38 @@ def test_a_resumed_encoding_redoes_only_the_blocks_whose_ledger_entry_or_parts_a
     whole = write_cog(parts, tmp_path / "whole.tif", compress="ZSTD:1").read_bytes()
 
     (parts / LEDGER / "0_512").unlink()  # a block whose task died before its ledger entry
-    lost = json.loads((parts / LEDGER / "512_0").read_text())[0][3]
+    (parts / LEDGER / ".512_512.k1l2").write_text("{")  # a ledger entry a killed task left half written
+    lost = json.loads((parts / LEDGER / "512_0").read_text())["tiles"][0][3]
     (parts / "parts" / lost).write_bytes(b"")  # a block whose part was cut short
-    with pytest.raises(StoreError, match="lacks encoded blocks.*resume"):
+    with pytest.raises(StoreError, match="lacks 2 encoded COG tiles .*resume"):
         write_cog(parts, tmp_path / "short.tif", compress="ZSTD:1")
     assert not (tmp_path / "short.tif").exists()
+    assert finished_blocks(parts) == {(0, 0), (512, 0), (512, 512)}  # the half-written entry is not one
+    flipped = parts / "parts" / json.loads((parts / LEDGER / "512_512").read_text())["tiles"][0][3]
+    data = bytearray(flipped.read_bytes())
+    data[100] ^= 0x10
+    flipped.write_bytes(bytes(data))  # a block whose part changed on disk, its size the same
 
     again = encode_output(hrms, parts, compress="ZSTD:1", resume=True)
-    assert (again.blocks, again.computed) == (4, 2)
+    assert (again.blocks, again.computed) == (4, 3)
     assert write_cog(parts, tmp_path / "resumed.tif", compress="ZSTD:1").read_bytes() == whole
 
     with pytest.raises(StoreError, match="other settings .*codec"):
         encode_output(hrms, parts, compress="ZSTD:9", resume=True)
     with pytest.raises(InvalidParameterError, match="encoded as ZSTD:1 .* not as DEFLATE:6"):
         write_cog(parts, tmp_path / "other.tif", compress="DEFLATE:6")
+
+
+def test_an_assembly_run_again_writes_the_same_file(tmp_path):
+    """A COG whose levels below the first pass make sums of their own (5 levels, the first pass encoding 1):
+    a second assembly of the same parts (a retried task, a resumed run) makes them again."""
+    hrms = pansharpen(open_scene(*LANDSAT), "brovey", tile=128, block=512)
+    parts = tmp_path / "parts.zarr"
+    encode_output(hrms, parts, compress="ZSTD:1", window=(0, 374, 0, 4608))
+    first = write_cog(parts, tmp_path / "first.tif", compress="ZSTD:1")
+    with rasterio.open(first) as src:
+        assert len(src.overviews(1)) == 4
+    assert write_cog(parts, tmp_path / "again.tif", compress="ZSTD:1").read_bytes() == first.read_bytes()
 
 
 def test_the_fusing_tasks_pixels_reach_the_cog_unchanged(tmp_path):
