@@ -72,8 +72,10 @@ def adapt(plan: RunPlan, files: WorkFiles, stored: Scene, scheduler: str) -> Fus
 @task(**STEP)
 @redacted
 def fuse(plan: RunPlan, files: WorkFiles, stored: Scene, fuser: Fuser, scheduler: str) -> int:
-    """Every block into the output store, a progress artifact following the blocks; returns their count."""
-    artifact = create_progress_artifact(progress=0.0, key="pansharpen-blocks", description="output blocks written")
+    """Every block fused and its COG tiles encoded, a progress artifact following the blocks; returns their count."""
+    artifact = create_progress_artifact(
+        progress=0.0, key="pansharpen-blocks", description="output blocks fused and encoded"
+    )
     last = [0.0]
 
     def progress(phase: str, done: int, total: int, note: str | None = None) -> None:  # noqa: ARG001
@@ -91,7 +93,8 @@ def fuse(plan: RunPlan, files: WorkFiles, stored: Scene, fuser: Fuser, scheduler
 def export(
     plan: RunPlan, files: WorkFiles, name: str, sources: list[str], acquired: dt.datetime | None, scheduler: str
 ) -> dict[str, str]:
-    """The COG (encoded on the cluster), its quicklook and its STAC item; returns their paths."""
+    """The COG (its overviews below the fused blocks' and the assembly, on the cluster), its quicklook and its
+    STAC item; returns their paths."""
     with connect(scheduler) as client:
         cog = assemble_cog(plan, files, client)
     png = write_quicklook(cog, cog.with_suffix(".png"))
