@@ -356,19 +356,19 @@ def encode_output(
         finished = _recorded(path, verify=True)
     else:
         _create_parts(path, cog, compress, levels, fingerprint)
-    size = _pass_block(levels)
-    common = (str(path), shapes, levels, nodata, compress, window)
+    first = _FirstPass(str(path), shapes, levels, nodata, compress, window)
+    size = first.edge
     tasks, labels = [], []
     for i, j, y0, h, x0, w in block_windows(*data.chunks[1:]):
         if f"{y0}_{x0}" not in finished:
-            tasks.append(dask.delayed(_fuse_and_encode, pure=False)(TaskInput(data.blocks[0, i, j]), y0, x0, *common))
+            tasks.append(dask.delayed(_fuse_and_encode, pure=False)(TaskInput(data.blocks[0, i, j]), y0, x0, first))
             labels.append(f"output block at PAN rows {y0}:{y0 + h}, columns {x0}:{x0 + w}")
     beyond = [  # COG blocks wholly outside the fused pixels: nodata
         (y, x) for y in range(0, window[1], size) for x in range(0, window[3], size) if y >= height or x >= width
     ]
     for y, x in beyond:
         if f"{y}_{x}" not in finished:
-            tasks.append(dask.delayed(_encode_nodata, pure=False)(data.shape[0], data.dtype, y, x, *common))
+            tasks.append(dask.delayed(_encode_nodata, pure=False)(data.shape[0], data.dtype, y, x, first))
             labels.append(f"nodata block at rows {y}:{y + size}, columns {x}:{x + size}")
     resources = json.loads(hrms.attrs.get("resources") or "{}")
     for _ in run_tasks(client, tasks, progress, labels, resources=resources):
@@ -376,54 +376,50 @@ def encode_output(
     return WriteReport(blocks=len(data.chunks[1]) * len(data.chunks[2]) + len(beyond), computed=len(tasks))
 
 
-def _fuse_and_encode(
-    block: TaskInput,
-    y0: int,
-    x0: int,
-    path: str,
-    shapes: list[tuple[int, int]],
-    levels: int,
-    nodata: float,
-    compress: str,
-    window: Window,
-) -> int:
-    """Compute the output block at PAN ``(y0, x0)`` and encode the COG blocks it holds (those that start in
-    it, nodata where they reach beyond the fused pixels); enters them in the ledger as ``{y0}_{x0}``.
+@dataclass(frozen=True)
+class _FirstPass:
+    """What every task of a first pass shares: the parts store ``path``, every level's ``(height, width)``,
+    the ``levels`` it encodes, nodata, the codec and the COG's window of the output."""
 
-    Returns the bytes of the fused pixels.
-    """
+    path: str
+    shapes: list[tuple[int, int]]
+    levels: int
+    nodata: float | None
+    compress: str
+    window: Window
+
+    @property
+    def edge(self) -> int:
+        """The edge of its pyramid blocks at full resolution."""
+        return _pass_block(self.levels)
+
+    def encode(self, pixels: np.ndarray, y: int, x: int) -> TileEntries:
+        """Encode the COG block at ``(y, x)`` (COG pixels) from its ``(B, h, w)`` pixels, padded with nodata to
+        its size in the COG where they end inside it."""
+        r0, r1, c0, c1 = self.window
+        shape = (min(self.edge, r1 - r0 - y), min(self.edge, c1 - c0 - x))
+        if pixels.shape[1:] != shape:
+            padded = np.full((pixels.shape[0], *shape), self.nodata, pixels.dtype)
+            padded[:, : pixels.shape[1], : pixels.shape[2]] = pixels
+            pixels = padded
+        return _encode_levels(pixels, self.path, self.shapes, 0, self.levels, y, x, self.nodata, self.compress)
+
+
+def _fuse_and_encode(block: TaskInput, y0: int, x0: int, first: _FirstPass) -> int:
+    """Compute the output block at PAN ``(y0, x0)`` and encode the COG blocks it holds (those that start in
+    it); enters them in the ledger as ``{y0}_{x0}``. Returns the bytes of the fused pixels."""
     (pixels,) = block.compute()
-    size = _pass_block(levels)
     entries: TileEntries = {}
-    for y in range(y0, y0 + pixels.shape[1], size):
-        for x in range(x0, x0 + pixels.shape[2], size):
-            piece = pixels[:, y - y0 : y - y0 + size, x - x0 : x - x0 + size]
-            shape = (min(size, window[1] - y), min(size, window[3] - x))
-            if piece.shape[1:] != shape:  # the fused pixels end inside this COG block
-                padded = np.full((piece.shape[0], *shape), nodata, piece.dtype)
-                padded[:, : piece.shape[1], : piece.shape[2]] = piece
-                piece = padded
-            entries.update(_encode_levels(piece, path, shapes, 0, levels, y, x, nodata, compress))
-    _record(path, f"{y0}_{x0}", entries)
+    for y in range(y0, y0 + pixels.shape[1], first.edge):
+        for x in range(x0, x0 + pixels.shape[2], first.edge):
+            entries.update(first.encode(pixels[:, y - y0 : y - y0 + first.edge, x - x0 : x - x0 + first.edge], y, x))
+    _record(first.path, f"{y0}_{x0}", entries)
     return int(pixels.nbytes)
 
 
-def _encode_nodata(
-    bands: int,
-    dtype: np.dtype,
-    y: int,
-    x: int,
-    path: str,
-    shapes: list[tuple[int, int]],
-    levels: int,
-    nodata: float,
-    compress: str,
-    window: Window,
-) -> int:
+def _encode_nodata(bands: int, dtype: np.dtype, y: int, x: int, first: _FirstPass) -> int:
     """Encode the COG block at ``(y, x)``, which lies outside the fused pixels, as nodata."""
-    size = _pass_block(levels)
-    piece = np.full((bands, min(size, window[1] - y), min(size, window[3] - x)), nodata, dtype)
-    _record(path, f"{y}_{x}", _encode_levels(piece, path, shapes, 0, levels, y, x, nodata, compress))
+    _record(first.path, f"{y}_{x}", first.encode(np.full((bands, 0, 0), first.nodata, dtype), y, x))
     return 0
 
 
@@ -437,31 +433,19 @@ def encode_stored(store: Path, path: Path, *, compress: str, window: Window | No
     shapes = cog.level_shapes()
     levels = min(LEVELS_PER_PASS, len(shapes))
     _create_parts(path, cog, compress, levels, digest(str(store), compress, cog.window))
-    source = str(store / "hrms")
+    first = _FirstPass(str(path), shapes, levels, cog.nodata, compress, cog.window)
     tasks, labels = [], []
-    for y0, x0 in _blocks(shapes[0], _pass_block(levels)):
-        args = (source, y0, x0, str(path), shapes, levels, cog.nodata, compress, cog.window)
-        tasks.append(dask.delayed(_read_and_encode, pure=False)(*args))
-        edge = _pass_block(levels)
-        labels.append(f"COG level 0 block at rows {y0}:{y0 + edge}, columns {x0}:{x0 + edge}")
+    for y0, x0 in _blocks(shapes[0], first.edge):
+        tasks.append(dask.delayed(_read_and_encode, pure=False)(str(store / "hrms"), y0, x0, first))
+        labels.append(f"COG level 0 block at rows {y0}:{y0 + first.edge}, columns {x0}:{x0 + first.edge}")
     for _ in run_tasks(client, tasks, progress, labels):
         pass
 
 
-def _read_and_encode(
-    source: str,
-    y0: int,
-    x0: int,
-    path: str,
-    shapes: list[tuple[int, int]],
-    levels: int,
-    nodata: float | None,
-    compress: str,
-    window: Window,
-) -> int:
+def _read_and_encode(source: str, y0: int, x0: int, first: _FirstPass) -> int:
     """Encode the COG block at ``(y0, x0)`` read from the output array ``source``; enters it in the ledger."""
-    block = _read_output(source, y0, x0, _pass_block(levels), window, nodata)
-    _record(path, f"{y0}_{x0}", _encode_levels(block, path, shapes, 0, levels, y0, x0, nodata, compress))
+    block = _read_output(source, y0, x0, first.edge, first.window, first.nodata)
+    _record(first.path, f"{y0}_{x0}", first.encode(block, y0, x0))
     return int(block.nbytes)
 
 
