@@ -63,6 +63,8 @@ PARTS_ATTR = "cog_parts"
 TileEntries = dict[tuple[int, int, int], tuple[str, int, int]]
 """``{(level, tile_row, tile_col): (part file, offset, bytes)}``: where each tile's frame starts in its part
 (a name in the store's ``parts/``), and the tile's size without its frame."""
+PartSums = dict[str, tuple[int, int]]
+"""``{part file: (bytes, CRC32)}``, as the ledger keeps them."""
 
 
 @dataclass(frozen=True)
@@ -246,14 +248,10 @@ def _pass_block(levels: int) -> int:
     return TILE << (levels - 1)
 
 
-def _record(path: str, key: str, entries: TileEntries) -> None:
+def _record(path: str, key: str, encoded: tuple[TileEntries, PartSums]) -> None:
     """Enter a first-pass block's tiles in the ledger of the parts store ``path``, with the size and CRC32 of
-    each of its parts (read back: the parts are whole on disk before the block is listed); atomically, so a
-    ledger entry is whole or absent."""
-    parts = {}
-    for part in {where[0] for where in entries.values()}:
-        data = (Path(path) / "parts" / part).read_bytes()
-        parts[part] = [len(data), zlib.crc32(data)]
+    each of its parts (written and closed before); atomically, so a ledger entry is whole or absent."""
+    entries, parts = encoded
     tmp = Path(path) / LEDGER / f".{key}.{uuid.uuid4().hex[:8]}"
     tmp.write_text(json.dumps({"tiles": [[*tile, *where] for tile, where in entries.items()], "parts": parts}))
     os.replace(tmp, Path(path) / LEDGER / key)
@@ -393,7 +391,7 @@ class _FirstPass:
         """The edge of its pyramid blocks at full resolution."""
         return _pass_block(self.levels)
 
-    def encode(self, pixels: np.ndarray, y: int, x: int) -> TileEntries:
+    def encode(self, pixels: np.ndarray, y: int, x: int) -> tuple[TileEntries, PartSums]:
         """Encode the COG block at ``(y, x)`` (COG pixels) from its ``(B, h, w)`` pixels, padded with nodata to
         its size in the COG where they end inside it."""
         r0, r1, c0, c1 = self.window
@@ -410,10 +408,13 @@ def _fuse_and_encode(block: TaskInput, y0: int, x0: int, first: _FirstPass) -> i
     it); enters them in the ledger as ``{y0}_{x0}``. Returns the bytes of the fused pixels."""
     (pixels,) = block.compute()
     entries: TileEntries = {}
+    parts: PartSums = {}
     for y in range(y0, y0 + pixels.shape[1], first.edge):
         for x in range(x0, x0 + pixels.shape[2], first.edge):
-            entries.update(first.encode(pixels[:, y - y0 : y - y0 + first.edge, x - x0 : x - x0 + first.edge], y, x))
-    _record(first.path, f"{y0}_{x0}", entries)
+            tiles, sums = first.encode(pixels[:, y - y0 : y - y0 + first.edge, x - x0 : x - x0 + first.edge], y, x)
+            entries.update(tiles)
+            parts.update(sums)
+    _record(first.path, f"{y0}_{x0}", (entries, parts))
     return int(pixels.nbytes)
 
 
@@ -491,7 +492,7 @@ def _encode_levels(
     x0: int,
     nodata: float | None,
     compress: str,
-) -> TileEntries:
+) -> tuple[TileEntries, PartSums]:
     """Encode the tiles of levels ``first`` to ``first + count - 1`` under the block at ``(y0, x0)`` of level
     ``first`` into the parts ``{first}_{y0}_{x0}.{level}`` of the parts store ``path``, one per level; where
     the COG has a level after those (``shapes``: every level's ``(height, width)``), add the block's
@@ -502,6 +503,8 @@ def _encode_levels(
     valid pixels carried down the pyramid make every overview pixel the mean over its whole footprint at
     full resolution, as GDAL computes it. Part names carry this run's id: a copy of the task running at the
     same time (its worker thought lost) writes its own, and the ledger entry, written last, names one run's.
+
+    Returns the tiles' places and each part's size and CRC32, summed as it is written.
     """
     below = first + count < len(shapes)
     if isinstance(source, np.ndarray):
@@ -541,10 +544,11 @@ def _encode_levels(
             if carried is None:
                 carried = (np.empty((bands, *sums.shape)), np.empty((bands, *counts.shape), np.uint32))
             carried[0][b], carried[1][b] = sums, counts
-    entries = {}
+    entries: TileEntries = {}
+    parts: PartSums = {}
     run = uuid.uuid4().hex[:8]  # a task run twice at once (a worker thought lost) writes parts of its own
     for k, level in enumerate(levels):
-        name = f"{first}_{y0}_{x0}.{first + k}.{run}"
+        name, crc = f"{first}_{y0}_{x0}.{first + k}.{run}", 0
         with open(Path(path) / "parts" / name, "wb") as f:
             for i in range(-(-level.shape[1] // TILE)):
                 for j in range(-(-level.shape[2] // TILE)):
@@ -553,7 +557,10 @@ def _encode_levels(
                     tile[: piece.shape[1], : piece.shape[2]] = piece.transpose(1, 2, 0)
                     data = encode_tile(tile, compress)
                     entries[(first + k, (y0 >> k) // TILE + i, (x0 >> k) // TILE + j)] = (name, f.tell(), len(data))
-                    f.write(framed(data))
+                    frame = framed(data)
+                    crc = zlib.crc32(frame, crc)
+                    f.write(frame)
+            parts[name] = (f.tell(), crc)
     if carried is not None:
         next_level = f"{path}/level{first + count}"
         region = (
@@ -564,7 +571,7 @@ def _encode_levels(
         for name, values in zip(("sums", "counts"), carried):
             array = zarr.open_array(f"{next_level}/{name}", mode="r+")
             array.with_config({"write_empty_chunks": True})[region] = values  # an absent chunk is then damage
-    return entries
+    return entries, parts
 
 
 def _valid(band: np.ndarray, nodata: float) -> np.ndarray:
@@ -636,7 +643,7 @@ def assemble(path: Path, out: Path, *, client=None, progress=None, bigtiff: bool
             tasks.append(dask.delayed(_encode_levels, pure=False)(*args))
             labels.append(f"COG level {level} block at rows {y0}:{y0 + BLOCK}, columns {x0}:{x0 + BLOCK}")
         for encoded in run_tasks(client, tasks, advance, labels):
-            tiles.update(cast(TileEntries, encoded))
+            tiles.update(cast("tuple[TileEntries, PartSums]", encoded)[0])
         done += len(tasks)
     levels = [Level(w, h, tuple(tiles[(n, *ij)][2] for ij in _tile_indexes((h, w)))) for n, (h, w) in enumerate(shapes)]
     header = cog_header(levels, cog.dtype, cog.bands, compress, cog.tags, bigtiff=bigtiff)

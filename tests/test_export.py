@@ -201,9 +201,7 @@ def test_a_cog_goes_to_an_fsspec_url_whole_and_reads_back_the_same(tmp_path):
 
 
 def test_a_higher_level_gives_a_smaller_file_of_the_same_pixels(tmp_path):
-
-    store = tmp_path / "h.zarr"
-    write_output(pansharpen(open_scene(SAMPLE / "pan.tif", SAMPLE / "ms.tif"), "brovey", tile=256), store)
+    store = _output_store(SAMPLE / "pan.tif", SAMPLE / "ms.tif", tmp_path, None)
     sizes, pixels = {}, []
     for level in ("zstd:1", "zstd:19", "none"):
         out = write_cog(store, tmp_path / f"{level.replace(':', '-')}.tif", compress=level)
@@ -221,8 +219,7 @@ def test_a_window_beyond_the_output_is_nodata_there_and_georeferenced_where_it_s
 
     from pansharp_dist.errors import InvalidParameterError
 
-    store = tmp_path / "h.zarr"
-    write_output(pansharpen(open_scene(SAMPLE / "pan.tif", SAMPLE / "ms.tif"), "brovey", tile=256), store)
+    store = _output_store(SAMPLE / "pan.tif", SAMPLE / "ms.tif", tmp_path, None)
     with rasterio.open(write_cog(store, tmp_path / "own.tif")) as src:
         own, t = src.read(), src.transform
     wide = write_cog(store, tmp_path / "wide.tif", window=(-3, 2100, -2050, 900))  # two blocks of rows and columns
